@@ -1,0 +1,83 @@
+"""Configuration: one small frozen dataclass per concern, saved as JSON beside every model and run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import ParameterError
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as a plain JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: dict | None) -> T:
+    """Rebuild a config from a dict; unknown keys are an error, missing keys take their defaults."""
+    data = dict(data or {})
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ParameterError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+    for key, value in data.items():
+        if isinstance(value, list):
+            data[key] = tuple(value)
+    return cls(**data)
+
+
+def config_hash(cfg: Any) -> str:
+    """A short stable hash of a config's values (for cache keys)."""
+    blob = json.dumps({"type": type(cfg).__name__, **to_dict(cfg)}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes features. Frame step is ``hop_length / sample_rate`` seconds (10 ms by default)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512  # STFT size in samples (32 ms at 16 kHz)
+    win_length: int = 400  # analysis window in samples (25 ms)
+    hop_length: int = 160  # frame step in samples (10 ms)
+    n_mels: int = 64
+    n_mfcc: int = 40
+    deltas: bool = True  # add first-order MFCC deltas
+    pitch_method: str = "yin"  # "yin": F0 over voiced frames; "max": highest spectral peak per frame (source design)
+    f0_min: float = 60.0  # Hz
+    f0_max: float = 600.0  # Hz
+    yin_frame_length: int = 1024  # samples; must hold two periods of f0_min
+    yin_threshold: float = 0.35  # CMNDF dip below which a frame counts as voiced (82 % frame agreement with pYIN)
+    ber_split_hz: float = 2000.0  # band energy ratio split frequency
+    trim_db: float = 40.0  # leading/trailing frames quieter than (loudest - trim_db) are trimmed
+    silence_db: float = -70.0  # frames below this absolute level (dBFS) are treated as silent
+    percentiles: tuple[int, ...] = (10, 50, 90)  # robust utterance statistics, besides mean and std
+    min_duration: float = 0.25  # seconds; shorter clips are rejected
+
+    def __post_init__(self):
+        errors = []
+        if self.sample_rate < 8000:
+            errors.append("sample_rate must be at least 8000 Hz")
+        if not 0 < self.win_length <= self.n_fft:
+            errors.append("win_length must be in (0, n_fft]")
+        if self.hop_length <= 0:
+            errors.append("hop_length must be positive")
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            errors.append("n_mfcc must be in [1, n_mels]")
+        if self.pitch_method not in ("yin", "max"):
+            errors.append(f"pitch_method must be 'yin' or 'max', not {self.pitch_method!r}")
+        if not 0 < self.f0_min < self.f0_max < self.sample_rate / 2:
+            errors.append("need 0 < f0_min < f0_max < sample_rate / 2")
+        if self.yin_frame_length < 2 * self.sample_rate / self.f0_min + 2:
+            errors.append("yin_frame_length must hold two periods of f0_min")
+        if not 0 < self.ber_split_hz < self.sample_rate / 2:
+            errors.append("ber_split_hz must be in (0, sample_rate / 2)")
+        if any(not 0 <= p <= 100 for p in self.percentiles):
+            errors.append("percentiles must be in [0, 100]")
+        if errors:
+            raise ParameterError("FeatureConfig: " + "; ".join(errors))

@@ -1,0 +1,315 @@
+"""Handcrafted speech features as pure functions: signal -> arrays, numpy only.
+
+One STFT per clip feeds MFCC, spectral centroid and band energy ratio; pitch uses YIN on its own
+longer frames, aligned to the same 10 ms grid. Everything here is torch- and librosa-free so that the
+training code and the light ONNX runtime compute features with the very same code.
+
+Shapes: a signal is (samples,) float32; frame matrices are (frames, features) with one name per column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .config import FeatureConfig
+from .errors import AudioError
+
+_EPS = 1e-10
+STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
+
+
+@dataclass(frozen=True)
+class Features:
+    """Features of one clip: frame matrix (frames, n_frame_features) and utterance statistics (n_stats,)."""
+
+    frames: np.ndarray
+    frame_names: tuple[str, ...]
+    stats: np.ndarray
+    stat_names: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------------------- framing, STFT
+def frame_signal(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Centre-padded (zeros) frames of ``y``: (1 + len(y) // hop_length, frame_length); frame t is centred on
+    sample t * hop_length, as librosa does with center=True."""
+    pad = frame_length // 2
+    yp = np.pad(y.astype(np.float64, copy=False), (pad, pad))
+    n_frames = 1 + len(y) // hop_length
+    need = (n_frames - 1) * hop_length + frame_length
+    if len(yp) < need:
+        yp = np.pad(yp, (0, need - len(yp)))
+    view = np.lib.stride_tricks.sliding_window_view(yp, frame_length)
+    return view[: (n_frames - 1) * hop_length + 1 : hop_length]
+
+
+@lru_cache(maxsize=8)
+def _window(win_length: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of win_length, zero-padded to n_fft in the centre (librosa's convention)."""
+    n = np.arange(win_length)
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * n / win_length)
+    left = (n_fft - win_length) // 2
+    return np.pad(w, (left, n_fft - win_length - left))
+
+
+def stft_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Power spectrogram |STFT|^2, shape (frames, n_fft // 2 + 1)."""
+    frames = frame_signal(y, cfg.n_fft, cfg.hop_length) * _window(cfg.win_length, cfg.n_fft)
+    spec = np.fft.rfft(frames, n=cfg.n_fft, axis=1)
+    return spec.real**2 + spec.imag**2
+
+
+def fft_frequencies(cfg: FeatureConfig) -> np.ndarray:
+    """Centre frequency in Hz of each STFT bin, shape (n_fft // 2 + 1,)."""
+    return np.fft.rfftfreq(cfg.n_fft, d=1.0 / cfg.sample_rate)
+
+
+# ------------------------------------------------------------------------------------------------ MFCC
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (linear below 1 kHz, log above), as librosa's default."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    mel = f / f_sp
+    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, _EPS) / min_log_hz) / logstep, mel)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, shape (n_mels, n_fft // 2 + 1) (matches librosa.filters.mel)."""
+    fmax = sr / 2 if fmax is None else fmax
+    fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights
+
+
+@lru_cache(maxsize=8)
+def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix, shape (n_in, n_out) (scipy.fft.dct(type=2, norm='ortho'))."""
+    k = np.arange(n_out)[None, :]
+    n = np.arange(n_in)[:, None]
+    m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    m[:, 0] /= np.sqrt(2.0)
+    return m
+
+
+def log_mel(power: np.ndarray, cfg: FeatureConfig, top_db: float = 80.0) -> np.ndarray:
+    """Log mel energies in dB, (frames, n_mels), floored at (max - top_db) as librosa.power_to_db."""
+    mel = power @ mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels).T
+    db = 10.0 * np.log10(np.maximum(mel, _EPS))
+    return np.maximum(db, db.max() - top_db) if db.size else db
+
+
+def mfcc(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCCs from a power spectrogram, (frames, n_mfcc) (matches librosa.feature.mfcc on the same STFT)."""
+    return log_mel(power, cfg) @ _dct_matrix(cfg.n_mels, cfg.n_mfcc)
+
+
+def deltas(x: np.ndarray, width: int = 9) -> np.ndarray:
+    """First-order regression deltas along time (axis 0) over ``width`` frames, edges repeated; same shape."""
+    half = width // 2
+    if x.shape[0] == 0:
+        return x.copy()
+    xp = np.pad(x, ((half, half), (0, 0)), mode="edge")
+    n = x.shape[0]
+    num = sum(k * (xp[half + k : half + k + n] - xp[half - k : half - k + n]) for k in range(1, half + 1))
+    return num / (2 * sum(k * k for k in range(1, half + 1)))
+
+
+# ----------------------------------------------------------------------------------- spectral features
+def spectral_centroid(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Magnitude-weighted mean frequency in Hz per frame, (frames,); 0 for silent frames (as librosa)."""
+    mag = np.sqrt(power)
+    total = mag.sum(axis=1)
+    return np.where(total > _EPS, mag @ fft_frequencies(cfg) / np.maximum(total, _EPS), 0.0)
+
+
+def band_energy_ratio(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Energy below / above ``cfg.ber_split_hz`` per frame in dB, (frames,); 0 dB for silent frames."""
+    low = fft_frequencies(cfg) < cfg.ber_split_hz
+    e_low = power[:, low].sum(axis=1)
+    e_high = power[:, ~low].sum(axis=1)
+    return 10.0 * np.log10((e_low + _EPS) / (e_high + _EPS))
+
+
+def frame_energy_db(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """RMS level in dBFS per analysis window (win_length samples), (frames,)."""
+    frames = frame_signal(y, cfg.win_length, cfg.hop_length)
+    return 10.0 * np.log10(np.mean(frames**2, axis=1) + _EPS)
+
+
+# ---------------------------------------------------------------------------------------------- pitch
+def yin(y: np.ndarray, cfg: FeatureConfig, frames_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """YIN fundamental frequency (de Cheveigné & Kawahara 2002), vectorised over frames.
+
+    Returns (f0_hz, aperiodicity), each (frames,), on the STFT's frame grid. Aperiodicity is the
+    cumulative-mean-normalised difference at the chosen lag (0 = perfectly periodic). Frames outside
+    ``frames_mask`` (when given) are skipped and get f0 NaN, aperiodicity 1.
+    """
+    sr, W = cfg.sample_rate, cfg.yin_frame_length
+    w = W // 2  # integration window
+    tau_min = max(1, int(np.floor(sr / cfg.f0_max)))
+    tau_max = min(int(np.ceil(sr / cfg.f0_min)), W - w - 1)
+    all_frames = frame_signal(y, W, cfg.hop_length)
+    f0_out = np.full(all_frames.shape[0], np.nan)
+    ap_out = np.ones(all_frames.shape[0])
+    sel = np.arange(all_frames.shape[0]) if frames_mask is None else np.flatnonzero(frames_mask)
+    if sel.size == 0:
+        return f0_out, ap_out
+    frames = all_frames[sel].astype(np.float32)
+    # cross term r(tau) = sum_{j<w} x_j x_{j+tau} for all tau at once; j + tau < W, so a size-W FFT never wraps
+    a = np.fft.rfft(frames[:, :w], n=W, axis=1)
+    b = np.fft.rfft(frames, n=W, axis=1)
+    r = np.fft.irfft(np.conj(a) * b, n=W, axis=1)[:, : tau_max + 1].astype(np.float64)
+    sq = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(frames.astype(np.float64) ** 2, axis=1)], axis=1)
+    energy = sq[:, w : w + tau_max + 1] - sq[:, : tau_max + 1]  # sum_{j=tau}^{tau+w-1} x_j^2
+    d = np.maximum(energy[:, :1] + energy - 2 * r, 0.0)
+    cum = np.cumsum(d[:, 1:], axis=1)
+    taus = np.arange(1, tau_max + 1)
+    cmnd = np.ones_like(d)
+    cmnd[:, 1:] = d[:, 1:] * taus / np.maximum(cum, _EPS)
+    seg = cmnd[:, tau_min : tau_max + 1]
+    # first local minimum below the threshold, else the global minimum
+    is_min = np.zeros_like(seg, dtype=bool)
+    is_min[:, 1:-1] = (seg[:, 1:-1] <= seg[:, :-2]) & (seg[:, 1:-1] < seg[:, 2:])
+    candidates = is_min & (seg < cfg.yin_threshold)
+    idx = np.where(candidates.any(axis=1), np.argmax(candidates, axis=1), np.argmin(seg, axis=1))
+    rows = np.arange(seg.shape[0])
+    tau = tau_min + idx + _parabolic_shift(seg, idx)
+    f0_out[sel], ap_out[sel] = sr / tau, seg[rows, idx]
+    return f0_out, ap_out
+
+
+def _parabolic_shift(curve: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Sub-sample offset in [-1, 1] of the extremum at curve[row, idx[row]] from a parabola through 3 points."""
+    rows = np.arange(curve.shape[0])
+    i = np.clip(idx, 1, curve.shape[1] - 2)
+    left, mid, right = curve[rows, i - 1], curve[rows, i], curve[rows, i + 1]
+    denom = left - 2 * mid + right
+    safe = np.where(np.abs(denom) > _EPS, denom, 1.0)
+    shift = np.where(np.abs(denom) > _EPS, 0.5 * (left - right) / safe, 0.0)
+    return np.where(idx == i, np.clip(shift, -1, 1), 0.0)
+
+
+def max_peak_pitch(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The source design's literal pitch, "the highest fundamental frequency in each frame": the highest
+    spectral peak between f0_min and f0_max per frame (as the per-frame maximum of librosa's piptrack: local
+    maxima above 0.1 x the frame maximum), (frames,), NaN when none. On voiced speech it is usually a
+    harmonic, not F0 (about 3 x F0 for a low male voice)."""
+    mag = np.sqrt(power)
+    freqs = fft_frequencies(cfg)
+    band = (freqs >= cfg.f0_min) & (freqs <= cfg.f0_max)
+    band[0] = band[-1] = False
+    peak = np.zeros_like(mag, dtype=bool)
+    peak[:, 1:-1] = (mag[:, 1:-1] > mag[:, :-2]) & (mag[:, 1:-1] >= mag[:, 2:])
+    peak &= band[None, :] & (mag > 0.1 * mag.max(axis=1, keepdims=True))
+    last = mag.shape[1] - 1 - np.argmax(peak[:, ::-1], axis=1)
+    # the parabola's vertex is a maximum of mag, i.e. a minimum of -mag
+    f = (last + np.clip(_parabolic_shift(-mag, last), -0.5, 0.5)) * cfg.sample_rate / cfg.n_fft
+    return np.where(peak.any(axis=1), f, np.nan)
+
+
+def pitch(y: np.ndarray, power: np.ndarray, energy_db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Pitch track in Hz per frame, (frames,), NaN on unvoiced or silent frames (see FeatureConfig.pitch_method)."""
+    loud = (energy_db > cfg.silence_db) & (energy_db > energy_db.max() - cfg.trim_db)
+    if cfg.pitch_method == "max":
+        f0 = max_peak_pitch(power, cfg)
+    else:
+        f0, aperiodicity = yin(y, cfg, frames_mask=loud)
+        f0 = np.where(aperiodicity < cfg.yin_threshold, f0, np.nan)
+    return np.where(loud, f0, np.nan)
+
+
+# --------------------------------------------------------------------------------------------- extract
+def frame_names(cfg: FeatureConfig) -> tuple[str, ...]:
+    """Column names of the frame matrix, in order."""
+    names = [f"mfcc_{i}" for i in range(cfg.n_mfcc)]
+    if cfg.deltas:
+        names += [f"mfcc_delta_{i}" for i in range(cfg.n_mfcc)]
+    return tuple(names + ["f0_hz", "voiced", "ber_db", "centroid_hz", "rms_db"])
+
+
+def stat_names(cfg: FeatureConfig) -> tuple[str, ...]:
+    """Names of the utterance statistics, in order: one per (frame column, statistic), then duration."""
+    funcs = STAT_FUNCS + tuple(f"p{p}" for p in cfg.percentiles)
+    return tuple(f"{col}__{fn}" for col in frame_names(cfg) for fn in funcs) + ("duration_s",)
+
+
+def speech_span(energy_db: np.ndarray, cfg: FeatureConfig) -> slice:
+    """Frames from the first to the last one within ``trim_db`` of the loudest (and above silence_db)."""
+    if energy_db.size == 0:
+        return slice(0, 0)
+    active = (energy_db > energy_db.max() - cfg.trim_db) & (energy_db > cfg.silence_db)
+    if not active.any():
+        return slice(0, len(energy_db))  # all silent: keep everything, values stay finite
+    idx = np.flatnonzero(active)
+    return slice(int(idx[0]), int(idx[-1]) + 1)
+
+
+def frame_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed).
+
+    F0 is NaN on unvoiced frames and ``voiced`` is 0 there, 1 elsewhere; every other value is finite.
+    """
+    if y.ndim != 1:
+        raise AudioError(f"expected a mono signal of shape (samples,), got shape {y.shape}")
+    if y.size < int(cfg.min_duration * cfg.sample_rate):
+        raise AudioError(
+            f"clip too short ({y.size / cfg.sample_rate:.3f} s); emovae needs at least {cfg.min_duration:.2f} s"
+        )
+    power = stft_power(y, cfg)
+    energy = frame_energy_db(y, cfg)
+    cols = [mfcc(power, cfg)]
+    if cfg.deltas:
+        cols.append(deltas(cols[0]))
+    f0 = pitch(y, power, energy, cfg)
+    cols += [c[:, None] for c in (f0, np.isfinite(f0).astype(np.float64), band_energy_ratio(power, cfg),
+                                  spectral_centroid(power, cfg), energy)]
+    return np.concatenate(cols, axis=1)[speech_span(energy, cfg)].astype(np.float32)
+
+
+def utterance_stats(frames: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Utterance statistics (len(stat_names(cfg)),) of a frame matrix: mean, std and percentiles per column,
+    ignoring NaN (unvoiced F0); a column with no finite value gives 0. Ends with the duration in seconds."""
+    x = frames.astype(np.float64)
+    out = np.zeros((x.shape[1], len(STAT_FUNCS) + len(cfg.percentiles)))
+    finite = np.isfinite(x)
+    full = finite.all(axis=0)
+    if full.any():  # fast path: columns with no NaN
+        xf = x[:, full]
+        out[full, 0], out[full, 1] = xf.mean(axis=0), xf.std(axis=0)
+        if cfg.percentiles:
+            out[full, 2:] = np.percentile(xf, cfg.percentiles, axis=0).T
+    for j in np.flatnonzero(~full):
+        v = x[finite[:, j], j]
+        if v.size:
+            out[j, 0], out[j, 1] = v.mean(), v.std()
+            if cfg.percentiles:
+                out[j, 2:] = np.percentile(v, cfg.percentiles)
+    duration = frames.shape[0] * cfg.hop_length / cfg.sample_rate
+    return np.append(out.ravel(), duration).astype(np.float32)
+
+
+def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Features:
+    """All features of one mono clip sampled at ``sr`` Hz (must equal cfg.sample_rate: audio.load resamples)."""
+    cfg = cfg or FeatureConfig()
+    if sr != cfg.sample_rate:
+        raise AudioError(f"signal is at {sr} Hz but the feature config expects {cfg.sample_rate} Hz; "
+                         f"load it with emovae.audio.load(path, sr={cfg.sample_rate})")
+    y = np.asarray(y, dtype=np.float32)
+    frames = frame_features(y, cfg)
+    return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg))

@@ -1,0 +1,85 @@
+import os
+
+import numpy as np
+import pytest
+
+from emovae.config import FeatureConfig
+from emovae.errors import DataError
+from emovae.extraction import FeatureCache, FeatureTable, extract_dataset, extract_files
+
+from .conftest import write_ravdess_tree
+
+CFG = FeatureConfig(n_mfcc=13)
+
+
+def test_extract_dataset_and_roundtrip(tmp_path):
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2), emotions=(1, 5))
+    (tmp_path / "data" / "Actor_01" / "badname.wav").write_bytes(b"x")
+    (tmp_path / "data" / "Actor_02" / "03-01-03-01-01-01-02.wav").write_text("not audio")
+    table, skipped = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    assert len(table) == 4 and sorted(set(table.actors)) == [1, 2]
+    reasons = " ".join(r for _, r in skipped)
+    assert len(skipped) == 2 and "not a RAVDESS name" in reasons and "not a readable audio file" in reasons
+    npz, csv_path = table.save(tmp_path / "out" / "feats.npz")
+    back = FeatureTable.load(npz)
+    np.testing.assert_array_equal(back.stats, table.stats)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(back.frames, table.frames))
+    assert back.config == CFG and back.paths == table.paths
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert header[:4] == ["file", "actor", "gender", "emotion"] and "mfcc_0__mean" in header
+
+
+def test_parallel_equals_serial(tmp_path):
+    paths = [str(p) for p in write_ravdess_tree(tmp_path, actors=(1, 2), emotions=(1, 2, 3))]
+    a, _ = extract_files(paths, CFG, n_jobs=1, progress=False)
+    b, _ = extract_files(paths, CFG, n_jobs=2, progress=False)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.stats, y.stats)
+
+
+def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
+    import emovae.extraction as ex
+
+    paths = [str(p) for p in write_ravdess_tree(tmp_path / "d", actors=(1,), emotions=(1, 2))]
+    cache = tmp_path / "cache"
+    calls = []
+    real = ex._extract_one
+    monkeypatch.setattr(ex, "_extract_one", lambda args: calls.append(args[0]) or real(args))
+    first, _ = extract_files(paths, CFG, cache_dir=cache, n_jobs=1, progress=False)
+    assert len(calls) == 2
+    second, _ = extract_files(paths, CFG, cache_dir=cache, n_jobs=1, progress=False)
+    assert len(calls) == 2  # served from the cache
+    np.testing.assert_array_equal(first[0].stats, second[0].stats)
+    # a changed config is never served stale results
+    other, _ = extract_files(paths, FeatureConfig(n_mfcc=20), cache_dir=cache, n_jobs=1, progress=False)
+    assert len(calls) == 4 and other[0].stats.shape != first[0].stats.shape
+    # a changed file (new content, new mtime) is recomputed
+    import soundfile as sf
+
+    sf.write(paths[0], np.zeros(16000, np.float32) + 0.01 * np.random.default_rng(0).standard_normal(16000), 16000)
+    os.utime(paths[0], ns=(1, 10**18))
+    third, _ = extract_files(paths, CFG, cache_dir=cache, n_jobs=1, progress=False)
+    assert calls[-1] == paths[0] and len(calls) == 5
+    assert not np.array_equal(third[0].stats, first[0].stats)
+
+
+def test_cache_ignores_corrupt_entry(tmp_path):
+    p = str(write_ravdess_tree(tmp_path / "d", actors=(1,), emotions=(1,))[0])
+    cache = FeatureCache(tmp_path / "c", CFG)
+    cache.dir.mkdir(parents=True)
+    (cache.dir / f"{cache.key(p)}.npz").write_bytes(b"garbage")
+    assert cache.get(p) is None
+    feats, _ = extract_files([p], CFG, cache_dir=tmp_path / "c", n_jobs=1, progress=False)
+    assert feats[0] is not None and cache.get(p) is not None
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="no RAVDESS-named"):
+        extract_dataset(tmp_path, CFG, progress=False)
+
+
+@pytest.mark.realdata
+def test_real_files_extract(real_data, tmp_path):
+    paths = sorted(str(p) for p in (real_data / "Actor_02").glob("*.flac"))[:4]
+    feats, failures = extract_files(paths, FeatureConfig(), n_jobs=1, progress=False)
+    assert not failures and all(np.all(np.isfinite(f.stats)) for f in feats)

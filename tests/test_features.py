@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+
+from emovae import features as F
+from emovae.config import FeatureConfig
+from emovae.errors import AudioError, ParameterError
+
+from .conftest import SR, tone, voice_like
+
+CFG = FeatureConfig()
+
+
+def stats_of(y, cfg=CFG):
+    f = F.extract(y, SR, cfg)
+    return dict(zip(f.stat_names, f.stats)), f
+
+
+def test_tone_220_gives_f0_and_centroid_near_220():
+    s, f = stats_of(tone(220.0))
+    assert s["f0_hz__p50"] == pytest.approx(220, rel=0.01)
+    assert s["f0_hz__mean"] == pytest.approx(220, rel=0.01)
+    assert s["voiced__mean"] > 0.9
+    assert s["centroid_hz__p50"] == pytest.approx(220, rel=0.1)
+
+
+@pytest.mark.parametrize("f0", [80.0, 155.0, 310.0])
+def test_yin_tracks_harmonic_voice(f0):
+    s, _ = stats_of(voice_like(f0, 1.0))
+    assert s["f0_hz__p50"] == pytest.approx(f0, rel=0.04)
+
+
+def test_max_pitch_option_returns_harmonic_above_f0():
+    y = tone(155.0, harmonics=4)  # partials at 155, 310, 465, 620
+    s_yin, _ = stats_of(y)
+    s_max, _ = stats_of(y, FeatureConfig(pitch_method="max"))
+    assert s_yin["f0_hz__p50"] == pytest.approx(155, rel=0.02)
+    assert s_max["f0_hz__p50"] == pytest.approx(465, rel=0.03)  # highest partial below f0_max = 600 Hz
+
+
+def test_unvoiced_noise_is_marked():
+    y = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    f = F.extract(y, SR, CFG)
+    col = f.frame_names.index("f0_hz")
+    assert np.isnan(f.frames[:, col]).mean() > 0.8
+    assert np.all(f.frames[:, f.frame_names.index("voiced")][np.isnan(f.frames[:, col])] == 0)
+
+
+def test_band_energy_ratio_lowpassed_noise_higher_than_white():
+    rng = np.random.default_rng(1)
+    white = rng.standard_normal(SR)
+    spec = np.fft.rfft(white)
+    spec[np.fft.rfftfreq(SR, 1 / SR) > 1500] = 0
+    low = np.fft.irfft(spec, n=SR)
+    s_white, _ = stats_of((0.1 * white).astype(np.float32))
+    s_low, _ = stats_of((0.1 * low / low.std()).astype(np.float32))
+    assert s_low["ber_db__mean"] > s_white["ber_db__mean"] + 20
+    assert s_white["ber_db__mean"] == pytest.approx(10 * np.log10(2000 / 6000), abs=1.0)  # flat spectrum
+
+
+def test_silence_gives_finite_values():
+    f = F.extract(np.zeros(SR, np.float32), SR, CFG)
+    assert np.all(np.isfinite(f.stats))
+    finite_cols = [i for i, n in enumerate(f.frame_names) if n != "f0_hz"]
+    assert np.all(np.isfinite(f.frames[:, finite_cols]))
+
+
+def test_names_match_columns_and_are_unique():
+    for cfg in (CFG, FeatureConfig(n_mfcc=13, deltas=False, percentiles=(25, 75))):
+        f = F.extract(tone(300.0), SR, cfg)
+        assert f.frames.shape[1] == len(f.frame_names) == len(set(f.frame_names))
+        assert f.stats.shape == (len(f.stat_names),) and len(set(f.stat_names)) == len(f.stat_names)
+        assert f.frame_names[: cfg.n_mfcc] == tuple(f"mfcc_{i}" for i in range(cfg.n_mfcc))
+        assert f.stat_names[-1] == "duration_s"
+
+
+def test_deterministic():
+    y = voice_like(200, 1.2, seed=3)
+    a, b = F.extract(y, SR, CFG), F.extract(y.copy(), SR, CFG)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.stats, b.stats)
+
+
+def test_trims_leading_and_trailing_silence():
+    y = np.concatenate([np.zeros(SR // 2), tone(220.0, 1.0), np.zeros(SR // 2)]).astype(np.float32)
+    s, _ = stats_of(y)
+    assert s["duration_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_mfcc_matches_librosa():
+    librosa = pytest.importorskip("librosa")
+    y = voice_like(180, 1.0, seed=5)
+    ours = F.mfcc(F.stft_power(y, CFG), CFG)
+    ref = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=CFG.n_mfcc, n_fft=CFG.n_fft, hop_length=CFG.hop_length,
+                               win_length=CFG.win_length, n_mels=CFG.n_mels).T
+    np.testing.assert_allclose(ours, ref, atol=1e-2)
+    fb = librosa.filters.mel(sr=SR, n_fft=CFG.n_fft, n_mels=CFG.n_mels)
+    np.testing.assert_allclose(F.mel_filterbank(SR, CFG.n_fft, CFG.n_mels), fb, atol=1e-6)
+
+
+def test_centroid_matches_librosa_on_sound():
+    librosa = pytest.importorskip("librosa")
+    y = voice_like(180, 1.0, seed=6)
+    ours = F.spectral_centroid(F.stft_power(y, CFG), CFG)
+    ref = librosa.feature.spectral_centroid(y=y, sr=SR, n_fft=CFG.n_fft, hop_length=CFG.hop_length,
+                                            win_length=CFG.win_length)[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-3)
+
+
+def test_bad_input_errors():
+    with pytest.raises(AudioError, match="too short"):
+        F.extract(np.zeros(100, np.float32), SR, CFG)
+    with pytest.raises(AudioError, match="expects 16000 Hz"):
+        F.extract(tone(220.0), 8000, CFG)
+    with pytest.raises(AudioError, match="mono"):
+        F.extract(np.zeros((SR, 2), np.float32), SR, CFG)
+    with pytest.raises(ParameterError, match="pitch_method"):
+        FeatureConfig(pitch_method="crepe")
+
+
+@pytest.mark.realdata
+def test_real_clip_pitch_is_plausible_f0(real_data):
+    from emovae import audio
+
+    male = audio.load(real_data / "Actor_01" / "03-01-01-01-01-01-01.flac")
+    s, f = stats_of(male)
+    assert 80 < s["f0_hz__p50"] < 200  # a male speaking voice, not a harmonic
+    s_max, _ = stats_of(male, FeatureConfig(pitch_method="max"))
+    assert s_max["f0_hz__p50"] > 1.5 * s["f0_hz__p50"]
+    assert 1.0 < s["duration_s"] < 3.5 and np.all(np.isfinite(f.stats))
