@@ -184,8 +184,8 @@ class FeatureTable:
 
         try:
             with np.load(path) as z:
-                off = z["frame_offsets"]
-                frames = [z["frames"][off[i] : off[i + 1]] for i in range(len(off) - 1)]
+                off, all_frames = z["frame_offsets"], z["frames"]  # each z[...] access decompresses anew
+                frames = [all_frames[off[i] : off[i + 1]] for i in range(len(off) - 1)]
                 return cls([parse_name(p) for p in z["paths"]], z["stats"], tuple(z["stat_names"]), frames,
                            tuple(z["frame_names"]), from_dict(FeatureConfig, json.loads(str(z["config"]))))
         except (OSError, KeyError, ValueError) as exc:
