@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 from emovae.cli import main
+from emovae.data import EMOTIONS
 
 from .conftest import write_ravdess_tree
 
@@ -26,3 +27,51 @@ def test_features_missing_folder_is_clear_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "no such folder" in err and "Traceback" not in err
+
+
+def _tiny_model_args():
+    return ["--n-mfcc", "13", "--latent-dim", "4", "--epochs", "4", "--jobs", "1"]
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    import json
+
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2, 3, 4), emotions=(1, 4, 5))
+    write_ravdess_tree(tmp_path / "other", actors=(7, 8), emotions=(1, 4, 5))
+    data, cache = str(tmp_path / "data"), str(tmp_path / "cache")
+    assert main(["-q", "evaluate", "--data", data, "--cv", "2", "--out", str(tmp_path / "run"),
+                 "--cache-dir", cache, *_tiny_model_args()]) == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion",
+                "reconstruction_loss", "n_files", "folds", "mean", "std"):
+        assert key in m
+    assert m["n_files"] == 12 and len(m["folds"]) == 2
+    for f in ("predictions.csv", "confusion.png", "latent_pca.png", "latent_tsne.png", "curves_fold0.png"):
+        assert (tmp_path / "run" / f).exists(), f
+    header = (tmp_path / "run" / "predictions.csv").read_text().splitlines()[0].split(",")
+    assert header[:5] == ["file", "actor", "fold", "true", "predicted"] and header[5:] == list(EMOTIONS)
+
+    assert main(["-q", "train", "--data", data, "--out", str(tmp_path / "model"), "--cache-dir", cache,
+                 *_tiny_model_args()]) == 0
+    assert (tmp_path / "model" / "model.json").exists()
+    assert main(["-q", "evaluate", "--data", str(tmp_path / "other"), "--model", str(tmp_path / "model"),
+                 "--out", str(tmp_path / "run2"), "--cache-dir", cache, "--no-figures"]) == 0
+    assert json.loads((tmp_path / "run2" / "metrics.json").read_text())["n_files"] == 6
+    # never overwrite earlier work silently
+    assert main(["-q", "evaluate", "--data", data, "--out", str(tmp_path / "run"), "--cache-dir", cache]) == 2
+    assert "already holds files" in capsys.readouterr().err
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r1")]) == 2
+    assert "no RAVDESS-named" in capsys.readouterr().err
+    write_ravdess_tree(tmp_path / "one", actors=(1, 2), emotions=(5,))
+    assert main(["-q", "train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "m"), "--no-cache"]) == 2
+    assert "at least 2 emotions" in capsys.readouterr().err
+    (tmp_path / "badmodel").mkdir()
+    write_ravdess_tree(tmp_path / "two", actors=(1, 2), emotions=(1, 5))
+    assert main(["-q", "evaluate", "--data", str(tmp_path / "two"), "--model", str(tmp_path / "badmodel"),
+                 "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "no model.json" in err and "Traceback" not in err

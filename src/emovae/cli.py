@@ -57,6 +57,116 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_configs(args: argparse.Namespace):
+    from .config import ClassifierConfig, TrainConfig, VAEConfig
+
+    vkw = {k: getattr(args, k) for k in ("latent_dim", "beta", "epochs") if getattr(args, k, None) is not None}
+    ckw = {}
+    if getattr(args, "no_latent", False):
+        ckw["use_latent"] = False
+    if getattr(args, "latent_only", False):
+        ckw["use_stats"] = False
+    return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(seed=args.seed)
+
+
+def _new_output_dir(path: str, force: bool) -> Path:
+    """A run/model folder that is new or empty (never silently overwrite earlier work)."""
+    from .errors import ParameterError
+
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise ParameterError(f"{d} exists and is not a folder")
+    if d.is_dir() and any(d.iterdir()) and not force:
+        raise ParameterError(f"{d} already holds files; choose a new folder or pass --force to overwrite")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _dataset(args: argparse.Namespace, fcfg=None):
+    from .extraction import extract_dataset
+
+    table, skipped = extract_dataset(args.data, fcfg or _feature_config(args), cache_dir=_cache_dir(args),
+                                     n_jobs=args.jobs, progress=not args.quiet)
+    _report_skipped(skipped)
+    return table
+
+
+def _print_metrics(m: dict) -> None:
+    line = (f"balanced accuracy (UA) {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
+            f"macro-F1 {m['macro_f1']:.3f}, reconstruction {m['reconstruction_loss']:.3f} "
+            f"({m['n_files']} clips, {m['n_actors']} actors; chance {m['chance']:.3f})")
+    print(line)
+    if "mean" in m:
+        mean, std = m["mean"], m["std"]
+        print("per fold: UA " + " ".join(f"{f['balanced_accuracy']:.3f}" for f in m["folds"])
+              + f"; mean {mean['balanced_accuracy']:.3f} +- {std['balanced_accuracy']:.3f}")
+    print("recall per emotion: " + ", ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items()))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import to_dict
+    from .evaluate import cross_validate, table_features
+    from .model import EmotionRecognizer
+
+    out = _new_output_dir(args.out, args.force)
+    fcfg = _feature_config(args)
+    vcfg, ccfg, tcfg = _model_configs(args)
+    table = _dataset(args, fcfg)
+
+    def make():
+        return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet)
+
+    metrics = {}
+    if args.cv:
+        res = cross_validate(table, make, n_splits=args.cv, seed=args.seed, progress=not args.quiet)
+        metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
+        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_actors")}
+                            for f in res.metrics["folds"]]
+        print("cross-validation: ", end="")
+        _print_metrics(res.metrics)
+    model = make().fit(table_features(table), table.labels, groups=table.actors)
+    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist()))},
+                    "configs": {"feature": to_dict(fcfg)}}
+    model.save(out, metrics=metrics)
+    print(f"model trained on {len(table)} clips of {len(set(table.actors.tolist()))} actors -> {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import to_dict
+    from .evaluate import cross_validate, evaluate_model, write_report
+    from .model import EmotionRecognizer
+
+    out = _new_output_dir(args.out, args.force)
+    if args.model:
+        model = EmotionRecognizer.load(args.model)
+        table = _dataset(args, model._cfgs()[0])
+        res = evaluate_model(model, table)
+        config = {"model": str(args.model), "data": str(args.data)}
+    else:
+        fcfg = _feature_config(args)
+        vcfg, ccfg, tcfg = _model_configs(args)
+        table = _dataset(args, fcfg)
+        res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
+                             n_splits=args.cv, seed=args.seed, progress=not args.quiet)
+        config = {"data": str(args.data), "cv": args.cv, "seed": args.seed, "feature_config": to_dict(fcfg),
+                  "vae_config": to_dict(vcfg), "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg)}
+    write_report(out, res, config=config, figures=not args.no_figures)
+    _print_metrics(res.metrics)
+    print(f"report -> {out} (metrics.json, predictions.csv, figures)")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--latent-dim", type=int, dest="latent_dim", help="VAE latent size (default 16)")
+    g.add_argument("--beta", type=float, help="KL weight (default 1.0)")
+    g.add_argument("--epochs", type=int, help="maximum VAE epochs (default 80; early stopping on inner split)")
+    g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
+    g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
+    g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--sample-rate", type=int, dest="sample_rate", help="analysis rate in Hz (default 16000)")
@@ -81,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz (a .csv index is written beside it)")
     _add_feature_args(p)
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="train a model on every clip of a RAVDESS folder")
+    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
+    p.add_argument("--out", required=True, help="new model folder (weights.pt + model.json)")
+    p.add_argument("--cv", type=int, default=0, help="also run K-fold actor CV and store its metrics in the model")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
+    _add_model_args(p)
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="speaker-independent evaluation: actor CV, or a saved model on new speakers")
+    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
+    p.add_argument("--out", required=True, help="new run folder for metrics.json, predictions.csv and figures")
+    p.add_argument("--cv", type=int, default=5, help="actor-grouped folds (default 5; ignored with --model)")
+    p.add_argument("--model", help="score this saved model instead of cross-validating")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
+    _add_model_args(p)
+    _add_feature_args(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -81,3 +81,54 @@ class FeatureConfig:
             errors.append("percentiles must be in [0, 100]")
         if errors:
             raise ParameterError("FeatureConfig: " + "; ".join(errors))
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The sequence VAE: frames pooled to ``seq_len`` steps -> 1-D conv encoder -> z -> conv decoder."""
+
+    seq_len: int = 64  # time steps the speech span is average-pooled to
+    channels: int = 48
+    latent_dim: int = 16
+    beta: float = 1.0  # KL weight
+    warmup_epochs: int = 10  # beta rises linearly from 0 over these epochs (KL annealing); 0 = off
+    epochs: int = 80
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 12  # early stopping on the inner actor-disjoint validation loss
+
+    def __post_init__(self):
+        if self.seq_len % 4 or self.seq_len < 8:
+            raise ParameterError("VAEConfig: seq_len must be a multiple of 4, at least 8")
+        if self.latent_dim < 1 or self.channels < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ParameterError("VAEConfig: latent_dim, channels, epochs and batch_size must be positive")
+        if self.beta < 0 or self.warmup_epochs < 0:
+            raise ParameterError("VAEConfig: beta and warmup_epochs must be non-negative")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Multinomial logistic regression on [handcrafted statistics, VAE mean]; C chosen on the inner split."""
+
+    use_stats: bool = True
+    use_latent: bool = True
+    c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+    class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
+
+    def __post_init__(self):
+        if not (self.use_stats or self.use_latent):
+            raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
+        if not self.c_grid or any(c <= 0 for c in self.c_grid):
+            raise ParameterError("ClassifierConfig: c_grid must hold positive values")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Seed and the inner, actor-disjoint validation split used for early stopping and selection."""
+
+    seed: int = 0
+    val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
+
+    def __post_init__(self):
+        if self.val_actors < 1:
+            raise ParameterError("TrainConfig: val_actors must be at least 1")

@@ -313,3 +313,18 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Feature
     y = np.asarray(y, dtype=np.float32)
     frames = frame_features(y, cfg)
     return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg))
+
+
+def pool_frames(frames: np.ndarray, seq_len: int) -> np.ndarray:
+    """Average-pool a frame matrix (frames, F) to (seq_len, F) along time (nearest repeat when shorter);
+    unvoiced F0 (NaN) counts as 0, so the result is finite. This is the VAE's fixed-size input."""
+    x = np.nan_to_num(frames.astype(np.float32), nan=0.0)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros((seq_len, x.shape[1]), np.float32)
+    if n < seq_len:
+        return x[(np.arange(seq_len) * n) // seq_len]
+    starts = (np.arange(seq_len) * n) // seq_len
+    sums = np.add.reduceat(x, starts, axis=0)
+    counts = np.diff(np.append(starts, n))[:, None]
+    return (sums / counts).astype(np.float32)

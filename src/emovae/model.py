@@ -1,0 +1,315 @@
+"""EmotionRecognizer: scaler -> VAE mean joined with handcrafted statistics -> classifier; save / load.
+
+Follows scikit-learn's estimator contract: ``__init__`` only stores parameters, ``fit`` returns self,
+learned state ends in ``_``, probability columns follow ``classes_``. X is a sequence of
+``features.Features`` (one per clip); ``groups`` (the speaker of each clip) drive the inner
+actor-disjoint validation split used for early stopping and for choosing C.
+
+The fitted state is one small torch module, EmotionNet, mapping (pooled frames, statistics) to
+(probabilities, latent mean, reconstruction error, KL): the graph that is exported to ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
+from .data import EMOTIONS
+from .errors import DataError, ModelFormatError, ParameterError, require
+from .features import Features, pool_frames
+
+MODEL_FORMAT = "emovae-model"
+MODEL_FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "model.json"
+
+try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
+    from sklearn.base import BaseEstimator, ClassifierMixin
+except ImportError:  # pragma: no cover
+    BaseEstimator, ClassifierMixin = object, object
+
+
+def model_inputs(X: Sequence[Features], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network inputs of many clips: pooled frames (N, seq_len, F) and statistics (N, S), float32."""
+    if len(X) == 0:
+        raise DataError("no clips given")
+    seq = np.stack([pool_frames(f.frames, seq_len) for f in X]).astype(np.float32)
+    stats = np.stack([f.stats for f in X]).astype(np.float32)
+    return seq, stats
+
+
+def _as_names(y) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        if y.size and (y.min() < 0 or y.max() >= len(EMOTIONS)):
+            raise ParameterError(f"label indices must be in 0..{len(EMOTIONS) - 1}")
+        return np.array(EMOTIONS)[y]
+    bad = sorted(set(y.tolist()) - set(EMOTIONS))
+    if bad:
+        raise ParameterError(f"unknown emotion label(s) {bad}; expected names from {EMOTIONS}")
+    return y.astype(str)
+
+
+def inner_split(groups: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Actor-disjoint (train_idx, val_idx) inside a training set; val empty when fewer than 2 groups."""
+    actors = np.unique(groups)
+    if len(actors) < 2:
+        return np.arange(len(groups)), np.arange(0)
+    n_val = min(n_val, max(1, len(actors) // 4))
+    val_actors = np.random.default_rng(seed).permutation(actors)[:n_val]
+    is_val = np.isin(groups, val_actors)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=axis)
+    std = x.std(axis=axis)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig, clf_cfg: ClassifierConfig):
+    """An untrained EmotionNet of the right shapes (weights are loaded or set by fit)."""
+    import torch
+    from torch import nn
+
+    from .vae import SequenceVAE
+
+    class EmotionNet(nn.Module):
+        """(seq (B, T, F), stats (B, S)) raw -> (probabilities (B, C), mu (B, L), recon_mse (B,), kl (B,))."""
+
+        def __init__(self):
+            super().__init__()
+            self.vae = SequenceVAE(n_frame_features, vae_cfg)
+            d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
+            self.classifier = nn.Linear(d, n_classes)
+            for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
+                               ("stats_mean", n_stats), ("stats_std", n_stats),
+                               ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
+                self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+
+        def scaled_seq(self, seq):
+            return ((seq - self.seq_mean) / self.seq_std).transpose(1, 2)
+
+        def forward(self, seq, stats):
+            x = self.scaled_seq(seq)
+            mu, logvar = self.vae.encode(x)
+            recon_mse = ((self.vae.decode(mu) - x) ** 2).mean(dim=(1, 2))
+            kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1)
+            parts = []
+            if clf_cfg.use_stats:
+                parts.append((stats - self.stats_mean) / self.stats_std)
+            if clf_cfg.use_latent:
+                parts.append((mu - self.z_mean) / self.z_std)
+            logits = self.classifier(torch.cat(parts, dim=1))
+            return torch.softmax(logits, dim=1), mu, recon_mse, kl
+
+    return EmotionNet()
+
+
+class EmotionRecognizer(ClassifierMixin, BaseEstimator):
+    """Speech emotion classifier: handcrafted statistics joined with a sequence-VAE latent mean -> logistic
+    regression. See the module docstring for the data contract."""
+
+    def __init__(self, feature_config: FeatureConfig | None = None, vae_config: VAEConfig | None = None,
+                 classifier_config: ClassifierConfig | None = None, train_config: TrainConfig | None = None,
+                 progress: bool = False):
+        self.feature_config = feature_config
+        self.vae_config = vae_config
+        self.classifier_config = classifier_config
+        self.train_config = train_config
+        self.progress = progress
+
+    # ----------------------------------------------------------------------------------------- configs
+    def _cfgs(self) -> tuple[FeatureConfig, VAEConfig, ClassifierConfig, TrainConfig]:
+        return (self.feature_config or FeatureConfig(), self.vae_config or VAEConfig(),
+                self.classifier_config or ClassifierConfig(), self.train_config or TrainConfig())
+
+    # --------------------------------------------------------------------------------------------- fit
+    def fit(self, X: Sequence[Features], y, groups=None) -> "EmotionRecognizer":
+        """Fit on clips X with emotion labels y (names or EMOTIONS indices) and speakers ``groups``."""
+        require("torch", "train")
+        require("sklearn", "train")
+        import torch
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import balanced_accuracy_score
+
+        from .vae import train_vae
+
+        fcfg, vcfg, ccfg, tcfg = self._cfgs()
+        y = _as_names(y)
+        if len(y) != len(X):
+            raise ParameterError(f"got {len(X)} clips but {len(y)} labels")
+        present = [e for e in EMOTIONS if e in set(y.tolist())]
+        if len(present) < 2:
+            raise DataError(f"training needs clips of at least 2 emotions; got only {present}")
+        groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
+        self.classes_ = np.array(present)
+        seq, stats = model_inputs(X, vcfg.seq_len)
+        self.frame_names_, self.stat_names_ = tuple(X[0].frame_names), tuple(X[0].stat_names)
+        seq_mean, seq_std = _scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
+        stats_mean, stats_std = _scaler(stats, axis=0)
+        xs = ((seq - seq_mean) / seq_std).transpose(0, 2, 1)
+        tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        vae, self.history_ = train_vae(xs[tr], xs[va] if len(va) else None, vcfg, seed=tcfg.seed,
+                                       progress=self.progress)
+        with torch.no_grad():
+            mu = vae.encode(torch.from_numpy(np.ascontiguousarray(xs)))[0].numpy()
+        z_mean, z_std = _scaler(mu, axis=0)
+        parts = []
+        if ccfg.use_stats:
+            parts.append((stats - stats_mean) / stats_std)
+        if ccfg.use_latent:
+            parts.append((mu - z_mean) / z_std)
+        feats = np.concatenate(parts, axis=1).astype(np.float64)
+
+        def make(c):
+            return LogisticRegression(C=c, class_weight=ccfg.class_weight, max_iter=3000)
+
+        if len(va) and len(set(y[tr].tolist())) == len(present):
+            scores = {c: balanced_accuracy_score(y[va], make(c).fit(feats[tr], y[tr]).predict(feats[va]))
+                      for c in ccfg.c_grid}
+            self.c_ = max(scores, key=lambda c: (scores[c], -c))
+            self.selection_scores_ = {str(c): float(s) for c, s in scores.items()}
+        else:
+            self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
+            self.selection_scores_ = {}
+        lr = make(self.c_).fit(feats, y)
+        order = [list(lr.classes_).index(c) for c in self.classes_]
+        coef, intercept = lr.coef_, lr.intercept_
+        if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+
+        net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg)
+        net.vae.load_state_dict(vae.state_dict())
+        with torch.no_grad():
+            net.classifier.weight.copy_(torch.from_numpy(coef[order]).float())
+            net.classifier.bias.copy_(torch.from_numpy(intercept[order]).float())
+            for name, arr in (("seq_mean", seq_mean), ("seq_std", seq_std), ("stats_mean", stats_mean),
+                              ("stats_std", stats_std), ("z_mean", z_mean), ("z_std", z_std)):
+                getattr(net, name).copy_(torch.from_numpy(arr))
+        self.net_ = net.eval()
+        return self
+
+    # --------------------------------------------------------------------------------------- inference
+    def _check_fitted(self):
+        if not hasattr(self, "net_"):
+            raise ModelFormatError("this EmotionRecognizer is not fitted yet: call fit() or load a model")
+
+    def forward(self, X: Sequence[Features]) -> dict[str, np.ndarray]:
+        """All network outputs for clips X: probabilities (N, C), mu (N, L), recon_mse (N,), kl (N,)."""
+        import torch
+
+        self._check_fitted()
+        if X and tuple(X[0].stat_names) != self.stat_names_:
+            raise ParameterError("these features were computed with another feature config than the model's")
+        seq, stats = model_inputs(X, self.net_.vae.seq_len)
+        with torch.no_grad():
+            out = self.net_(torch.from_numpy(seq), torch.from_numpy(stats))
+        return dict(zip(("probabilities", "mu", "recon_mse", "kl"), (o.numpy() for o in out)))
+
+    def predict_proba(self, X: Sequence[Features]) -> np.ndarray:
+        """Emotion probabilities (N, len(classes_)), columns in classes_ order."""
+        return self.forward(X)["probabilities"]
+
+    def predict(self, X: Sequence[Features]) -> np.ndarray:
+        """Most probable emotion name per clip, (N,)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def transform(self, X: Sequence[Features]) -> np.ndarray:
+        """VAE latent means (N, latent_dim)."""
+        return self.forward(X)["mu"]
+
+    def reconstruction_loss(self, X: Sequence[Features]) -> float:
+        """Mean squared reconstruction error per standardised element over clips X (from mu)."""
+        return float(np.mean(self.forward(X)["recon_mse"]))
+
+    def features_of(self, y: np.ndarray, sr: int) -> Features:
+        """Features of one mono signal with this model's feature config (resampled if needed)."""
+        from .audio import _to_mono_rate
+        from .features import extract
+
+        fcfg = self._cfgs()[0]
+        return extract(_to_mono_rate(np.asarray(y), sr, fcfg.sample_rate, "<signal>"), fcfg.sample_rate, fcfg)
+
+    # ------------------------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike, metrics: dict | None = None) -> Path:
+        """Write ``weights.pt`` (state dict) and ``model.json`` (configs, labels, names, scalers, metrics)."""
+        import torch
+
+        from . import __version__
+
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        fcfg, vcfg, ccfg, tcfg = self._cfgs()
+        state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+        torch.save(state, d / WEIGHTS_FILE)
+        meta = {
+            "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "emovae_version": __version__,
+            "classes": self.classes_.tolist(),
+            "feature_config": to_dict(fcfg), "vae_config": to_dict(vcfg),
+            "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg),
+            "frame_names": list(self.frame_names_), "stat_names": list(self.stat_names_),
+            "scalers": {k: state[k].tolist() for k in
+                        ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
+            "chosen_c": self.c_, "selection_scores": self.selection_scores_,
+            "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
+            "history": self.history_,
+            "metrics": metrics if metrics is not None else getattr(self, "metrics_", {}),
+        }
+        extra = getattr(self, "extra_", None)
+        if extra:
+            meta.update(extra)
+        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "EmotionRecognizer":
+        """Rebuild a saved model; weights are read with torch's weights-only loader (no unpickling)."""
+        require("torch", "train")
+        import torch
+
+        meta = read_model_json(directory)
+        try:
+            fcfg = from_dict(FeatureConfig, meta["feature_config"])
+            vcfg = from_dict(VAEConfig, meta["vae_config"])
+            ccfg = from_dict(ClassifierConfig, meta["classifier_config"])
+            tcfg = from_dict(TrainConfig, meta["train_config"])
+            obj = cls(fcfg, vcfg, ccfg, tcfg)
+            obj.classes_ = np.array(meta["classes"])
+            obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
+            obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
+            obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
+            net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg)
+            state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True, map_location="cpu")
+            net.load_state_dict(state)
+        except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
+            raise ModelFormatError(f"{directory}: model files are incomplete or incompatible ({exc})") from None
+        obj.net_ = net.eval()
+        return obj
+
+
+def read_model_json(directory: str | os.PathLike) -> dict:
+    """The parsed model.json of a model directory; ModelFormatError naming the problem otherwise."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ModelFormatError(f"{d}: no such model folder (pass the folder written by 'emovae train')")
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise ModelFormatError(f"{d}: no {CONFIG_FILE} here; is this a folder written by 'emovae train'?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{d / CONFIG_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"{d / CONFIG_FILE}: not an emovae model description")
+    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ModelFormatError(f"{d}: model format {meta['format_version']} is newer than this emovae "
+                               f"understands ({MODEL_FORMAT_VERSION}); upgrade emovae")
+    return meta

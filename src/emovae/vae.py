@@ -1,0 +1,136 @@
+"""The sequence VAE (torch only): encode -> (mu, logvar), reparameterize, decode; vae_loss; training loop.
+
+Input x: (batch, features, seq_len) standardised frame features pooled to a fixed number of steps, so
+the encoder's 1-D convolutions see the time axis. At inference the latent is mu (deterministic).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import VAEConfig
+
+
+class SequenceVAE(nn.Module):
+    """1-D convolutional VAE over (features, time). Time is downsampled 4x by two strided convolutions."""
+
+    def __init__(self, n_features: int, cfg: VAEConfig):
+        super().__init__()
+        c, t4 = cfg.channels, cfg.seq_len // 4
+        self.n_features, self.seq_len, self.latent_dim = n_features, cfg.seq_len, cfg.latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv1d(n_features, c, 5, padding=2), nn.GELU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
+            nn.Flatten(),
+        )
+        self.to_latent = nn.Linear(c * t4, 2 * cfg.latent_dim)
+        self.from_latent = nn.Linear(cfg.latent_dim, c * t4)
+        self.decoder = nn.Sequential(
+            nn.GELU(), nn.Unflatten(1, (c, t4)),
+            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.GELU(),
+            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.GELU(),
+            nn.Conv1d(c, n_features, 5, padding=2),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, F, T) -> mu, logvar, each (B, latent_dim)."""
+        mu, logvar = self.to_latent(self.encoder(x)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I): a differentiable sample of q(z | x)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> reconstruction (B, F, T)."""
+        return self.decoder(self.from_latent(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+
+def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, reconstruction, kl), each averaged over the batch.
+
+    reconstruction = squared error summed over features and time (a unit-variance Gaussian NLL up to a
+    constant); kl = KL(q(z|x) || N(0, I)) summed over latent dimensions; total = reconstruction + beta * kl.
+    """
+    rec = ((recon - x) ** 2).sum(dim=(1, 2)).mean()
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
+    return rec + beta * kl, rec, kl
+
+
+def train_vae(x_train: np.ndarray, x_val: np.ndarray | None, cfg: VAEConfig, *, seed: int = 0,
+              progress: bool = False) -> tuple[SequenceVAE, dict[str, list[float]]]:
+    """Train a SequenceVAE on (N, F, T) float32 arrays; early-stop on the validation loss when given.
+
+    Returns the best model (eval mode) and the history per epoch: train/val reconstruction as mean
+    squared error per element, and KL per clip.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = SequenceVAE(x_train.shape[1], cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    xv = None if x_val is None or len(x_val) == 0 else torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
+    per_clip = xt.shape[1] * xt.shape[2]
+    history: dict[str, list[float]] = {"train_recon": [], "train_kl": []}
+    if xv is not None:
+        history.update(val_recon=[], val_kl=[])
+    best, best_state, since_best = math.inf, None, 0
+    bar = tqdm(range(cfg.epochs), desc="VAE", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        beta = cfg.beta * min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else cfg.beta
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        rec_sum = kl_sum = 0.0
+        for i in range(0, len(xt), cfg.batch_size):
+            xb = xt[order[i : i + cfg.batch_size]]
+            recon, mu, logvar = model(xb)
+            loss, rec, kl = vae_loss(recon, xb, mu, logvar, beta)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec_sum += rec.item() * len(xb)
+            kl_sum += kl.item() * len(xb)
+        history["train_recon"].append(rec_sum / len(xt) / per_clip)
+        history["train_kl"].append(kl_sum / len(xt))
+        if xv is None:
+            continue
+        rec_v, kl_v = evaluate_vae(model, xv)
+        history["val_recon"].append(rec_v / per_clip)
+        history["val_kl"].append(kl_v)
+        val_loss = rec_v + cfg.beta * kl_v
+        bar.set_postfix(val=f"{val_loss / per_clip:.3f}")
+        if epoch + 1 < cfg.warmup_epochs:  # the objective still changes during KL warm-up
+            continue
+        if val_loss < best * (1 - 1e-4):  # best starts at inf, so the first checked epoch counts
+            best, best_state, since_best = val_loss, copy.deepcopy(model.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+@torch.no_grad()
+def evaluate_vae(model: SequenceVAE, x: torch.Tensor) -> tuple[float, float]:
+    """Mean reconstruction (summed squared error per clip, using mu) and mean KL per clip over x."""
+    model.eval()
+    mu, logvar = model.encode(x)
+    _, rec, kl = vae_loss(model.decode(mu), x, mu, logvar)
+    return rec.item(), kl.item()

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+
+from emovae.data import EMOTIONS
+from emovae.errors import DataError
+from emovae.evaluate import actor_folds, compute_metrics
+
+
+def test_actor_folds_are_disjoint_and_cover_everyone():
+    actors = np.repeat(np.arange(1, 21), 60)
+    folds = actor_folds(actors, 5, seed=0)
+    seen = []
+    for tr, te in folds:
+        assert not set(actors[tr]) & set(actors[te])
+        assert len(set(actors[te])) == 4 and len(tr) + len(te) == len(actors)
+        seen += sorted(set(actors[te]))
+    assert sorted(seen) == list(range(1, 21))
+    assert [sorted(set(actors[te])) for _, te in actor_folds(actors, 5, seed=1)] != \
+        [sorted(set(actors[te])) for _, te in folds]  # another seed draws other folds
+
+
+def test_actor_folds_too_few_actors():
+    with pytest.raises(DataError, match="cannot fill 5"):
+        actor_folds(np.array([1, 1, 2, 3]), 5)
+
+
+def test_metrics_known_values():
+    y = ["angry"] * 4 + ["sad"] * 2
+    p = ["angry", "angry", "angry", "sad", "sad", "angry"]
+    m = compute_metrics(y, p)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    assert m["per_class_recall"] == {"sad": 0.5, "angry": 0.75}
+    cm = np.array(m["confusion"]["matrix"])
+    assert cm[EMOTIONS.index("angry"), EMOTIONS.index("sad")] == 1 and cm.sum() == 6
+    f1_angry, f1_sad = 2 * .75 * .75 / 1.5, 0.5
+    assert m["macro_f1"] == pytest.approx((f1_angry + f1_sad) / 2)
+    json.dumps(m)
+
+
+@pytest.mark.slow
+def test_scaler_fitted_on_train_fold_only(tmp_path):
+    """The model's stored scaler statistics equal those of its training clips, not of all clips."""
+    pytest.importorskip("torch")
+    from emovae.config import FeatureConfig, TrainConfig, VAEConfig
+    from emovae.evaluate import table_features
+    from emovae.extraction import extract_dataset
+    from emovae.model import EmotionRecognizer
+
+    from .conftest import write_ravdess_tree
+
+    write_ravdess_tree(tmp_path, actors=(1, 2, 3, 4), emotions=(1, 5))
+    table, _ = extract_dataset(tmp_path, FeatureConfig(n_mfcc=13), n_jobs=1, progress=False)
+    tr, te = actor_folds(table.actors, 2, seed=0)[0]
+    X = table_features(table)
+    m = EmotionRecognizer(FeatureConfig(n_mfcc=13), VAEConfig(seq_len=8, channels=4, latent_dim=2, epochs=2),
+                          train_config=TrainConfig(val_actors=1)).fit([X[i] for i in tr], table.labels[tr],
+                                                                      groups=table.actors[tr])
+    np.testing.assert_allclose(m.net_.stats_mean.numpy(), table.stats[tr].mean(axis=0), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(m.net_.stats_mean.numpy(), table.stats.mean(axis=0), rtol=1e-4, atol=1e-4)

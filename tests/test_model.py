@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig  # noqa: E402
+from emovae.data import EMOTIONS  # noqa: E402
+from emovae.errors import DataError, ModelFormatError  # noqa: E402
+from emovae.evaluate import table_features  # noqa: E402
+from emovae.extraction import extract_dataset  # noqa: E402
+from emovae.model import EmotionRecognizer, inner_split  # noqa: E402
+
+from .conftest import write_ravdess_tree  # noqa: E402
+
+FCFG = FeatureConfig(n_mfcc=13)
+VCFG = VAEConfig(seq_len=16, channels=8, latent_dim=4, epochs=15, warmup_epochs=2, patience=5)
+
+
+@pytest.fixture(scope="module")
+def small_table(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ravdess")
+    write_ravdess_tree(root, actors=(1, 2, 3, 4, 5, 6), emotions=(1, 3, 5, 8), per_emotion=2)
+    table, skipped = extract_dataset(root, FCFG, n_jobs=1, progress=False)
+    assert not skipped
+    return table
+
+
+def make():
+    return EmotionRecognizer(FCFG, VCFG, ClassifierConfig(), TrainConfig(seed=0, val_actors=1))
+
+
+def test_fit_predict_contract(small_table):
+    X = table_features(small_table)
+    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    assert list(m.classes_) == ["neutral", "happy", "angry", "surprised"]  # EMOTIONS order
+    p = m.predict_proba(X)
+    assert p.shape == (len(X), 4) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    assert set(m.predict(X)) <= set(m.classes_)
+    assert m.transform(X).shape == (len(X), 4)
+    assert (m.predict(X) == np.array(EMOTIONS)[small_table.labels]).mean() > 0.6  # learnable synthetic data
+    assert m.get_params()["vae_config"] == VCFG
+
+
+def test_sklearn_clone_gives_unfitted_copy(small_table):
+    from sklearn.base import clone
+
+    m = make().fit(table_features(small_table), small_table.labels, groups=small_table.actors)
+    c = clone(m)
+    assert c.vae_config == m.vae_config and not hasattr(c, "net_")
+
+
+def test_save_load_identical_probabilities(small_table, tmp_path):
+    X = table_features(small_table)
+    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    m.save(tmp_path / "model", metrics={"balanced_accuracy": 0.5})
+    back = EmotionRecognizer.load(tmp_path / "model")
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    assert back.metrics_ == {"balanced_accuracy": 0.5} and back.feature_config == FCFG
+
+
+def test_seeded_fit_is_reproducible(small_table):
+    X = table_features(small_table)
+    a = make().fit(X, small_table.labels, groups=small_table.actors).predict_proba(X)
+    b = make().fit(X, small_table.labels, groups=small_table.actors).predict_proba(X)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_inner_split_is_actor_disjoint():
+    groups = np.repeat(np.arange(1, 9), 5)
+    tr, va = inner_split(groups, 2, seed=0)
+    assert len(va) == 10 and not set(groups[tr]) & set(groups[va])
+    assert len(inner_split(np.ones(5), 2, 0)[1]) == 0
+
+
+def test_one_emotion_is_clear_error(small_table):
+    X = table_features(small_table)
+    with pytest.raises(DataError, match="at least 2 emotions"):
+        make().fit(X, ["angry"] * len(X), groups=small_table.actors)
+
+
+@pytest.mark.parametrize("setup,why", [
+    (lambda d: None, "no such model folder"),
+    (lambda d: d.mkdir(), "no model.json"),
+    (lambda d: (d.mkdir(), (d / "model.json").write_text("{oops")), "not valid JSON"),
+    (lambda d: (d.mkdir(), (d / "model.json").write_text('{"format": "other"}')), "not an emovae model"),
+])
+def test_load_bad_model_dir(tmp_path, setup, why):
+    d = tmp_path / "m"
+    setup(d)
+    with pytest.raises(ModelFormatError, match=why):
+        EmotionRecognizer.load(d)
+
+
+def test_load_missing_weights(small_table, tmp_path):
+    m = make().fit(table_features(small_table), small_table.labels, groups=small_table.actors)
+    m.save(tmp_path / "m")
+    (tmp_path / "m" / "weights.pt").unlink()
+    with pytest.raises(ModelFormatError, match="incomplete"):
+        EmotionRecognizer.load(tmp_path / "m")
