@@ -54,3 +54,17 @@ def write_ravdess_tree(root: Path, actors=(1, 2, 3, 4), emotions=range(1, 9), se
                 sf.write(p, y, sr)
                 paths.append(p)
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small model trained by the CLI on synthetic clips (weights.pt, model.json, model.onnx)."""
+    pytest.importorskip("torch")
+    from emovae.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_ravdess_tree(root / "data", actors=(1, 2, 3, 4), emotions=(1, 3, 5, 8))
+    rc = main(["-q", "train", "--data", str(root / "data"), "--out", str(root / "model"), "--no-cache",
+               "--jobs", "1", "--n-mfcc", "13", "--latent-dim", "4", "--epochs", "6"])
+    assert rc == 0
+    return root / "model"

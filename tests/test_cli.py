@@ -75,3 +75,50 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
                  "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert "no model.json" in err and "Traceback" not in err
+
+
+def test_predict_command_reports_bad_files_and_continues(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from .conftest import voice_like
+
+    good = tmp_path / "good.wav"
+    sf.write(good, voice_like(200, 1.0), 16000)
+    bad = tmp_path / "bad.wav"
+    bad.write_text("nope")
+    rc = main(["predict", str(bad), str(good), str(tmp_path / "missing.wav"), "--model", str(tiny_model_dir),
+               "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 1 and rows[0]["file"] == str(good) and set(rows[0]["probabilities"]) <= set(EMOTIONS)
+    assert err.count("emovae: error:") == 2 and "bad.wav" in err and "missing.wav" in err and "Traceback" not in err
+    assert main(["predict", str(good), "--model", str(tiny_model_dir)]) == 0
+    assert "top 3:" in capsys.readouterr().out
+
+
+def test_stream_command(tiny_model_dir, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from .conftest import voice_like
+
+    sf.write(tmp_path / "s.wav", np.concatenate([voice_like(200, 2.5), np.zeros(32000, np.float32)]), 16000)
+    assert main(["stream", str(tmp_path / "s.wav"), "--model", str(tiny_model_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[   0.00 -    2.00 s]") and lines[-1].endswith("silence")
+
+
+def test_export_command(tiny_model_dir, tmp_path, capsys):
+    assert main(["export", "--model", str(tiny_model_dir), "--onnx", str(tmp_path / "e.onnx")]) == 0
+    assert (tmp_path / "e.onnx").stat().st_size > 1000 and "parity" in capsys.readouterr().out
+
+
+def test_demo_command(tiny_model_dir, tmp_path, capsys):
+    assert main(["demo", "--model", str(tiny_model_dir), "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("true ") == 8 and "demo clips right" in out
+    for f in ("report.md", "predictions.json", "confusion.png", "latent_map.png"):
+        assert (tmp_path / "demo" / f).exists()

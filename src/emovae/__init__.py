@@ -19,6 +19,9 @@ _LAZY = {
     "EmovaeError": ("emovae.errors", "EmovaeError"),
     "extract": ("emovae.features", "extract"),
     "load_audio": ("emovae.audio", "load"),
+    "load_pretrained": ("emovae.runtime", "load_pretrained"),
+    "Recognizer": ("emovae.runtime", "Recognizer"),
+    "Prediction": ("emovae.runtime", "Prediction"),
 }
 
 __all__ = ["__version__", *_LAZY]

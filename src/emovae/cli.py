@@ -104,7 +104,6 @@ def _print_metrics(m: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import to_dict
     from .evaluate import cross_validate, table_features
     from .model import EmotionRecognizer
 
@@ -124,10 +123,18 @@ def cmd_train(args: argparse.Namespace) -> int:
                             for f in res.metrics["folds"]]
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
-    model = make().fit(table_features(table), table.labels, groups=table.actors)
-    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist()))},
-                    "configs": {"feature": to_dict(fcfg)}}
+    from .data import EMOTIONS
+    from .runtime import fit_latent_map
+
+    X = table_features(table)
+    model = make().fit(X, table.labels, groups=table.actors)
+    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist())),
+                                      "command": "emovae " + " ".join(args.argv)},
+                    "latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
     model.save(out, metrics=metrics)
+    from .export import export_model_dir
+
+    export_model_dir(model, out)
     print(f"model trained on {len(table)} clips of {len(set(table.actors.tolist()))} actors -> {out}")
     return 0
 
@@ -154,6 +161,87 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_report(out, res, config=config, figures=not args.no_figures)
     _print_metrics(res.metrics)
     print(f"report -> {out} (metrics.json, predictions.csv, figures)")
+    return 0
+
+
+def _recognizer(args: argparse.Namespace):
+    from .runtime import Recognizer
+
+    return Recognizer.load(args.model, backend=args.backend)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    rec = _recognizer(args)
+    failed = 0
+    for path in args.files:
+        try:
+            p = rec.predict_file(path)
+        except EmovaeError as exc:
+            failed += 1
+            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            _err(msg)
+            continue
+        if args.json:
+            print(json.dumps(p.to_dict()), flush=True)
+        else:
+            top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
+            print(f"{path}: {p.emotion} ({p.confidence:.2f})  top 3: {top}", flush=True)
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .data import parse_name
+    from .evaluate import demo_report
+
+    out = _new_output_dir(args.out, args.force) if args.out else Path(tempfile.mkdtemp(prefix="emovae-demo-"))
+    rec = _recognizer(args)
+    preds, metrics = demo_report(rec, out)
+    for p in preds:
+        truth = parse_name(p.file).emotion
+        mark = "ok " if truth == p.emotion else "   "
+        top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
+        print(f"{mark}{Path(p.file).name}: true {truth:9s} predicted {p.emotion:9s} ({p.confidence:.2f})  top 3: {top}")
+    cv = rec.meta.get("metrics", {})
+    print(f"{metrics['n_correct']}/{metrics['n_files']} demo clips right ({rec.backend} backend). These speakers are in "
+          "the shipped model's training set, so this shows the pipeline, not accuracy.")
+    if cv.get("mean"):
+        print(f"Speaker-independent {cv.get('evaluation', 'cross-validation')}: balanced accuracy "
+              f"{cv['mean']['balanced_accuracy']:.3f} +- {cv['std']['balanced_accuracy']:.3f} (chance 0.125)")
+    print(f"report -> {out} (report.md, confusion.png, latent_map.png, predictions.json)")
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import json
+
+    from . import stream
+
+    rec = _recognizer(args)
+    cfg = stream.StreamConfig(window_s=args.window, hop_s=args.hop, gate_db=args.gate_db)
+    if args.mic:
+        chunks, sr = stream.mic_chunks(args.rate), args.rate
+    elif args.source in (None, "-"):
+        chunks, sr = stream.pcm_chunks(sr=args.rate), args.rate
+    else:
+        chunks, sr = stream.file_chunks(args.source)
+    for ev in stream.run(rec, chunks, sr, cfg):
+        print(json.dumps(ev.to_dict()) if args.json else ev, flush=True)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .model import EmotionRecognizer
+    from .runtime import PRETRAINED_DIR, read_model_json
+
+    src = Path(args.model) if args.model else PRETRAINED_DIR
+    model = EmotionRecognizer.load(src)
+    path = export_onnx(model, args.onnx, read_model_json(src))
+    print(f"{src} -> {path} ({path.stat().st_size / 1024:.0f} KiB; parity with torch checked)")
     return 0
 
 
@@ -211,12 +299,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_feature_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="name the emotion of audio files (shipped model by default)")
+    p.add_argument("files", nargs="+", help="audio files (.wav, .flac, .ogg...)")
+    p.add_argument("--model", help="model folder or exported .onnx file (default: the shipped model)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="network backend (default auto: onnxruntime when installed)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="the shipped model on the bundled example clips, with a small report")
+    p.add_argument("--out", help="new report folder (default: a fresh temporary folder)")
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("stream", help="time-stamped emotions over a sliding window (file, stdin or microphone)")
+    p.add_argument("source", nargs="?", help="audio file, or - for raw 16-bit mono PCM on stdin (see --rate)")
+    p.add_argument("--mic", action="store_true", help="read the default microphone (needs emovae[mic])")
+    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin PCM / microphone (default 16000)")
+    p.add_argument("--window", type=float, default=2.0, help="window length in seconds (default 2.0)")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between results (default 0.5)")
+    p.add_argument("--gate-db", type=float, default=-55.0, dest="gate_db",
+                   help="voice-activity gate: frames louder than this dBFS count as speech (default -55)")
+    p.add_argument("--model", help="model folder or .onnx file (default: the shipped model)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("export", help="export a model's network to one self-contained ONNX file")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

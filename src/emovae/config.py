@@ -88,7 +88,7 @@ class VAEConfig:
     """The sequence VAE: frames pooled to ``seq_len`` steps -> 1-D conv encoder -> z -> conv decoder."""
 
     seq_len: int = 64  # time steps the speech span is average-pooled to
-    channels: int = 48
+    channels: int = 32
     latent_dim: int = 16
     beta: float = 1.0  # KL weight
     warmup_epochs: int = 10  # beta rises linearly from 0 over these epochs (KL annealing); 0 = off
@@ -128,6 +128,7 @@ class TrainConfig:
 
     seed: int = 0
     val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
+    threads: int = 1  # torch threads while training; the model is small, so more mostly adds contention
 
     def __post_init__(self):
         if self.val_actors < 1:

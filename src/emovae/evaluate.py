@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import EMOTIONS
-from .errors import DataError
+from .errors import DataError, MissingDependencyError
 from .extraction import FeatureTable
 from .features import Features
 
@@ -183,3 +183,49 @@ def write_figures(d: Path, res: EvalResult) -> None:
         name = "curves.png" if len(res.histories) == 1 else f"curves_fold{k}.png"
         plots.save_figure(plots.curves_figure(hist, title="VAE training" + (f", fold {k}" if len(res.histories) > 1
                                                                             else "")), d / name)
+
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+def demo_clips() -> list[Path]:
+    """The bundled example clips (RAVDESS-named, one per emotion)."""
+    return sorted(DEMO_DIR.glob("*.flac"))
+
+
+def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
+    """Predict the bundled clips with ``recognizer``; write report.md, predictions.json, confusion.png and
+    latent_map.png (the clips over the model's shipped map of its training clips) into ``out_dir``."""
+    from .data import parse_name
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    clips = demo_clips()
+    preds = [recognizer.predict_file(c) for c in clips]
+    truth = [parse_name(c).emotion for c in clips]
+    m = compute_metrics(truth, [p.emotion for p in preds])
+    m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
+    (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],
+                                                   indent=1))
+    lines = ["# emovae demo", "", f"Model: `{recognizer.source}` ({recognizer.backend} backend)", "",
+             "| clip | true | predicted | confidence |", "|---|---|---|---|"]
+    lines += [f"| {Path(p.file).name} | {t} | {p.emotion} | {p.confidence:.2f} |" for p, t in zip(preds, truth)]
+    lines += ["", f"{m['n_correct']} of {len(clips)} right. The clips' speakers are in the shipped model's training "
+              "set: this shows the pipeline, not speaker-independent accuracy (see the model's CV metrics)."]
+    try:
+        from . import plots
+
+        plots.save_figure(plots.confusion_figure(np.array(m["confusion"]["matrix"]), m["confusion"]["labels"],
+                                                 normalize=False, title="demo clips"), d / "confusion.png")
+        lmap = recognizer.meta.get("latent_map")
+        if lmap:
+            fig = plots.latent_map(np.array(lmap["points"]), lmap["labels"],
+                                   title="demo clips on the latent map of the training clips",
+                                   highlight=np.array([p.map_xy for p in preds]),
+                                   highlight_labels=[f"{t}" for t in truth])
+            plots.save_figure(fig, d / "latent_map.png")
+        lines += ["", "![confusion](confusion.png)", "", "![latent map](latent_map.png)"]
+    except MissingDependencyError:  # matplotlib missing (runtime install): the table alone
+        lines += ["", "(figures need the plot extra: pip install 'emovae[plot]')"]
+    (d / "report.md").write_text("\n".join(lines) + "\n")
+    return preds, m

@@ -328,3 +328,12 @@ def pool_frames(frames: np.ndarray, seq_len: int) -> np.ndarray:
     sums = np.add.reduceat(x, starts, axis=0)
     counts = np.diff(np.append(starts, n))[:, None]
     return (sums / counts).astype(np.float32)
+
+
+def model_inputs(X: "list[Features]", seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network inputs of many clips: pooled frames (N, seq_len, F) and statistics (N, S), float32."""
+    if len(X) == 0:
+        raise AudioError("no clips given")
+    seq = np.stack([pool_frames(f.frames, seq_len) for f in X]).astype(np.float32)
+    stats = np.stack([f.stats for f in X]).astype(np.float32)
+    return seq, stats

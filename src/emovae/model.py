@@ -21,26 +21,15 @@ import numpy as np
 from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
 from .data import EMOTIONS
 from .errors import DataError, ModelFormatError, ParameterError, require
-from .features import Features, pool_frames
+from .features import Features, model_inputs
+from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json
 
-MODEL_FORMAT = "emovae-model"
-MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
-CONFIG_FILE = "model.json"
 
 try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
     from sklearn.base import BaseEstimator, ClassifierMixin
 except ImportError:  # pragma: no cover
     BaseEstimator, ClassifierMixin = object, object
-
-
-def model_inputs(X: Sequence[Features], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Network inputs of many clips: pooled frames (N, seq_len, F) and statistics (N, S), float32."""
-    if len(X) == 0:
-        raise DataError("no clips given")
-    seq = np.stack([pool_frames(f.frames, seq_len) for f in X]).astype(np.float32)
-    stats = np.stack([f.stats for f in X]).astype(np.float32)
-    return seq, stats
 
 
 def _as_names(y) -> np.ndarray:
@@ -156,9 +145,13 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         xs = ((seq - seq_mean) / seq_std).transpose(0, 2, 1)
         tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        vae, self.history_ = train_vae(xs[tr], xs[va] if len(va) else None, vcfg, seed=tcfg.seed,
-                                       progress=self.progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(tcfg.threads)
+        try:
+            vae, self.history_ = train_vae(xs[tr], xs[va] if len(va) else None, vcfg, seed=tcfg.seed,
+                                           progress=self.progress)
+        finally:
+            torch.set_num_threads(threads)
         with torch.no_grad():
             mu = vae.encode(torch.from_numpy(np.ascontiguousarray(xs)))[0].numpy()
         z_mean, z_std = _scaler(mu, axis=0)
@@ -295,21 +288,3 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         obj.net_ = net.eval()
         return obj
 
-
-def read_model_json(directory: str | os.PathLike) -> dict:
-    """The parsed model.json of a model directory; ModelFormatError naming the problem otherwise."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise ModelFormatError(f"{d}: no such model folder (pass the folder written by 'emovae train')")
-    try:
-        meta = json.loads((d / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise ModelFormatError(f"{d}: no {CONFIG_FILE} here; is this a folder written by 'emovae train'?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{d / CONFIG_FILE}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise ModelFormatError(f"{d / CONFIG_FILE}: not an emovae model description")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ModelFormatError(f"{d}: model format {meta['format_version']} is newer than this emovae "
-                               f"understands ({MODEL_FORMAT_VERSION}); upgrade emovae")
-    return meta

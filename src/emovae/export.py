@@ -1,0 +1,83 @@
+"""ONNX export of a trained network (pooled frames + statistics -> probabilities, latent, novelty terms),
+with the model description embedded as metadata and a parity check against torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EmovaeError, require
+
+ONNX_FILE = "model.onnx"
+INPUTS = ("seq", "stats")
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl")
+METADATA_KEY = "emovae_model_json"
+
+
+def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = True, atol: float = 1e-4) -> Path:
+    """Write the fitted ``model``'s network to one self-contained ONNX file (no external data).
+
+    ``meta`` (the model.json content: labels, feature config, names) is stored in the file's metadata so
+    the file alone can run. With ``check``, onnxruntime's outputs are compared with torch's within ``atol``.
+    """
+    require("onnx", "train")
+    require("onnxscript", "train")
+    import onnx
+    import torch
+
+    net = model.net_.eval()
+    T, F, S = net.vae.seq_len, net.seq_mean.numel(), net.stats_mean.numel()
+    rng = np.random.default_rng(0)
+    seq = torch.from_numpy(rng.standard_normal((2, T, F)).astype(np.float32)) * net.seq_std + net.seq_mean
+    stats = torch.from_numpy(rng.standard_normal((2, S)).astype(np.float32)) * net.stats_std + net.stats_mean
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch")
+    import contextlib
+    import io
+    import logging
+
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs optional-op warnings (torchvision) and progress
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(net, (seq, stats), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                              dynamic_shapes=({0: batch}, {0: batch}), external_data=False, dynamo=True)
+    quiet.setLevel(level)
+    proto = onnx.load(str(path))
+    keep = {k: v for k, v in meta.items() if k not in ("history",)}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(keep)
+    proto.doc_string = f"emovae emotion recognizer; classes: {', '.join(meta['classes'])}"
+    onnx.save(proto, str(path))
+    if check:
+        check_parity(model, path, seq.numpy(), stats.numpy(), atol=atol)
+    return path
+
+
+def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 1e-4) -> float:
+    """Largest absolute difference between torch and onnxruntime outputs; raises when above ``atol``."""
+    import torch
+
+    from .runtime import onnx_session
+
+    with torch.no_grad():
+        ref = [t.numpy() for t in model.net_(torch.from_numpy(seq), torch.from_numpy(stats))]
+    out = onnx_session(path).run(list(OUTPUTS), {"seq": seq, "stats": stats})
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, out))
+    if diff > atol:
+        raise EmovaeError(f"ONNX export of {path} differs from torch by {diff:.2e} (> {atol:.0e})")
+    return diff
+
+
+def export_model_dir(model, directory: str | os.PathLike) -> Path:
+    """Export a saved model folder's network to ``directory/model.onnx`` with its model.json as metadata."""
+    from .runtime import read_model_json
+
+    return export_onnx(model, Path(directory) / ONNX_FILE, read_model_json(directory))

@@ -1,0 +1,218 @@
+"""Inference on clips: the Recognizer API over an ONNX (torch-free) or torch network backend.
+
+Both backends receive features computed by the same ``features`` code; only the network differs.
+``load_pretrained()`` gives the model shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .config import FeatureConfig, from_dict
+from .errors import AudioError, ModelFormatError, ParameterError, require
+from .features import Features, extract, model_inputs
+
+MODEL_FORMAT = "emovae-model"
+MODEL_FORMAT_VERSION = 1
+CONFIG_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
+
+
+def read_model_json(directory: str | os.PathLike) -> dict:
+    """The parsed model.json of a model folder; ModelFormatError naming the problem otherwise."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ModelFormatError(f"{d}: no such model folder (pass the folder written by 'emovae train')")
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise ModelFormatError(f"{d}: no {CONFIG_FILE} here; is this a folder written by 'emovae train'?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{d / CONFIG_FILE}: not valid JSON ({exc})") from None
+    return _check_meta(meta, str(d / CONFIG_FILE))
+
+
+def _check_meta(meta, where: str) -> dict:
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"{where}: not an emovae model description")
+    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ModelFormatError(f"{where}: model format {meta['format_version']} is newer than this emovae "
+                               f"understands ({MODEL_FORMAT_VERSION}); upgrade emovae")
+    return meta
+
+
+def onnx_session(path: str | os.PathLike, threads: int = 1):
+    """An onnxruntime CPU session on ``threads`` threads (1 = predictable latency, no oversubscription)."""
+    ort = require("onnxruntime", "runtime")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
+        raise ModelFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+def fit_latent_map(mu: np.ndarray, labels: list[str]) -> dict:
+    """A 2-D PCA map of latent means (N, L) that ships with a model: centre, 2 components, and the training
+    clips' map positions and emotions (for the latent-map figure and the web page)."""
+    mean = mu.mean(axis=0)
+    _, _, vt = np.linalg.svd(mu - mean, full_matrices=False)
+    comps = vt[:2]
+    comps = comps * np.sign(comps[:, :1] + 1e-12)  # a fixed sign convention
+    pts = (mu - mean) @ comps.T
+    return {"method": "pca", "mean": mean.round(6).tolist(), "components": comps.round(6).tolist(),
+            "points": pts.round(3).tolist(), "labels": list(labels)}
+
+
+def project_to_map(mu: np.ndarray, latent_map: dict) -> np.ndarray:
+    """Map positions (N, 2) of latent means (N, L) on a model's shipped 2-D map."""
+    return (np.atleast_2d(mu) - np.asarray(latent_map["mean"])) @ np.asarray(latent_map["components"]).T
+
+
+class OnnxNetwork:
+    """The network through onnxruntime: forward(list of Features) -> dict of outputs, like the torch model."""
+
+    def __init__(self, path: str | os.PathLike, meta: dict | None = None, threads: int = 1):
+        self.session = onnx_session(path, threads)
+        if meta is None:
+            raw = self.session.get_modelmeta().custom_metadata_map.get("emovae_model_json")
+            if raw is None:
+                raise ModelFormatError(f"{path}: ONNX file without emovae metadata; export it with 'emovae export'")
+            meta = _check_meta(json.loads(raw), str(path))
+        self.meta = meta
+        self.classes_ = np.array(meta["classes"])
+        self.seq_len = int(meta["vae_config"]["seq_len"])
+
+    def forward(self, X: list[Features]) -> dict[str, np.ndarray]:
+        seq, stats = model_inputs(X, self.seq_len)
+        out = self.session.run(["probabilities", "mu", "recon_mse", "kl"], {"seq": seq, "stats": stats})
+        return dict(zip(("probabilities", "mu", "recon_mse", "kl"), out))
+
+
+@dataclass
+class Prediction:
+    """One clip's result. ``probabilities`` are keyed by emotion name, in the model's label order."""
+
+    emotion: str
+    probabilities: dict[str, float]
+    duration_s: float
+    latent: list[float] = field(default_factory=list)
+    file: str | None = None
+    map_xy: tuple[float, float] | None = None  # position on the model's shipped 2-D latent map
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.emotion]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self) -> dict:
+        d = {"file": self.file, "emotion": self.emotion, "confidence": round(self.confidence, 6),
+             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+             "duration_s": round(self.duration_s, 3)}
+        if self.map_xy is not None:
+            d["latent_map"] = [round(v, 4) for v in self.map_xy]
+        return d if self.file is not None else {k: v for k, v in d.items() if k != "file"}
+
+
+class Recognizer:
+    """Clips in, emotions out: ``predict_file(path)``, ``predict_proba(signal, sr)``, ``predict_signal``."""
+
+    def __init__(self, network, meta: dict, source: str):
+        self.network = network
+        self.meta = meta
+        self.source = source
+        self.classes = tuple(meta["classes"])
+        self.feature_config = from_dict(FeatureConfig, meta["feature_config"])
+        self.backend = "onnx" if isinstance(network, OnnxNetwork) else "torch"
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1) -> "Recognizer":
+        """Load a model folder (or a bare exported .onnx file); default: the shipped pretrained model.
+
+        backend: "onnx" (onnxruntime, no torch), "torch", or "auto" (onnx when the folder has model.onnx
+        and onnxruntime is installed, else torch).
+        """
+        if backend not in ("auto", "onnx", "torch"):
+            raise ParameterError(f"backend must be auto, onnx or torch, not {backend!r}")
+        path = Path(model) if model is not None else PRETRAINED_DIR
+        if path.is_file() and path.suffix == ".onnx":
+            if backend == "torch":
+                raise ParameterError(f"{path}: a bare ONNX file runs only with the onnx backend")
+            net = OnnxNetwork(path, threads=threads)
+            return cls(net, net.meta, str(path))
+        meta = read_model_json(path)
+        if backend == "auto":
+            try:
+                import onnxruntime  # noqa: F401
+
+                backend = "onnx" if (path / ONNX_FILE).exists() else "torch"
+            except ImportError:
+                backend = "torch"
+        if backend == "onnx":
+            if not (path / ONNX_FILE).exists():
+                raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
+            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path))
+        from .model import EmotionRecognizer
+
+        return cls(EmotionRecognizer.load(path), meta, str(path))
+
+    # ------------------------------------------------------------------------------------------ features
+    def features(self, signal: np.ndarray, sr: int, name: str = "<signal>") -> Features:
+        """Features of a mono or (samples, channels) signal at ``sr`` Hz with the model's config."""
+        y = np.asarray(signal, dtype=np.float32)
+        if y.ndim not in (1, 2):
+            raise AudioError(f"{name}: expected audio of shape (samples,) or (samples, channels), got {y.shape}")
+        cfg = self.feature_config
+        y = audio.check_duration(audio._to_mono_rate(y, sr, cfg.sample_rate, name), cfg.sample_rate,
+                                 cfg.min_duration, name)
+        if audio.is_silent(y, SILENCE_DB):
+            raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
+        return extract(y, cfg.sample_rate, cfg)
+
+    # ---------------------------------------------------------------------------------------- predictions
+    def predict_features(self, X: list[Features], names: list[str | None] | None = None) -> list[Prediction]:
+        out = self.network.forward(X)
+        names = names or [None] * len(X)
+        hop_s = self.feature_config.hop_length / self.feature_config.sample_rate
+        lmap = self.meta.get("latent_map")
+        xy = project_to_map(out["mu"], lmap) if lmap else [None] * len(X)
+        preds = []
+        for i, f in enumerate(X):
+            p = out["probabilities"][i]
+            probs = {c: float(v) for c, v in zip(self.classes, p)}
+            preds.append(Prediction(self.classes[int(np.argmax(p))], probs, f.frames.shape[0] * hop_s,
+                                    [float(v) for v in out["mu"][i]], names[i],
+                                    None if xy[i] is None else (float(xy[i][0]), float(xy[i][1]))))
+        return preds
+
+    def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:
+        """Probabilities (len(classes),) of one clip, in ``classes`` order."""
+        return self.network.forward([self.features(signal, sr)])["probabilities"][0]
+
+    def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None) -> Prediction:
+        return self.predict_features([self.features(signal, sr, name or "<signal>")], [name])[0]
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Decode, extract and classify one audio file."""
+        cfg = self.feature_config
+        y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
+        return self.predict_signal(y, cfg.sample_rate, str(path))
+
+
+def load_pretrained(backend: str = "auto", threads: int = 1) -> Recognizer:
+    """The model shipped with emovae (trained on the 20 development actors of RAVDESS)."""
+    if not (PRETRAINED_DIR / CONFIG_FILE).exists():
+        raise ModelFormatError(f"{PRETRAINED_DIR}: the pretrained model is missing from this installation")
+    return Recognizer.load(PRETRAINED_DIR, backend=backend, threads=threads)

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from emovae.export import check_parity, export_onnx  # noqa: E402
+from emovae.model import EmotionRecognizer  # noqa: E402
+from emovae.runtime import read_model_json  # noqa: E402
+
+
+def test_export_parity_and_metadata(tiny_model_dir, tmp_path):
+    import onnx
+
+    model = EmotionRecognizer.load(tiny_model_dir)
+    path = export_onnx(model, tmp_path / "x.onnx", read_model_json(tiny_model_dir))
+    proto = onnx.load(str(path))
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert {p.key for p in proto.metadata_props} == {"emovae_model_json"}
+    assert [i.name for i in proto.graph.input] == ["seq", "stats"]
+    rng = np.random.default_rng(1)
+    T, F, S = model.net_.vae.seq_len, len(model.frame_names_), len(model.stat_names_)
+    seq = (rng.standard_normal((5, T, F)) * 3).astype(np.float32)
+    stats = rng.standard_normal((5, S)).astype(np.float32)
+    assert check_parity(model, path, seq, stats, atol=1e-4) < 1e-4

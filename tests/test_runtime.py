@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+
+from emovae.errors import AudioError, ModelFormatError, ParameterError
+from emovae.runtime import PRETRAINED_DIR, Recognizer, load_pretrained
+
+from .conftest import SR, voice_like
+
+pytest.importorskip("onnxruntime")
+
+
+def test_onnx_and_torch_backends_agree(tiny_model_dir):
+    onnx = Recognizer.load(tiny_model_dir, backend="onnx")
+    torch_ = Recognizer.load(tiny_model_dir, backend="torch")
+    assert onnx.backend == "onnx" and torch_.backend == "torch"
+    y = voice_like(200, 1.5, seed=9)
+    np.testing.assert_allclose(onnx.predict_proba(y, SR), torch_.predict_proba(y, SR), atol=1e-5)
+
+
+def test_prediction_fields(tiny_model_dir, tmp_path):
+    import soundfile as sf
+
+    rec = Recognizer.load(tiny_model_dir)
+    p = tmp_path / "clip.wav"
+    sf.write(p, voice_like(180, 1.2, sr=22050), 22050)  # another rate: resampled on load
+    pred = rec.predict_file(p)
+    assert pred.emotion in rec.classes and pred.file == str(p)
+    assert sum(pred.probabilities.values()) == pytest.approx(1, abs=1e-4)
+    assert list(pred.probabilities) == list(rec.classes)
+    assert len(pred.top(3)) == 3 and pred.top(1)[0][0] == pred.emotion
+    d = pred.to_dict()
+    assert set(d) >= {"file", "emotion", "probabilities", "duration_s", "latent_map"}
+    json.dumps(d)
+
+
+def test_signal_errors(tiny_model_dir):
+    rec = Recognizer.load(tiny_model_dir)
+    with pytest.raises(AudioError, match="silent"):
+        rec.predict_proba(np.zeros(SR, np.float32), SR)
+    with pytest.raises(AudioError, match="too short"):
+        rec.predict_proba(voice_like(200, 0.05), SR)
+    with pytest.raises(AudioError, match="shape"):
+        rec.predict_proba(np.zeros((2, 2, 2), np.float32), SR)
+    with pytest.raises(AudioError, match="file not found"):
+        rec.predict_file("/no/such/file.wav")
+
+
+def test_bare_onnx_file_runs_alone(tiny_model_dir, tmp_path):
+    import shutil
+
+    shutil.copy(tiny_model_dir / "model.onnx", tmp_path / "m.onnx")
+    rec = Recognizer.load(tmp_path / "m.onnx")
+    ref = Recognizer.load(tiny_model_dir, backend="onnx")
+    y = voice_like(150, 1.0, seed=2)
+    np.testing.assert_array_equal(rec.predict_proba(y, SR), ref.predict_proba(y, SR))
+    assert rec.classes == ref.classes
+    with pytest.raises(ParameterError, match="onnx backend"):
+        Recognizer.load(tmp_path / "m.onnx", backend="torch")
+
+
+def test_load_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(ModelFormatError, match="no such model folder"):
+        Recognizer.load(tmp_path / "none")
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelFormatError, match="not a loadable ONNX"):
+        Recognizer.load(tmp_path / "bad.onnx")
+    with pytest.raises(ParameterError):
+        Recognizer.load(tiny_model_dir, backend="tf")
+
+
+def test_runtime_does_not_import_torch(tiny_model_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; from emovae.runtime import Recognizer; r = Recognizer.load(sys.argv[1], backend='onnx');"
+            "import numpy as np; t = np.arange(16000) / 16000;"
+            "r.predict_proba((0.3 * np.sin(2 * np.pi * 200 * t)).astype('float32'), 16000);"
+            "print('torch' in sys.modules, 'sklearn' in sys.modules, 'librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / "model.json").exists(), reason="no shipped model in this checkout")
+def test_shipped_model_loads_and_predicts():
+    import os
+
+    rec = load_pretrained()
+    assert rec.classes == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    assert rec.meta["metrics"]["mean"]["balanced_accuracy"] > 0.3  # its stored speaker-independent CV score
+    size = sum(f.stat().st_size for f in PRETRAINED_DIR.iterdir())
+    assert size <= 1024 * 1024, f"shipped model is {size} bytes"
+    assert os.path.exists(PRETRAINED_DIR / "model.onnx")
+    p = rec.predict_proba(voice_like(200, 2.0), SR)
+    assert p.shape == (8,) and abs(p.sum() - 1) < 1e-4
