@@ -1,0 +1,164 @@
+"""End-to-end latency per clip (decode -> features -> model) on one thread, emovae vs. openSMILE + SVM.
+
+In one run, over the dev files: emovae through onnxruntime, emovae through torch, and openSMILE eGeMAPSv02
+extraction + RBF SVM (the peer). Also: model size on disk, cold start of `emovae predict one.wav`, peak RSS
+of that process, and the size of a runtime-only install (numpy, soundfile, soxr, onnxruntime; no torch).
+
+Usage: python benchmarks/latency.py [--model DIR] [--limit N] [--out benchmarks/results-latency.md]
+       [--runtime-venv /tmp/emovae-rt]   (created with pip install '.[runtime]' when missing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def time_path(fn, files) -> np.ndarray:
+    """Seconds per file of fn(path), after one warm-up call."""
+    fn(files[0])
+    out = []
+    for f in files:
+        t0 = time.perf_counter()
+        fn(f)
+        out.append(time.perf_counter() - t0)
+    return np.array(out)
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def runtime_install(venv: Path) -> tuple[Path, int]:
+    """A venv with only emovae's runtime extra (built when missing); returns (python, site-packages bytes)."""
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[runtime]"], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    return py, du(site)
+
+
+def cold_start(py: Path, clip: Path, repeats: int = 5) -> tuple[float, float]:
+    """Median wall seconds and max peak RSS (MB) of `python -m emovae predict clip` in a fresh process."""
+    times, rss = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        subprocess.run([str(py), "-m", "emovae", "predict", str(clip)], check=True, capture_output=True,
+                       cwd="/tmp")
+        times.append(time.perf_counter() - t0)
+        rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024)
+    return float(np.median(times)), float(max(rss))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results-latency.md"))
+    ap.add_argument("--runtime-venv", default="/tmp/emovae-rt")
+    ap.add_argument("--skip-opensmile", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from emovae.runtime import PRETRAINED_DIR, Recognizer
+
+    model_dir = Path(args.model) if args.model else PRETRAINED_DIR
+    files = sorted(str(p) for p in Path(args.data).rglob("*.flac"))
+    if args.limit:
+        files = files[: args.limit]
+    onnx = Recognizer.load(model_dir, backend="onnx", threads=1)
+    tor = Recognizer.load(model_dir, backend="torch")
+    clip_s = np.mean([__import__("soundfile").info(f).duration for f in files[:200]])
+    rows = {}
+    rows["emovae, onnxruntime"] = time_path(onnx.predict_file, files)
+    rows["emovae, torch"] = time_path(tor.predict_file, files)
+    if not args.skip_opensmile:
+        import opensmile
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import peers
+
+        from emovae import audio
+        from emovae.data import parse_name
+
+        X, _ = peers.opensmile_functionals(files, "eGeMAPSv02")
+        svm = make_pipeline(StandardScaler(), SVC(C=10)).fit(X, [parse_name(f).label for f in files])
+        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                feature_level=opensmile.FeatureLevel.Functionals)
+
+        def egemaps(path):
+            y = audio.load(path, 16000)
+            feats = smile.process_signal(y, 16000).to_numpy()
+            return svm.predict(np.nan_to_num(feats))
+
+        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(egemaps, files)
+
+    size = du(model_dir)
+    onnx_size = (model_dir / "model.onnx").stat().st_size
+    py, rt_bytes = runtime_install(Path(args.runtime_venv))
+    clip = Path(files[0])
+    cold, rss = cold_start(py, clip)
+    full_cold, full_rss = cold_start(Path(sys.executable), clip)
+
+    ref = np.median(rows["emovae, onnxruntime"])
+    lines = [
+        "# Latency benchmark", "",
+        f"Run {dt.date.today()} on {platform.node()}: {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, one thread per path. {len(files)} RAVDESS dev clips, mean "
+        f"{clip_s:.2f} s. Command: `python benchmarks/latency.py{' --limit ' + str(args.limit) if args.limit else ''}`.",
+        "", "End to end per clip: decode (48 kHz FLAC) -> resample -> features -> network.", "",
+        "| path | p50 ms | p95 ms | real-time factor (p50) | p50 vs emovae onnx |", "|---|---|---|---|---|",
+    ]
+    for name, t in rows.items():
+        p50, p95 = np.median(t) * 1000, np.percentile(t, 95) * 1000
+        lines.append(f"| {name} | {p50:.2f} | {p95:.2f} | {p50 / 1000 / clip_s:.4f} | {np.median(t) / ref:.2f}x |")
+    lines += [
+        "", "| measure | value |", "|---|---|",
+        f"| model folder on disk (weights.pt + model.onnx + model.json) | {size / 1024:.0f} KiB |",
+        f"| model.onnx alone | {onnx_size / 1024:.0f} KiB |",
+        f"| runtime install (site-packages of a venv with `emovae[runtime]`) | {rt_bytes / 2**20:.0f} MiB |",
+        f"| cold start `emovae predict one.flac`, runtime install (median of 5) | {cold:.2f} s |",
+        f"| peak RSS of that process | {rss:.0f} MB |",
+        f"| cold start, full dev install (torch present, onnx backend) | {full_cold:.2f} s |",
+        f"| peak RSS of that process | {full_rss:.0f} MB |",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
