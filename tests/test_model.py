@@ -98,3 +98,26 @@ def test_load_missing_weights(small_table, tmp_path):
     (tmp_path / "m" / "weights.pt").unlink()
     with pytest.raises(ModelFormatError, match="incomplete"):
         EmotionRecognizer.load(tmp_path / "m")
+
+
+def test_speaker_normalize_uses_each_speakers_own_statistics():
+    from emovae.features import speaker_normalize
+
+    rng = np.random.default_rng(0)
+    stats = np.vstack([rng.normal(5, 2, (10, 3)), rng.normal(-3, 0.5, (10, 3))])
+    spk = np.repeat([1, 2], 10)
+    z = speaker_normalize(stats, spk)
+    for s in (1, 2):
+        np.testing.assert_allclose(z[spk == s].mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(z[spk == s].std(axis=0), 1, atol=1e-4)
+
+
+def test_speaker_norm_model_needs_speakers(small_table):
+    X = table_features(small_table)
+    m = EmotionRecognizer(FCFG, VCFG, ClassifierConfig(speaker_norm=True), TrainConfig(val_actors=1))
+    m.fit(X, small_table.labels, groups=small_table.actors)
+    assert m.predict_proba(X, groups=small_table.actors).shape == (len(X), 4)
+    from emovae.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="speaker"):
+        m.predict_proba(X)

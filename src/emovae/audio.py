@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,4 +78,5 @@ def is_silent(y: np.ndarray, threshold_db: float = -60.0) -> bool:
 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    # libsndfile says "Error opening <_io.BytesIO object at 0x...>: Format not recognised."; keep the reason
+    return re.sub(r"^Error opening .*?: ", "", text[-1]) if text else type(exc).__name__

@@ -66,6 +66,8 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
+    if getattr(args, "speaker_norm", False):
+        ckw["speaker_norm"] = True
     return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(seed=args.seed)
 
 
@@ -252,6 +254,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="maximum VAE epochs (default 80; early stopping on inner split)")
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
+    g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
+                   help="adapted mode: z-score statistics per speaker (actor), using only unlabelled clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
 
 

@@ -76,8 +76,8 @@ class EvalResult:
     histories: list[dict] = field(default_factory=list)
 
 
-def _outputs_in_emotion_order(model, X: list[Features]) -> dict[str, np.ndarray]:
-    out = model.forward(X)
+def _outputs_in_emotion_order(model, X: list[Features], groups=None) -> dict[str, np.ndarray]:
+    out = model.forward(X, groups)
     proba = np.zeros((len(X), len(EMOTIONS)), dtype=np.float32)
     for j, c in enumerate(model.classes_):
         proba[:, EMOTIONS.index(c)] = out["probabilities"][:, j]
@@ -105,7 +105,7 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     for k, (tr, te) in enumerate(tqdm(actor_folds(actors, n_splits, seed), desc="folds", unit="fold",
                                       disable=not progress)):
         model = make_model().fit([X[i] for i in tr], y[tr], groups=actors[tr])
-        out = _outputs_in_emotion_order(model, [X[i] for i in te])
+        out = _outputs_in_emotion_order(model, [X[i] for i in te], actors[te])
         if res.mu is None:
             res.mu = np.zeros((n, out["mu"].shape[1]), np.float32)
         res.proba[te], res.mu[te], res.recon_mse[te], res.fold[te] = (out["probabilities"], out["mu"],
@@ -120,6 +120,7 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     res.metrics.update(
         reconstruction_loss=float(res.recon_mse.mean()),
         evaluation=f"actor-grouped {n_splits}-fold cross-validation (seed {seed})",
+        mode=_mode(model),
         n_actors=int(len(np.unique(actors))), chance=CHANCE,
         folds=fold_metrics,
         mean={key: float(np.mean([f[key] for f in fold_metrics])) for key in SCALAR_METRICS},
@@ -131,14 +132,22 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
 def evaluate_model(model, table: FeatureTable) -> EvalResult:
     """Score a fitted model once on every clip of ``table`` (speakers it has not been trained on)."""
     X, y = table_features(table), np.array(EMOTIONS)[table.labels]
-    out = _outputs_in_emotion_order(model, X)
+    out = _outputs_in_emotion_order(model, X, table.actors)
     y_pred = np.array(EMOTIONS)[out["probabilities"].argmax(axis=1)]
     res = EvalResult(table, y_pred, out["probabilities"], out["mu"], out["recon_mse"], np.zeros(len(X), dtype=int))
     res.metrics = compute_metrics(y, y_pred)
     res.metrics.update(reconstruction_loss=float(out["recon_mse"].mean()), evaluation="saved model on new data",
+                       mode=_mode(model),
                        n_actors=int(len(np.unique(table.actors))), chance=CHANCE)
     res.histories = [getattr(model, "history_", {})]
     return res
+
+
+def _mode(model) -> str:
+    cfg = getattr(model, "classifier_config", None)
+    if cfg is not None and cfg.speaker_norm:
+        return "adapted: statistics normalised per speaker with that speaker's unlabelled clips"
+    return "strict single-clip"
 
 
 def _check_trainable(table: FeatureTable) -> None:

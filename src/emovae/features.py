@@ -337,3 +337,19 @@ def model_inputs(X: "list[Features]", seq_len: int) -> tuple[np.ndarray, np.ndar
     seq = np.stack([pool_frames(f.frames, seq_len) for f in X]).astype(np.float32)
     stats = np.stack([f.stats for f in X]).astype(np.float32)
     return seq, stats
+
+
+def speaker_normalize(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> np.ndarray:
+    """Z-score each row of ``stats`` (N, S) with the mean and std of all rows of the same speaker, (N, S).
+
+    Uses no labels: only the speaker's own clips. With fewer than ``min_clips`` clips the std is not
+    estimated (1 is used); a single clip is then centred on itself, so adaptation needs several clips."""
+    stats = np.asarray(stats, dtype=np.float64)
+    out = np.empty_like(stats)
+    speakers = np.asarray(speakers)
+    for s in np.unique(speakers):
+        m = speakers == s
+        mean = stats[m].mean(axis=0)
+        std = stats[m].std(axis=0) if m.sum() >= min_clips else np.ones(stats.shape[1])
+        out[m] = (stats[m] - mean) / np.where(std > 1e-6, std, 1.0)
+    return out.astype(np.float32)

@@ -21,7 +21,7 @@ import numpy as np
 from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
 from .data import EMOTIONS
 from .errors import DataError, ModelFormatError, ParameterError, require
-from .features import Features, model_inputs
+from .features import Features, model_inputs, speaker_normalize
 from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json
 
 WEIGHTS_FILE = "weights.pt"
@@ -139,6 +139,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
         seq, stats = model_inputs(X, vcfg.seq_len)
+        if ccfg.speaker_norm:
+            stats = speaker_normalize(stats, groups)
         self.frame_names_, self.stat_names_ = tuple(X[0].frame_names), tuple(X[0].stat_names)
         seq_mean, seq_std = _scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
         stats_mean, stats_std = _scaler(stats, axis=0)
@@ -195,25 +197,31 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "net_"):
             raise ModelFormatError("this EmotionRecognizer is not fitted yet: call fit() or load a model")
 
-    def forward(self, X: Sequence[Features]) -> dict[str, np.ndarray]:
-        """All network outputs for clips X: probabilities (N, C), mu (N, L), recon_mse (N,), kl (N,)."""
+    def forward(self, X: Sequence[Features], groups=None) -> dict[str, np.ndarray]:
+        """All network outputs for clips X: probabilities (N, C), mu (N, L), recon_mse (N,), kl (N,).
+
+        A speaker-normalised model needs ``groups``, the speaker of each clip (several clips per speaker)."""
         import torch
 
         self._check_fitted()
         if X and tuple(X[0].stat_names) != self.stat_names_:
             raise ParameterError("these features were computed with another feature config than the model's")
         seq, stats = model_inputs(X, self.net_.vae.seq_len)
+        if self._cfgs()[2].speaker_norm:
+            if groups is None:
+                raise ParameterError("this model normalises per speaker: pass the speaker of each clip (groups)")
+            stats = speaker_normalize(stats, groups)
         with torch.no_grad():
             out = self.net_(torch.from_numpy(seq), torch.from_numpy(stats))
         return dict(zip(("probabilities", "mu", "recon_mse", "kl"), (o.numpy() for o in out)))
 
-    def predict_proba(self, X: Sequence[Features]) -> np.ndarray:
+    def predict_proba(self, X: Sequence[Features], groups=None) -> np.ndarray:
         """Emotion probabilities (N, len(classes_)), columns in classes_ order."""
-        return self.forward(X)["probabilities"]
+        return self.forward(X, groups)["probabilities"]
 
-    def predict(self, X: Sequence[Features]) -> np.ndarray:
+    def predict(self, X: Sequence[Features], groups=None) -> np.ndarray:
         """Most probable emotion name per clip, (N,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.classes_[np.argmax(self.predict_proba(X, groups), axis=1)]
 
     def transform(self, X: Sequence[Features]) -> np.ndarray:
         """VAE latent means (N, latent_dim)."""

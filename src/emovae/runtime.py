@@ -136,6 +136,9 @@ class Recognizer:
         self.classes = tuple(meta["classes"])
         self.feature_config = from_dict(FeatureConfig, meta["feature_config"])
         self.backend = "onnx" if isinstance(network, OnnxNetwork) else "torch"
+        if meta.get("classifier_config", {}).get("speaker_norm"):
+            raise ParameterError(f"{source}: this model was trained in adapted mode (per-speaker normalisation) and "
+                                 "needs several clips per speaker; score it with 'emovae evaluate --model'")
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1) -> "Recognizer":

@@ -10,8 +10,8 @@ Every error is JSON ``{"error": "..."}`` with a 4xx status that says what was wr
 fastapi, uvicorn and python-multipart come with the ``serve`` extra and are imported only when used.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI reads the handlers' annotations (Request, imported
+# inside create_app) at runtime.
 import io
 import math
 import os
@@ -88,7 +88,7 @@ def probe_seconds(data: bytes) -> float | None:
     return None
 
 
-def decode_and_predict(recognizer: Recognizer, data: bytes, name: str, cfg: ServeConfig) -> dict:
+def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig) -> dict:
     """Bytes of an audio file -> the prediction as a JSON-ready dict. Raises RequestError or AudioError."""
     from . import audio
 
@@ -110,7 +110,7 @@ def decode_and_predict(recognizer: Recognizer, data: bytes, name: str, cfg: Serv
     return out
 
 
-def model_info(recognizer: Recognizer) -> dict:
+def model_info(recognizer: "Recognizer") -> dict:
     """What the page and /health show about the loaded model."""
     from . import __version__
 
@@ -150,7 +150,7 @@ def _openapi_body(cfg: ServeConfig) -> dict:
         }}}
 
 
-def create_app(recognizer: Recognizer, cfg: ServeConfig | None = None) -> FastAPI:
+def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "FastAPI":
     """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``."""
     fastapi = require("fastapi", "serve")
     require("multipart", "serve")  # python-multipart, for form uploads
@@ -243,7 +243,7 @@ def create_app(recognizer: Recognizer, cfg: ServeConfig | None = None) -> FastAP
                 raise RequestError(400, "multipart upload without a file in field 'file'; send e.g. "
                                         "curl -F file=@clip.wav http://HOST/v1/predict")
             data = await up.read()
-            name = os.path.basename(up.filename or "") or "<upload>"
+            name = os.path.basename(up.filename or "") or "upload"
         finally:
             await form.close()
         if len(data) > cfg.max_bytes:
@@ -259,7 +259,7 @@ def create_app(recognizer: Recognizer, cfg: ServeConfig | None = None) -> FastAP
             body = await read_limited(request, cfg.max_bytes + MULTIPART_OVERHEAD)
             data, name = await upload_from_form(request, body)
         else:  # the body is the file, whatever it is labelled (curl --data-binary says form-urlencoded)
-            data, name = await read_limited(request, cfg.max_bytes), "<body>"
+            data, name = await read_limited(request, cfg.max_bytes), "upload"
         if "limiter" not in state:
             state["limiter"] = anyio.CapacityLimiter(cfg.workers)
         try:

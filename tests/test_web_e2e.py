@@ -1,0 +1,153 @@
+"""End to end: the web page in headless Chromium against a real uvicorn server on 127.0.0.1.
+
+Needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver) and selenium;
+skips with the reason when they are absent. selenium is pointed at /usr/bin/chromedriver and the chromium
+binary, so selenium-manager never downloads a driver.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import SR, voice_like
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install selenium")
+
+
+def _find(*names: str) -> str | None:
+    for n in names:
+        p = shutil.which(n) or (n if Path(n).is_file() else None)
+        if p:
+            return p
+    return None
+
+
+CHROMIUM = _find("chromium", "chromium-browser", "/usr/bin/chromium")
+CHROMEDRIVER = _find("/usr/bin/chromedriver", "chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """A uvicorn server in a background thread on a free 127.0.0.1 port; yields its base URL."""
+    import uvicorn
+
+    from emovae.runtime import Recognizer
+    from emovae.serve import ServeConfig, create_app
+
+    app = create_app(Recognizer.load(tiny_model_dir), ServeConfig())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                # a synthetic microphone (a beeping tone) that needs no permission prompt
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    except Exception as exc:  # a broken install is a failure, not a skip: CI installs both
+        pytest.fail(f"could not start headless chromium with {CHROMEDRIVER}: {exc}")
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, cond, timeout: float = 30.0, what: str = "condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(cond, message=f"timed out waiting for {what}")
+
+
+def _ready_page(browser, server):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/")
+    _wait(browser, lambda d: d.find_element(By.ID, "file").is_enabled(), what="the model to load")
+    return browser.find_element(By.ID, "file")
+
+
+def test_upload_a_clip_shows_its_emotion(browser, server, tiny_model_dir, tmp_path):
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from emovae.runtime import read_model_json
+
+    classes = read_model_json(tiny_model_dir)["classes"]
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, voice_like(180, 1.5), SR)
+
+    _ready_page(browser, server).send_keys(str(clip))
+    emotion = _wait(browser, lambda d: (d.find_element(By.ID, "emotion").get_attribute("textContent").strip()
+                                        in classes) and d.find_element(By.ID, "emotion"), what="#emotion")
+    assert emotion.get_attribute("textContent").strip() in classes
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")) == len(classes)
+    assert browser.find_elements(By.CSS_SELECTOR, "#map #clip-marker circle")  # the clip on the latent map
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#map g circle")) > len(classes)  # the training clips
+    assert "error" not in (browser.find_element(By.ID, "status").get_attribute("class") or "")
+
+
+def test_a_text_file_shows_a_clear_error(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio at all\n" * 10)
+    _ready_page(browser, server).send_keys(str(bad))
+    status = _wait(browser, lambda d: "error" in (d.find_element(By.ID, "status").get_attribute("class") or "")
+                   and d.find_element(By.ID, "status"), what="an error message")
+    assert "notes.txt" in status.text
+
+
+def test_record_from_the_microphone(browser, server, tiny_model_dir):
+    """MediaRecorder -> decodeAudioData -> 16-bit WAV encoded in the page -> /v1/predict."""
+    from selenium.webdriver.common.by import By
+
+    from emovae.runtime import read_model_json
+
+    classes = read_model_json(tiny_model_dir)["classes"]
+    _ready_page(browser, server)
+    button = browser.find_element(By.ID, "record")
+    button.click()
+    _wait(browser, lambda d: d.find_element(By.ID, "record").get_attribute("aria-pressed") == "true",
+          what="recording to start")
+    time.sleep(2.0)
+    button.click()
+    _wait(browser, lambda d: d.find_element(By.ID, "emotion").get_attribute("textContent").strip() in classes
+          or "error" in (d.find_element(By.ID, "status").get_attribute("class") or ""), what="a result")
+    status = browser.find_element(By.ID, "status")
+    assert "error" not in (status.get_attribute("class") or ""), status.text
+    assert browser.find_element(By.ID, "emotion").get_attribute("textContent").strip() in classes
