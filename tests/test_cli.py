@@ -122,3 +122,11 @@ def test_demo_command(tiny_model_dir, tmp_path, capsys):
     assert out.count("true ") == 8 and "demo clips right" in out
     for f in ("report.md", "predictions.json", "confusion.png", "latent_map.png"):
         assert (tmp_path / "demo" / f).exists()
+
+
+def test_serve_bad_limits_exit_cleanly(capsys):
+    import pytest
+
+    pytest.importorskip("fastapi")
+    assert main(["serve", "--max-mb", "0"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -235,6 +235,14 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeConfig, run
+
+    cfg = ServeConfig(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds, workers=args.workers)
+    run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
     from .model import EmotionRecognizer
@@ -331,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("serve", help="HTTP service and web page on this machine (needs emovae[serve])")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--model", help="model folder or exported .onnx file (default: the shipped model)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
+    p.add_argument("--max-mb", type=float, default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
+    p.add_argument("--max-seconds", type=float, default=60.0, dest="max_seconds", help="longest clip (default 60)")
+    p.add_argument("--workers", type=int, default=2, help="predictions computed at once (default 2)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a model's network to one self-contained ONNX file")
     p.add_argument("--onnx", required=True, help="output .onnx file")
