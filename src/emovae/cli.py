@@ -357,7 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _single_thread_blas() -> None:
+    """numpy's BLAS on one thread (unless the user chose): per-clip matrices are small, and BLAS threads only
+    contend with the worker processes and the network's own threads. Must run before numpy is imported."""
+    import os
+
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "numpy" not in sys.modules:
+        _single_thread_blas()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
