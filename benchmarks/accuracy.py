@@ -204,8 +204,9 @@ def main() -> None:
     peer_names = [n for n in results if n in peer_X]
     if peer_names:
         best_peer = max(peer_names, key=lambda n: ua[n])
-        text.append(f"The best system is {best} (UA {ua[best]:.3f}); the best peer is {best_peer} "
-                    f"(UA {ua[best_peer]:.3f}), {ua['emovae'] - ua[best_peer]:+.3f} UA from emovae. "
+        text.append((f"The best system is {best} (UA {ua[best]:.3f}); " if best != best_peer else "")
+                    + f"The best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "
+                    f"{ua['emovae'] - ua[best_peer]:+.3f} UA from it. "
                     f"Fold-to-fold spread (the ± columns) is large because each test fold holds only "
                     f"{len(np.unique(actors)) // 5} speakers, so differences of a few points between systems "
                     f"are not resolved by this split.")
@@ -240,7 +241,8 @@ def main() -> None:
         "Feature extraction time is wall time for all clips: emovae's was measured in this run, uncached "
         f"({n_jobs} processes); the peers' is the original (cached) extraction on all cores with openSMILE / "
         "librosa. Train + predict is the sum over folds (and seeds). The emovae variants all train the VAE "
-        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use.",
+        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. Timings are wall "
+        "times on a machine that may be shared with other work: compare them within one run only.",
         "",
         "## Paired difference: emovae − emovae (no latent)",
         "",
