@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _recognizer(args: argparse.Namespace):
     from .runtime import Recognizer
 
-    return Recognizer.load(args.model, backend=args.backend)
+    return Recognizer.load(args.model, backend=args.backend, abstain=getattr(args, "abstain", False))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -189,7 +189,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(p.to_dict()), flush=True)
         else:
             top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
-            print(f"{path}: {p.emotion} ({p.confidence:.2f})  top 3: {top}", flush=True)
+            flag = "" if p.in_domain is not False else f"  [out of domain: novelty {p.novelty:.0f}]"
+            print(f"{path}: {p.emotion} ({p.confidence:.2f})  top 3: {top}{flag}", flush=True)
     return 1 if failed else 0
 
 
@@ -239,7 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeConfig, run
 
     cfg = ServeConfig(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds, workers=args.workers)
-    run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info")
+    run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
+        abstain=args.abstain)
     return 0
 
 
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
                    help="network backend (default auto: onnxruntime when installed)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--abstain", action="store_true",
+                   help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the shipped model on the bundled example clips, with a small report")
@@ -338,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder or .onnx file (default: the shipped model)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.add_argument("--abstain", action="store_true",
+                   help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("serve", help="HTTP service and web page on this machine (needs emovae[serve])")
@@ -348,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
     p.add_argument("--max-seconds", type=float, default=60.0, dest="max_seconds", help="longest clip (default 60)")
     p.add_argument("--workers", type=int, default=2, help="predictions computed at once (default 2)")
+    p.add_argument("--abstain", action="store_true",
+                   help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a model's network to one self-contained ONNX file")

@@ -96,6 +96,7 @@ class VAEConfig:
     batch_size: int = 32
     lr: float = 1e-3
     patience: int = 12  # early stopping on the inner actor-disjoint validation loss
+    with_stats: bool = True  # the VAE also encodes and reconstructs the utterance statistics
 
     def __post_init__(self):
         if self.seq_len % 4 or self.seq_len < 8:

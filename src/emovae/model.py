@@ -6,7 +6,7 @@ learned state ends in ``_``, probability columns follow ``classes_``. X is a seq
 actor-disjoint validation split used for early stopping and for choosing C.
 
 The fitted state is one small torch module, EmotionNet, mapping (pooled frames, statistics) to
-(probabilities, latent mean, reconstruction error, KL): the graph that is exported to ONNX.
+(probabilities, latent mean, reconstruction errors, KL, novelty): the graph that is exported to ONNX.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .features import Features, model_inputs, speaker_normalize
 from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json
 
 WEIGHTS_FILE = "weights.pt"
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty")
 
 try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -69,11 +70,15 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
     from .vae import SequenceVAE
 
     class EmotionNet(nn.Module):
-        """(seq (B, T, F), stats (B, S)) raw -> (probabilities (B, C), mu (B, L), recon_mse (B,), kl (B,))."""
+        """(seq (B, T, F), stats (B, S)) raw -> probabilities (B, C), mu (B, L), recon_mse (B,) of the frames,
+        kl (B,), stats_mse (B,) of the statistics (0 when the VAE does not see them), and novelty (B,): how
+        unlike the training speech a clip is. Novelty is the VAE's reconstruction error of the statistics
+        (stats_mse), which separates non-speech from speech best in benchmarks/ood.py; the frame error alone
+        fails on noise (flat frames are easy to rebuild). Without statistics in the VAE it is recon_mse."""
 
         def __init__(self):
             super().__init__()
-            self.vae = SequenceVAE(n_frame_features, vae_cfg)
+            self.vae = SequenceVAE(n_frame_features, vae_cfg, n_stats if vae_cfg.with_stats else 0)
             d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
@@ -86,16 +91,22 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
 
         def forward(self, seq, stats):
             x = self.scaled_seq(seq)
-            mu, logvar = self.vae.encode(x)
-            recon_mse = ((self.vae.decode(mu) - x) ** 2).mean(dim=(1, 2))
+            s = (stats - self.stats_mean) / self.stats_std
+            with_stats = self.vae.n_stats > 0
+            mu, logvar = self.vae.encode(x, s if with_stats else None)
+            decoded = self.vae.decode(mu)
+            x_hat = decoded[0] if with_stats else decoded
+            recon_mse = ((x_hat - x) ** 2).mean(dim=(1, 2))
+            stats_mse = ((decoded[1] - s) ** 2).mean(dim=1) if with_stats else torch.zeros_like(recon_mse)
             kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1)
+            novelty = stats_mse if with_stats else recon_mse
             parts = []
             if clf_cfg.use_stats:
-                parts.append((stats - self.stats_mean) / self.stats_std)
+                parts.append(s)
             if clf_cfg.use_latent:
                 parts.append((mu - self.z_mean) / self.z_std)
             logits = self.classifier(torch.cat(parts, dim=1))
-            return torch.softmax(logits, dim=1), mu, recon_mse, kl
+            return torch.softmax(logits, dim=1), mu, recon_mse, kl, stats_mse, novelty
 
     return EmotionNet()
 
@@ -145,21 +156,24 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         seq_mean, seq_std = _scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
         stats_mean, stats_std = _scaler(stats, axis=0)
         xs = ((seq - seq_mean) / seq_std).transpose(0, 2, 1)
+        ss = (stats - stats_mean) / stats_std
         tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
 
         threads = torch.get_num_threads()
         torch.set_num_threads(tcfg.threads)
         try:
             vae, self.history_ = train_vae(xs[tr], xs[va] if len(va) else None, vcfg, seed=tcfg.seed,
-                                           progress=self.progress)
+                                           progress=self.progress, s_train=ss[tr] if vcfg.with_stats else None,
+                                           s_val=ss[va] if vcfg.with_stats and len(va) else None)
         finally:
             torch.set_num_threads(threads)
         with torch.no_grad():
-            mu = vae.encode(torch.from_numpy(np.ascontiguousarray(xs)))[0].numpy()
+            mu = vae.encode(torch.from_numpy(np.ascontiguousarray(xs)),
+                            torch.from_numpy(ss) if vcfg.with_stats else None)[0].numpy()
         z_mean, z_std = _scaler(mu, axis=0)
         parts = []
         if ccfg.use_stats:
-            parts.append((stats - stats_mean) / stats_std)
+            parts.append(ss)
         if ccfg.use_latent:
             parts.append((mu - z_mean) / z_std)
         feats = np.concatenate(parts, axis=1).astype(np.float64)
@@ -190,7 +204,22 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                               ("stats_std", stats_std), ("z_mean", z_mean), ("z_std", z_std)):
                 getattr(net, name).copy_(torch.from_numpy(arr))
         self.net_ = net.eval()
+        self.novelty_ = self._calibrate_novelty(seq, stats, va if len(va) else tr, "inner validation actors"
+                                                if len(va) else "training clips")
         return self
+
+    def _calibrate_novelty(self, seq, stats, idx, where: str, percentile: float = 99.0) -> dict:
+        """Novelty threshold: the ``percentile`` of the scores of clips the VAE was not trained on (the inner
+        validation actors), so that about 1 % of new in-domain speech is flagged."""
+        import torch
+
+        with torch.no_grad():
+            scores = self.net_(torch.from_numpy(seq[idx]), torch.from_numpy(stats[idx]))[5].numpy()
+        score = ("VAE reconstruction error of the utterance statistics (mean squared, standardised units)"
+                 if self.net_.vae.n_stats else "VAE reconstruction error of the frames (mean squared)")
+        return {"score": score,
+                "threshold": float(np.percentile(scores, percentile)), "percentile": percentile,
+                "calibrated_on": f"{where} ({len(idx)} clips)"}
 
     # --------------------------------------------------------------------------------------- inference
     def _check_fitted(self):
@@ -213,7 +242,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             stats = speaker_normalize(stats, groups)
         with torch.no_grad():
             out = self.net_(torch.from_numpy(seq), torch.from_numpy(stats))
-        return dict(zip(("probabilities", "mu", "recon_mse", "kl"), (o.numpy() for o in out)))
+        return dict(zip(OUTPUTS, (o.numpy() for o in out)))
 
     def predict_proba(self, X: Sequence[Features], groups=None) -> np.ndarray:
         """Emotion probabilities (N, len(classes_)), columns in classes_ order."""
@@ -260,7 +289,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "frame_names": list(self.frame_names_), "stat_names": list(self.stat_names_),
             "scalers": {k: state[k].tolist() for k in
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
-            "chosen_c": self.c_, "selection_scores": self.selection_scores_,
+            "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
             "history": self.history_,
             "metrics": metrics if metrics is not None else getattr(self, "metrics_", {}),
@@ -287,6 +316,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.classes_ = np.array(meta["classes"])
             obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
             obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
+            obj.novelty_ = meta.get("novelty", {})
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg)
             state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True, map_location="cpu")

@@ -23,7 +23,9 @@ MODEL_FORMAT_VERSION = 1
 CONFIG_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty")  # the network's, in order
+SILENCE_DB = -60.0
+UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining  # clips whose peak is below this (dBFS) are refused as silent
 
 
 def read_model_json(directory: str | os.PathLike) -> dict:
@@ -95,8 +97,8 @@ class OnnxNetwork:
 
     def forward(self, X: list[Features]) -> dict[str, np.ndarray]:
         seq, stats = model_inputs(X, self.seq_len)
-        out = self.session.run(["probabilities", "mu", "recon_mse", "kl"], {"seq": seq, "stats": stats})
-        return dict(zip(("probabilities", "mu", "recon_mse", "kl"), out))
+        out = self.session.run(list(OUTPUTS), {"seq": seq, "stats": stats})
+        return dict(zip(OUTPUTS, out))
 
 
 @dataclass
@@ -109,10 +111,13 @@ class Prediction:
     latent: list[float] = field(default_factory=list)
     file: str | None = None
     map_xy: tuple[float, float] | None = None  # position on the model's shipped 2-D latent map
+    novelty: float | None = None  # the VAE's negative ELBO: how unlike the training speech the clip is
+    in_domain: bool | None = None  # novelty within the model's calibrated threshold
 
     @property
     def confidence(self) -> float:
-        return self.probabilities[self.emotion]
+        """Probability of the most probable emotion (also when ``emotion`` is "unknown" after abstaining)."""
+        return max(self.probabilities.values())
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
@@ -123,14 +128,19 @@ class Prediction:
              "duration_s": round(self.duration_s, 3)}
         if self.map_xy is not None:
             d["latent_map"] = [round(v, 4) for v in self.map_xy]
+        if self.novelty is not None:
+            d["novelty"] = round(self.novelty, 3)
+            d["in_domain"] = self.in_domain
         return d if self.file is not None else {k: v for k, v in d.items() if k != "file"}
 
 
 class Recognizer:
     """Clips in, emotions out: ``predict_file(path)``, ``predict_proba(signal, sr)``, ``predict_signal``."""
 
-    def __init__(self, network, meta: dict, source: str):
+    def __init__(self, network, meta: dict, source: str, abstain: bool = False):
         self.network = network
+        self.abstain = abstain  # name out-of-domain clips "unknown" instead of guessing an emotion
+        self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
         self.meta = meta
         self.source = source
         self.classes = tuple(meta["classes"])
@@ -141,11 +151,12 @@ class Recognizer:
                                  "needs several clips per speaker; score it with 'emovae evaluate --model'")
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1) -> "Recognizer":
+    def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1,
+             abstain: bool = False) -> "Recognizer":
         """Load a model folder (or a bare exported .onnx file); default: the shipped pretrained model.
 
         backend: "onnx" (onnxruntime, no torch), "torch", or "auto" (onnx when the folder has model.onnx
-        and onnxruntime is installed, else torch).
+        and onnxruntime is installed, else torch). abstain: report "unknown" for out-of-domain clips.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ParameterError(f"backend must be auto, onnx or torch, not {backend!r}")
@@ -154,7 +165,7 @@ class Recognizer:
             if backend == "torch":
                 raise ParameterError(f"{path}: a bare ONNX file runs only with the onnx backend")
             net = OnnxNetwork(path, threads=threads)
-            return cls(net, net.meta, str(path))
+            return cls(net, net.meta, str(path), abstain)
         meta = read_model_json(path)
         if backend == "auto":
             try:
@@ -166,10 +177,10 @@ class Recognizer:
         if backend == "onnx":
             if not (path / ONNX_FILE).exists():
                 raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
-            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path))
+            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path), abstain)
         from .model import EmotionRecognizer
 
-        return cls(EmotionRecognizer.load(path), meta, str(path))
+        return cls(EmotionRecognizer.load(path), meta, str(path), abstain)
 
     # ------------------------------------------------------------------------------------------ features
     def features(self, signal: np.ndarray, sr: int, name: str = "<signal>") -> Features:
@@ -195,9 +206,12 @@ class Recognizer:
         for i, f in enumerate(X):
             p = out["probabilities"][i]
             probs = {c: float(v) for c, v in zip(self.classes, p)}
-            preds.append(Prediction(self.classes[int(np.argmax(p))], probs, f.frames.shape[0] * hop_s,
-                                    [float(v) for v in out["mu"][i]], names[i],
-                                    None if xy[i] is None else (float(xy[i][0]), float(xy[i][1]))))
+            novelty = float(out["novelty"][i])
+            in_domain = None if self.novelty_threshold is None else bool(novelty <= self.novelty_threshold)
+            emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
+            preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
+                                    names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
+                                    novelty, in_domain))
         return preds
 
     def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:

@@ -288,11 +288,12 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | None = None,
-        backend: str = "auto", cfg: ServeConfig | None = None, log_level: str = "info") -> None:
-    """Load ``model`` (default: the shipped one) once and serve it with uvicorn until interrupted."""
+        backend: str = "auto", cfg: ServeConfig | None = None, log_level: str = "info", abstain: bool = False) -> None:
+    """Load ``model`` (default: the shipped one) once and serve it with uvicorn until interrupted.
+    ``abstain``: answer "unknown" for clips the VAE flags as unlike the training speech."""
     uvicorn = require("uvicorn", "serve")
     from .runtime import Recognizer
 
-    recognizer = Recognizer.load(model, backend=backend)
+    recognizer = Recognizer.load(model, backend=backend, abstain=abstain)
     app = create_app(recognizer, cfg or ServeConfig())
     uvicorn.run(app, host=host, port=port, log_level=log_level)

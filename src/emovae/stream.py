@@ -46,12 +46,16 @@ class StreamEvent:
     emotion: str  # an emotion name, or "silence"
     probabilities: dict[str, float] | None
     active: float  # fraction of frames above the gate
+    novelty: float | None = None  # the VAE's novelty score (see runtime.Prediction)
+    in_domain: bool | None = None
 
     def to_dict(self) -> dict:
         d = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "emotion": self.emotion,
              "active": round(self.active, 3)}
         if self.probabilities is not None:
             d["probabilities"] = {k: round(v, 4) for k, v in self.probabilities.items()}
+        if self.novelty is not None:
+            d["novelty"], d["in_domain"] = round(self.novelty, 3), self.in_domain
         return d
 
     def __str__(self) -> str:
@@ -59,8 +63,8 @@ class StreamEvent:
         if self.probabilities is None:
             return head + SILENCE
         top = sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        return head + f"{self.emotion:9s} {self.probabilities[self.emotion]:.2f}   (" + \
-            ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")"
+        flag = "  [out of domain]" if self.in_domain is False else ""
+        return head + f"{self.emotion:9s} {top[0][1]:.2f}   (" + ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")" + flag
 
 
 def active_fraction(y: np.ndarray, feature_config, gate_db: float) -> float:
@@ -124,7 +128,7 @@ class EmotionStream:
             p = self.recognizer.predict_signal(y, self.rate)
         except AudioError:  # e.g. digital silence that slipped through the gate
             return StreamEvent(t0, t1, SILENCE, None, active)
-        return StreamEvent(t0, t1, p.emotion, p.probabilities, active)
+        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain)
 
 
 def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | None = None) -> Iterator[StreamEvent]:

@@ -1,7 +1,10 @@
 """The sequence VAE (torch only): encode -> (mu, logvar), reparameterize, decode; vae_loss; training loop.
 
 Input x: (batch, features, seq_len) standardised frame features pooled to a fixed number of steps, so
-the encoder's 1-D convolutions see the time axis. At inference the latent is mu (deterministic).
+the encoder's 1-D convolutions see the time axis; optionally also s: (batch, n_stats) standardised utterance
+statistics, joined to the encoder's output and reconstructed by a linear head, so that the ELBO covers every
+feature the classifier uses (a noise clip has flat, easily rebuilt frames but far-off statistics).
+At inference the latent is mu (deterministic).
 """
 
 from __future__ import annotations
@@ -19,17 +22,17 @@ from .config import VAEConfig
 class SequenceVAE(nn.Module):
     """1-D convolutional VAE over (features, time). Time is downsampled 4x by two strided convolutions."""
 
-    def __init__(self, n_features: int, cfg: VAEConfig):
+    def __init__(self, n_features: int, cfg: VAEConfig, n_stats: int = 0):
         super().__init__()
         c, t4 = cfg.channels, cfg.seq_len // 4
-        self.n_features, self.seq_len, self.latent_dim = n_features, cfg.seq_len, cfg.latent_dim
+        self.n_features, self.seq_len, self.latent_dim, self.n_stats = n_features, cfg.seq_len, cfg.latent_dim, n_stats
         self.encoder = nn.Sequential(
             nn.Conv1d(n_features, c, 5, padding=2), nn.GELU(),
             nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
             nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
             nn.Flatten(),
         )
-        self.to_latent = nn.Linear(c * t4, 2 * cfg.latent_dim)
+        self.to_latent = nn.Linear(c * t4 + n_stats, 2 * cfg.latent_dim)
         self.from_latent = nn.Linear(cfg.latent_dim, c * t4)
         self.decoder = nn.Sequential(
             nn.GELU(), nn.Unflatten(1, (c, t4)),
@@ -37,10 +40,14 @@ class SequenceVAE(nn.Module):
             nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.GELU(),
             nn.Conv1d(c, n_features, 5, padding=2),
         )
+        self.stats_head = nn.Linear(cfg.latent_dim, n_stats) if n_stats else None
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, F, T) -> mu, logvar, each (B, latent_dim)."""
-        mu, logvar = self.to_latent(self.encoder(x)).chunk(2, dim=1)
+    def encode(self, x: torch.Tensor, s: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, F, T) [and (B, n_stats)] -> mu, logvar, each (B, latent_dim)."""
+        h = self.encoder(x)
+        if self.n_stats:
+            h = torch.cat([h, s], dim=1)
+        mu, logvar = self.to_latent(h).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
 
     @staticmethod
@@ -48,31 +55,36 @@ class SequenceVAE(nn.Module):
         """z = mu + sigma * eps, eps ~ N(0, I): a differentiable sample of q(z | x)."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> reconstruction (B, F, T)."""
-        return self.decoder(self.from_latent(z))
+    def decode(self, z: torch.Tensor):
+        """(B, latent_dim) -> reconstructed frames (B, F, T), or (frames, statistics (B, n_stats))."""
+        x_hat = self.decoder(self.from_latent(z))
+        return (x_hat, self.stats_head(z)) if self.n_stats else x_hat
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
+    def forward(self, x: torch.Tensor, s: torch.Tensor | None = None):
+        mu, logvar = self.encode(x, s)
         z = self.reparameterize(mu, logvar) if self.training else mu
         return self.decode(z), mu, logvar
 
 
-def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0
+def vae_loss(recon, x, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, reconstruction, kl), each averaged over the batch.
+    """(total, reconstruction, kl), each averaged over the batch. ``recon`` and ``x`` are tensors, or tuples
+    of tensors (frames, statistics) reconstructed together.
 
-    reconstruction = squared error summed over features and time (a unit-variance Gaussian NLL up to a
+    reconstruction = squared error summed over every element (a unit-variance Gaussian NLL up to a
     constant); kl = KL(q(z|x) || N(0, I)) summed over latent dimensions; total = reconstruction + beta * kl.
     """
-    rec = ((recon - x) ** 2).sum(dim=(1, 2)).mean()
+    pairs = zip(recon, x) if isinstance(recon, tuple) else [(recon, x)]
+    rec = sum(((r - t) ** 2).flatten(1).sum(dim=1) for r, t in pairs).mean()
     kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
     return rec + beta * kl, rec, kl
 
 
 def train_vae(x_train: np.ndarray, x_val: np.ndarray | None, cfg: VAEConfig, *, seed: int = 0,
-              progress: bool = False) -> tuple[SequenceVAE, dict[str, list[float]]]:
-    """Train a SequenceVAE on (N, F, T) float32 arrays; early-stop on the validation loss when given.
+              progress: bool = False, s_train: np.ndarray | None = None, s_val: np.ndarray | None = None
+              ) -> tuple[SequenceVAE, dict[str, list[float]]]:
+    """Train a SequenceVAE on (N, F, T) float32 frames [and (N, S) statistics]; early-stop on the validation
+    loss when given.
 
     Returns the best model (eval mode) and the history per epoch: train/val reconstruction as mean
     squared error per element, and KL per clip.
@@ -81,11 +93,14 @@ def train_vae(x_train: np.ndarray, x_val: np.ndarray | None, cfg: VAEConfig, *, 
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = SequenceVAE(x_train.shape[1], cfg)
+    def tensor(a):
+        return None if a is None or len(a) == 0 else torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    n_stats = 0 if s_train is None else s_train.shape[1]
+    model = SequenceVAE(x_train.shape[1], cfg, n_stats)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
-    xv = None if x_val is None or len(x_val) == 0 else torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
-    per_clip = xt.shape[1] * xt.shape[2]
+    xt, xv, st, sv = tensor(x_train), tensor(x_val), tensor(s_train), tensor(s_val)
+    per_clip = xt.shape[1] * xt.shape[2] + n_stats
     history: dict[str, list[float]] = {"train_recon": [], "train_kl": []}
     if xv is not None:
         history.update(val_recon=[], val_kl=[])
@@ -97,19 +112,20 @@ def train_vae(x_train: np.ndarray, x_val: np.ndarray | None, cfg: VAEConfig, *, 
         order = torch.randperm(len(xt), generator=gen)
         rec_sum = kl_sum = 0.0
         for i in range(0, len(xt), cfg.batch_size):
-            xb = xt[order[i : i + cfg.batch_size]]
-            recon, mu, logvar = model(xb)
+            idx = order[i : i + cfg.batch_size]
+            xb = (xt[idx], st[idx]) if n_stats else xt[idx]
+            recon, mu, logvar = model(*xb) if n_stats else model(xb)
             loss, rec, kl = vae_loss(recon, xb, mu, logvar, beta)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            rec_sum += rec.item() * len(xb)
-            kl_sum += kl.item() * len(xb)
+            rec_sum += rec.item() * len(idx)
+            kl_sum += kl.item() * len(idx)
         history["train_recon"].append(rec_sum / len(xt) / per_clip)
         history["train_kl"].append(kl_sum / len(xt))
         if xv is None:
             continue
-        rec_v, kl_v = evaluate_vae(model, xv)
+        rec_v, kl_v = evaluate_vae(model, xv, sv)
         history["val_recon"].append(rec_v / per_clip)
         history["val_kl"].append(kl_v)
         val_loss = rec_v + cfg.beta * kl_v
@@ -128,9 +144,9 @@ def train_vae(x_train: np.ndarray, x_val: np.ndarray | None, cfg: VAEConfig, *, 
 
 
 @torch.no_grad()
-def evaluate_vae(model: SequenceVAE, x: torch.Tensor) -> tuple[float, float]:
-    """Mean reconstruction (summed squared error per clip, using mu) and mean KL per clip over x."""
+def evaluate_vae(model: SequenceVAE, x: torch.Tensor, s: torch.Tensor | None = None) -> tuple[float, float]:
+    """Mean reconstruction (summed squared error per clip, using mu) and mean KL per clip over x [and s]."""
     model.eval()
-    mu, logvar = model.encode(x)
-    _, rec, kl = vae_loss(model.decode(mu), x, mu, logvar)
+    mu, logvar = model.encode(x, s)
+    _, rec, kl = vae_loss(model.decode(mu), (x, s) if model.n_stats else x, mu, logvar)
     return rec.item(), kl.item()
