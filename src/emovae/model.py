@@ -287,7 +287,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "feature_config": to_dict(fcfg), "vae_config": to_dict(vcfg),
             "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg),
             "frame_names": list(self.frame_names_), "stat_names": list(self.stat_names_),
-            "scalers": {k: state[k].tolist() for k in
+            "scalers": {k: [float(f"{v:.7g}") for v in state[k].tolist()] for k in  # float32: 7 digits suffice
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
             "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),

@@ -67,6 +67,7 @@ def onnx_session(path: str | os.PathLike, threads: int = 1):
 def fit_latent_map(mu: np.ndarray, labels: list[str]) -> dict:
     """A 2-D PCA map of latent means (N, L) that ships with a model: centre, 2 components, and the training
     clips' map positions and emotions (for the latent-map figure and the web page)."""
+    mu = np.asarray(mu, dtype=np.float64)  # float32 values would be written with float64 digits
     mean = mu.mean(axis=0)
     _, _, vt = np.linalg.svd(mu - mean, full_matrices=False)
     comps = vt[:2]
