@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -64,16 +63,25 @@ def runtime_install(venv: Path) -> tuple[Path, int]:
     return py, du(site)
 
 
+_WRAPPER = """
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+subprocess.run([sys.executable, "-m", "emovae", "predict", sys.argv[1]], check=True, capture_output=True)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
+
+
 def cold_start(py: Path, clip: Path, repeats: int = 5) -> tuple[float, float]:
-    """Median wall seconds and max peak RSS (MB) of `python -m emovae predict clip` in a fresh process."""
+    """Median wall seconds and max peak RSS (MB) of `python -m emovae predict clip` in a fresh process.
+
+    Each run goes through a fresh wrapper process, so that the RSS is that of the predict process alone
+    (RUSAGE_CHILDREN keeps the maximum over every child a process ever waited for)."""
     times, rss = [], []
     for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        subprocess.run([str(py), "-m", "emovae", "predict", str(clip)], check=True, capture_output=True,
-                       cwd="/tmp")
-        times.append(time.perf_counter() - t0)
-        rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024)
+        out = subprocess.run([str(py), "-c", _WRAPPER, str(clip)], check=True, capture_output=True, text=True,
+                             cwd="/tmp").stdout.split()
+        times.append(float(out[0]))
+        rss.append(float(out[1]))
     return float(np.median(times)), float(max(rss))
 
 
