@@ -112,12 +112,13 @@ def test_speaker_normalize_uses_each_speakers_own_statistics():
         np.testing.assert_allclose(z[spk == s].std(axis=0), 1, atol=1e-4)
 
 
-def test_speaker_norm_model_needs_speakers(small_table):
+def test_adapted_head_uses_speaker_statistics(small_table):
     X = table_features(small_table)
-    m = EmotionRecognizer(FCFG, VCFG, ClassifierConfig(speaker_norm=True), TrainConfig(val_actors=1))
-    m.fit(X, small_table.labels, groups=small_table.actors)
-    assert m.predict_proba(X, groups=small_table.actors).shape == (len(X), 4)
-    from emovae.errors import ParameterError
-
-    with pytest.raises(ParameterError, match="speaker"):
-        m.predict_proba(X)
+    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    single = m.predict_proba(X)
+    adapted = m.predict_proba(X, groups=small_table.actors)
+    assert adapted.shape == single.shape and np.allclose(adapted.sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(adapted, single, atol=1e-3)  # another head on other inputs
+    # the adapted output depends on the speaker moments, the single-clip one does not
+    seq_out = m.forward(X)
+    np.testing.assert_allclose(seq_out["probabilities"], single, atol=1e-6)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import EmovaeError
+from .errors import EmovaeError, ParameterError
 
 
 def _err(msg: str) -> None:
@@ -66,8 +66,6 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    if getattr(args, "speaker_norm", False):
-        ckw["speaker_norm"] = True
     return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(seed=args.seed)
 
 
@@ -103,6 +101,10 @@ def _print_metrics(m: dict) -> None:
         print("per fold: UA " + " ".join(f"{f['balanced_accuracy']:.3f}" for f in m["folds"])
               + f"; mean {mean['balanced_accuracy']:.3f} +- {std['balanced_accuracy']:.3f}")
     print("recall per emotion: " + ", ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items()))
+    for other in ("strict", "adapted"):
+        if other in m:
+            print(f"{m[other]['mode']}: UA {m[other]['mean']['balanced_accuracy']:.3f} +- "
+                  f"{m[other]['std']['balanced_accuracy']:.3f} (same folds and models)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,14 +152,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model:
         model = EmotionRecognizer.load(args.model)
         table = _dataset(args, model._cfgs()[0])
-        res = evaluate_model(model, table)
+        res = evaluate_model(model, table, adapted=args.speaker_norm)
         config = {"model": str(args.model), "data": str(args.data)}
     else:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
         table = _dataset(args, fcfg)
         res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
-                             n_splits=args.cv, seed=args.seed, progress=not args.quiet)
+                             n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm)
         config = {"data": str(args.data), "cv": args.cv, "seed": args.seed, "feature_config": to_dict(fcfg),
                   "vae_config": to_dict(vcfg), "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg)}
     write_report(out, res, config=config, figures=not args.no_figures)
@@ -172,25 +174,75 @@ def _recognizer(args: argparse.Namespace):
     return Recognizer.load(args.model, backend=args.backend, abstain=getattr(args, "abstain", False))
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _speakers(files: list[str], how: str) -> list[str]:
+    """The speaker of each file for batch adaptation: its parent folder, its RAVDESS actor, or the ``speaker``
+    column of a CSV file (columns ``file``, ``speaker``) listing every file."""
+    if how == "folder":
+        return [str(Path(f).resolve().parent) for f in files]
+    if how == "actor":
+        from .data import parse_name
+
+        return [f"actor {parse_name(f).actor}" for f in files]
+    import csv
+
+    path = Path(how)
+    if not path.is_file():
+        raise ParameterError(f"--speaker-from {how}: not 'folder', 'actor' or an existing CSV file")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"file", "speaker"} <= set(rows[0]):
+        raise ParameterError(f"{path}: needs a header with columns 'file' and 'speaker'")
+    by_file = {str(Path(r["file"])): r["speaker"] for r in rows}
+    by_name = {Path(r["file"]).name: r["speaker"] for r in rows}
+    missing = [f for f in files if str(Path(f)) not in by_file and Path(f).name not in by_name]
+    if missing:
+        raise ParameterError(f"{path}: no speaker for {len(missing)} file(s), e.g. {missing[0]}; add a row for each")
+    return [by_file.get(str(Path(f)), by_name.get(Path(f).name)) for f in files]
+
+
+def _print_prediction(p, as_json: bool) -> None:
     import json
+
+    if as_json:
+        print(json.dumps(p.to_dict()), flush=True)
+        return
+    top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
+    flag = "" if p.in_domain is not False else f"  [out of domain: novelty {p.novelty:.0f}]"
+    adapted = f"  [adapted: {p.speaker_clips} clips of the speaker]" if p.adapted else ""
+    print(f"{p.file}: {p.emotion} ({p.confidence:.2f})  top 3: {top}{flag}{adapted}", flush=True)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import audio
 
     rec = _recognizer(args)
     failed = 0
-    for path in args.files:
+    if not args.speaker_from:
+        for path in args.files:
+            try:
+                _print_prediction(rec.predict_file(path), args.json)
+            except EmovaeError as exc:
+                failed += 1
+                _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+        return 1 if failed else 0
+    # batch adaptation: every clip is normalised with the moments of all clips of its speaker
+    from .session import SessionConfig, predict_by_speaker
+
+    speakers = _speakers(args.files, args.speaker_from)
+    feats, names, spk = [], [], []
+    cfg = rec.feature_config
+    for path, s in zip(args.files, speakers):
         try:
-            p = rec.predict_file(path)
+            feats.append(rec.features(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration),
+                                      cfg.sample_rate, str(path)))
+            names.append(str(path))
+            spk.append(s)
         except EmovaeError as exc:
             failed += 1
-            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            _err(msg)
-            continue
-        if args.json:
-            print(json.dumps(p.to_dict()), flush=True)
-        else:
-            top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
-            flag = "" if p.in_domain is not False else f"  [out of domain: novelty {p.novelty:.0f}]"
-            print(f"{path}: {p.emotion} ({p.confidence:.2f})  top 3: {top}{flag}", flush=True)
+            _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    if feats:
+        for p in predict_by_speaker(rec, feats, spk, names, SessionConfig(prior_weight=args.prior_weight)):
+            _print_prediction(p, args.json)
     return 1 if failed else 0
 
 
@@ -231,7 +283,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
         chunks, sr = stream.pcm_chunks(sr=args.rate), args.rate
     else:
         chunks, sr = stream.file_chunks(args.source)
-    for ev in stream.run(rec, chunks, sr, cfg):
+    session = None
+    if args.adapt:
+        from .session import Session, SessionConfig
+
+        session = Session(rec, SessionConfig(prior_weight=args.prior_weight))
+    for ev in stream.run(rec, chunks, sr, cfg, session=session):
         print(json.dumps(ev.to_dict()) if args.json else ev, flush=True)
     return 0
 
@@ -239,7 +296,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeConfig, run
 
-    cfg = ServeConfig(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds, workers=args.workers)
+    cfg = ServeConfig(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds, workers=args.workers,
+                      session_ttl_s=args.session_ttl, max_sessions=args.max_sessions, prior_weight=args.prior_weight)
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
         abstain=args.abstain)
     return 0
@@ -265,7 +323,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
-                   help="adapted mode: z-score statistics per speaker (actor), using only unlabelled clips")
+                   help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
 
 
@@ -278,6 +336,11 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+
+
+def _add_prior_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior-weight", type=float, default=2.0, dest="prior_weight",
+                   help="with adaptation: the model's prior of a speaker counts as this many clips (default 2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
+    p.add_argument("--speaker-from", dest="speaker_from", metavar="folder|actor|CSV",
+                   help="adapt to each speaker: normalise every clip with the statistics of all clips of its "
+                        "speaker, who is the file's folder, its RAVDESS actor, or the 'speaker' column of a CSV "
+                        "with columns file,speaker")
+    _add_prior_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the shipped model on the bundled example clips, with a small report")
@@ -344,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
+    p.add_argument("--adapt", action="store_true",
+                   help="treat the stream as one speaker's session: results adapt to the speaker as speech arrives")
+    _add_prior_arg(p)
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("serve", help="HTTP service and web page on this machine (needs emovae[serve])")
@@ -356,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="predictions computed at once (default 2)")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
+    p.add_argument("--session-ttl", type=float, default=1800.0, dest="session_ttl",
+                   help="seconds an idle adaptation session is kept (default 1800)")
+    p.add_argument("--max-sessions", type=int, default=10000, dest="max_sessions",
+                   help="sessions kept at most; the least recently used go first (default 10000)")
+    _add_prior_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a model's network to one self-contained ONNX file")

@@ -115,7 +115,7 @@ class ClassifierConfig:
     use_latent: bool = True
     c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
     class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
-    speaker_norm: bool = False  # adapted mode: statistics z-scored per speaker (needs several clips per speaker)
+    adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):

@@ -77,7 +77,11 @@ class EvalResult:
 
 
 def _outputs_in_emotion_order(model, X: list[Features], groups=None) -> dict[str, np.ndarray]:
+    """Network outputs with probabilities in EMOTIONS order: the adapted head when ``groups`` (speakers)
+    are given, else the single-clip head."""
     out = model.forward(X, groups)
+    if groups is not None:
+        out["probabilities"] = out["probabilities_adapted"]
     proba = np.zeros((len(X), len(EMOTIONS)), dtype=np.float32)
     for j, c in enumerate(model.classes_):
         proba[:, EMOTIONS.index(c)] = out["probabilities"][:, j]
@@ -91,9 +95,10 @@ def table_features(table: FeatureTable) -> list[Features]:
 
 
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,
-                   progress: bool = True) -> EvalResult:
+                   progress: bool = True, adapted: bool = False) -> EvalResult:
     """Actor-grouped K-fold CV: a fresh ``make_model()`` is fitted on each training fold (with actors as
-    groups for its inner split) and scored once on the test fold."""
+    groups for its inner split) and scored once on the test fold: strict single-clip, or ``adapted`` (each
+    test actor's clips normalised by all of that actor's unlabelled clips)."""
     from tqdm.auto import tqdm
 
     _check_trainable(table)
@@ -101,11 +106,15 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     n = len(X)
     res = EvalResult(table, np.empty(n, dtype=object), np.zeros((n, len(EMOTIONS)), np.float32), None,
                      np.zeros(n, np.float32), np.zeros(n, dtype=int))
-    fold_metrics = []
+    fold_metrics, other_mode = [], []  # other_mode: the test folds scored in the other mode (same models)
     for k, (tr, te) in enumerate(tqdm(actor_folds(actors, n_splits, seed), desc="folds", unit="fold",
                                       disable=not progress)):
         model = make_model().fit([X[i] for i in tr], y[tr], groups=actors[tr])
-        out = _outputs_in_emotion_order(model, [X[i] for i in te], actors[te])
+        Xte = [X[i] for i in te]
+        out = _outputs_in_emotion_order(model, Xte, actors[te] if adapted else None)
+        if "probabilities_adapted" in out:
+            alt = _outputs_in_emotion_order(model, Xte, None if adapted else actors[te])["probabilities"]
+            other_mode.append(compute_metrics(y[te], np.array(EMOTIONS)[alt.argmax(axis=1)]))
         if res.mu is None:
             res.mu = np.zeros((n, out["mu"].shape[1]), np.float32)
         res.proba[te], res.mu[te], res.recon_mse[te], res.fold[te] = (out["probabilities"], out["mu"],
@@ -120,33 +129,37 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     res.metrics.update(
         reconstruction_loss=float(res.recon_mse.mean()),
         evaluation=f"actor-grouped {n_splits}-fold cross-validation (seed {seed})",
-        mode=_mode(model),
+        mode=_mode(adapted),
         n_actors=int(len(np.unique(actors))), chance=CHANCE,
         folds=fold_metrics,
         mean={key: float(np.mean([f[key] for f in fold_metrics])) for key in SCALAR_METRICS},
         std={key: float(np.std([f[key] for f in fold_metrics])) for key in SCALAR_METRICS},
     )
+    if other_mode:  # the same fitted models scored in the other mode, so both numbers always come together
+        res.metrics["strict" if adapted else "adapted"] = {
+            "mode": _mode(not adapted),
+            **{f"{stat}": {key: float(fn([f[key] for f in other_mode])) for key in SCALAR_METRICS[:3]}
+               for stat, fn in (("mean", np.mean), ("std", np.std))}}
     return res
 
 
-def evaluate_model(model, table: FeatureTable) -> EvalResult:
+def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalResult:
     """Score a fitted model once on every clip of ``table`` (speakers it has not been trained on)."""
     X, y = table_features(table), np.array(EMOTIONS)[table.labels]
-    out = _outputs_in_emotion_order(model, X, table.actors)
+    out = _outputs_in_emotion_order(model, X, table.actors if adapted else None)
     y_pred = np.array(EMOTIONS)[out["probabilities"].argmax(axis=1)]
     res = EvalResult(table, y_pred, out["probabilities"], out["mu"], out["recon_mse"], np.zeros(len(X), dtype=int))
     res.metrics = compute_metrics(y, y_pred)
     res.metrics.update(reconstruction_loss=float(out["recon_mse"].mean()), evaluation="saved model on new data",
-                       mode=_mode(model),
+                       mode=_mode(adapted),
                        n_actors=int(len(np.unique(table.actors))), chance=CHANCE)
     res.histories = [getattr(model, "history_", {})]
     return res
 
 
-def _mode(model) -> str:
-    cfg = getattr(model, "classifier_config", None)
-    if cfg is not None and cfg.speaker_norm:
-        return "adapted: statistics normalised per speaker with that speaker's unlabelled clips"
+def _mode(adapted: bool) -> str:
+    if adapted:
+        return "adapted: statistics normalised per speaker with all of that speaker's unlabelled clips"
     return "strict single-clip"
 
 

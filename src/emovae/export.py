@@ -13,8 +13,8 @@ import numpy as np
 from .errors import EmovaeError, require
 
 ONNX_FILE = "model.onnx"
-INPUTS = ("seq", "stats")
-OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty")
+INPUTS = ("seq", "stats", "spk_mean", "spk_std")
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
 METADATA_KEY = "emovae_model_json"
 
 
@@ -34,6 +34,8 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     rng = np.random.default_rng(0)
     seq = torch.from_numpy(rng.standard_normal((2, T, F)).astype(np.float32)) * net.seq_std + net.seq_mean
     stats = torch.from_numpy(rng.standard_normal((2, S)).astype(np.float32)) * net.stats_std + net.stats_mean
+    spk_mean = stats + 0.1 * net.stats_std
+    spk_std = (0.5 * net.stats_std).expand_as(stats).clone()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch")
@@ -47,8 +49,9 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(net, (seq, stats), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
-                              dynamic_shapes=({0: batch}, {0: batch}), external_data=False, dynamo=True)
+            torch.onnx.export(net, (seq, stats, spk_mean, spk_std), str(path), input_names=list(INPUTS),
+                              output_names=list(OUTPUTS), dynamic_shapes=({0: batch},) * 4, external_data=False,
+                              dynamo=True)
     quiet.setLevel(level)
     proto = onnx.load(str(path))
     keep = {k: v for k, v in meta.items() if k not in ("history", "scalers")}  # scalers are in the graph
@@ -57,20 +60,23 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     proto.doc_string = f"emovae emotion recognizer; classes: {', '.join(meta['classes'])}"
     onnx.save(proto, str(path))
     if check:
-        check_parity(model, path, seq.numpy(), stats.numpy(), atol=atol)
+        check_parity(model, path, seq.numpy(), stats.numpy(), atol=atol, spk=(spk_mean.numpy(), spk_std.numpy()))
     return path
 
 
-def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 1e-4, rtol: float = 1e-5) -> float:
+def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 1e-4, rtol: float = 1e-5,
+                 spk: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Largest difference between torch and onnxruntime outputs relative to atol + rtol * |torch| (<= 1 is a
     pass; the novelty output sums thousands of terms, so it needs the relative part); raises above 1."""
     import torch
 
     from .runtime import onnx_session
 
+    spk_mean, spk_std = spk if spk is not None else (stats + 0.1, np.ones_like(stats))
+    feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
     with torch.no_grad():
-        ref = [t.numpy() for t in model.net_(torch.from_numpy(seq), torch.from_numpy(stats))]
-    out = onnx_session(path).run(list(OUTPUTS), {"seq": seq, "stats": stats})
+        ref = [t.numpy() for t in model.net_(*(torch.from_numpy(feeds[k]) for k in INPUTS))]
+    out = onnx_session(path).run(list(OUTPUTS), feeds)
     diff = max(float(np.max(np.abs(a - b) / (atol + rtol * np.abs(a)))) for a, b in zip(ref, out))
     if diff > 1:
         raise EmovaeError(f"ONNX export of {path} differs from torch beyond atol {atol:g} + rtol {rtol:g}")

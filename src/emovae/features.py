@@ -339,17 +339,34 @@ def model_inputs(X: "list[Features]", seq_len: int) -> tuple[np.ndarray, np.ndar
     return seq, stats
 
 
+def speaker_moments(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Per clip, the mean and std (each (N, S)) of the statistics of all clips of its speaker. With fewer than
+    ``min_clips`` clips the std is not estimated (1 is used)."""
+    stats = np.asarray(stats, dtype=np.float64)
+    speakers = np.asarray(speakers)
+    mean, std = np.empty_like(stats), np.ones_like(stats)
+    for spk in np.unique(speakers):
+        m = speakers == spk
+        mean[m] = stats[m].mean(axis=0)
+        if m.sum() >= min_clips:
+            sd = stats[m].std(axis=0)
+            std[m] = np.where(sd > 1e-6, sd, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def speaker_normalize(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> np.ndarray:
     """Z-score each row of ``stats`` (N, S) with the mean and std of all rows of the same speaker, (N, S).
 
     Uses no labels: only the speaker's own clips. With fewer than ``min_clips`` clips the std is not
     estimated (1 is used); a single clip is then centred on itself, so adaptation needs several clips."""
+    mean, std = speaker_moments(stats, speakers, min_clips)
+    return ((np.asarray(stats, dtype=np.float32) - mean) / std).astype(np.float32)
+
+
+def speaker_prior(stats: np.ndarray, speakers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prior of a new speaker's statistics, each (S,): the mean over all clips, and the typical
+    within-speaker std (root of the mean within-speaker variance)."""
     stats = np.asarray(stats, dtype=np.float64)
-    out = np.empty_like(stats)
     speakers = np.asarray(speakers)
-    for s in np.unique(speakers):
-        m = speakers == s
-        mean = stats[m].mean(axis=0)
-        std = stats[m].std(axis=0) if m.sum() >= min_clips else np.ones(stats.shape[1])
-        out[m] = (stats[m] - mean) / np.where(std > 1e-6, std, 1.0)
-    return out.astype(np.float32)
+    var = np.mean([stats[speakers == spk].var(axis=0) for spk in np.unique(speakers)], axis=0)
+    return stats.mean(axis=0).astype(np.float32), np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)

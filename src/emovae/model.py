@@ -21,11 +21,11 @@ import numpy as np
 from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
 from .data import EMOTIONS
 from .errors import DataError, ModelFormatError, ParameterError, require
-from .features import Features, model_inputs, speaker_normalize
-from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json
+from .features import Features, model_inputs, speaker_moments, speaker_prior
+from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json, speaker_inputs
 
 WEIGHTS_FILE = "weights.pt"
-OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty")
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
 
 try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
     from sklearn.base import BaseEstimator, ClassifierMixin
@@ -70,17 +70,21 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
     from .vae import SequenceVAE
 
     class EmotionNet(nn.Module):
-        """(seq (B, T, F), stats (B, S)) raw -> probabilities (B, C), mu (B, L), recon_mse (B,) of the frames,
+        """(seq (B, T, F), stats (B, S), spk_mean (B, S), spk_std (B, S)) raw -> probabilities (B, C) of the
+        single-clip head, mu (B, L), recon_mse (B,) of the frames,
         kl (B,), stats_mse (B,) of the statistics (0 when the VAE does not see them), and novelty (B,): how
         unlike the training speech a clip is. Novelty is the VAE's reconstruction error of the statistics
         (stats_mse), which separates non-speech from speech best in benchmarks/ood.py; the frame error alone
-        fails on noise (flat frames are easy to rebuild). Without statistics in the VAE it is recon_mse."""
+        fails on noise (flat frames are easy to rebuild). Without statistics in the VAE it is recon_mse.
+        Last, probabilities_adapted (B, C): the adapted head on the statistics z-scored with the speaker's
+        mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py)."""
 
         def __init__(self):
             super().__init__()
             self.vae = SequenceVAE(n_frame_features, vae_cfg, n_stats if vae_cfg.with_stats else 0)
             d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
+            self.classifier_adapted = nn.Linear(d, n_classes)
             for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
                                ("stats_mean", n_stats), ("stats_std", n_stats),
                                ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
@@ -89,7 +93,7 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         def scaled_seq(self, seq):
             return ((seq - self.seq_mean) / self.seq_std).transpose(1, 2)
 
-        def forward(self, seq, stats):
+        def forward(self, seq, stats, spk_mean, spk_std):
             x = self.scaled_seq(seq)
             s = (stats - self.stats_mean) / self.stats_std
             with_stats = self.vae.n_stats > 0
@@ -100,13 +104,12 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             stats_mse = ((decoded[1] - s) ** 2).mean(dim=1) if with_stats else torch.zeros_like(recon_mse)
             kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1)
             novelty = stats_mse if with_stats else recon_mse
-            parts = []
-            if clf_cfg.use_stats:
-                parts.append(s)
-            if clf_cfg.use_latent:
-                parts.append((mu - self.z_mean) / self.z_std)
-            logits = self.classifier(torch.cat(parts, dim=1))
-            return torch.softmax(logits, dim=1), mu, recon_mse, kl, stats_mse, novelty
+            z = (mu - self.z_mean) / self.z_std
+            parts = ([s] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
+            parts_a = ([(stats - spk_mean) / spk_std] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
+            probs = torch.softmax(self.classifier(torch.cat(parts, dim=1)), dim=1)
+            probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
+            return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
 
     return EmotionNet()
 
@@ -150,8 +153,6 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
         seq, stats = model_inputs(X, vcfg.seq_len)
-        if ccfg.speaker_norm:
-            stats = speaker_normalize(stats, groups)
         self.frame_names_, self.stat_names_ = tuple(X[0].frame_names), tuple(X[0].stat_names)
         seq_mean, seq_std = _scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
         stats_mean, stats_std = _scaler(stats, axis=0)
@@ -189,17 +190,18 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         else:
             self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
             self.selection_scores_ = {}
-        lr = make(self.c_).fit(feats, y)
-        order = [list(lr.classes_).index(c) for c in self.classes_]
-        coef, intercept = lr.coef_, lr.intercept_
-        if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
-            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
-
         net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg)
         net.vae.load_state_dict(vae.state_dict())
+        self._set_head(net.classifier, make(self.c_).fit(feats, y))
+        # adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
+        spk_mean, spk_std = speaker_moments(stats, groups)
+        self.speaker_prior_ = speaker_prior(stats, groups)
+        if ccfg.adapted_head:
+            parts_a = ([(stats - spk_mean) / spk_std] if ccfg.use_stats else []) + (parts[-1:] if ccfg.use_latent else [])
+            self._set_head(net.classifier_adapted, make(self.c_).fit(np.concatenate(parts_a, axis=1).astype(np.float64), y))
+        else:  # no adapted head: it repeats the single-clip head
+            net.classifier_adapted.load_state_dict(net.classifier.state_dict())
         with torch.no_grad():
-            net.classifier.weight.copy_(torch.from_numpy(coef[order]).float())
-            net.classifier.bias.copy_(torch.from_numpy(intercept[order]).float())
             for name, arr in (("seq_mean", seq_mean), ("seq_std", seq_std), ("stats_mean", stats_mean),
                               ("stats_std", stats_std), ("z_mean", z_mean), ("z_std", z_std)):
                 getattr(net, name).copy_(torch.from_numpy(arr))
@@ -208,13 +210,24 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                                 if len(va) else "training clips")
         return self
 
+    def _set_head(self, layer, lr) -> None:
+        """Copy a fitted LogisticRegression into a Linear layer, rows in classes_ order."""
+        import torch
+
+        order = [list(lr.classes_).index(c) for c in self.classes_]
+        coef, intercept = lr.coef_, lr.intercept_
+        if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(coef[order]).float())
+            layer.bias.copy_(torch.from_numpy(intercept[order]).float())
+
     def _calibrate_novelty(self, seq, stats, idx, where: str, percentile: float = 99.0) -> dict:
         """Novelty threshold: the ``percentile`` of the scores of clips the VAE was not trained on (the inner
         validation actors), so that about 1 % of new in-domain speech is flagged."""
         import torch
 
-        with torch.no_grad():
-            scores = self.net_(torch.from_numpy(seq[idx]), torch.from_numpy(stats[idx]))[5].numpy()
+        scores = self._run(seq[idx], stats[idx])["novelty"]
         score = ("VAE reconstruction error of the utterance statistics (mean squared, standardised units)"
                  if self.net_.vae.n_stats else "VAE reconstruction error of the frames (mean squared)")
         return {"score": score,
@@ -226,27 +239,32 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "net_"):
             raise ModelFormatError("this EmotionRecognizer is not fitted yet: call fit() or load a model")
 
-    def forward(self, X: Sequence[Features], groups=None) -> dict[str, np.ndarray]:
-        """All network outputs for clips X: probabilities (N, C), mu (N, L), recon_mse (N,), kl (N,).
-
-        A speaker-normalised model needs ``groups``, the speaker of each clip (several clips per speaker)."""
+    def _run(self, seq, stats, spk_mean=None, spk_std=None, groups=None) -> dict[str, np.ndarray]:
         import torch
 
+        prior = {"mean": self.speaker_prior_[0], "std": self.speaker_prior_[1]}
+        spk = speaker_inputs(stats, groups, spk_mean, spk_std, prior)
+        args = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (seq, stats, *spk)]
+        with torch.no_grad():
+            out = self.net_(*args)
+        return dict(zip(OUTPUTS, (o.numpy() for o in out)))
+
+    def forward(self, X: Sequence[Features], groups=None, spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
+        """All network outputs for clips X (see EmotionNet): probabilities (N, C), mu (N, L), recon_mse,
+        kl, stats_mse, novelty (N,), probabilities_adapted (N, C). The adapted head normalises each clip with
+        ``spk_mean``/``spk_std`` (N, S) when given, else with all clips of its speaker in X when ``groups``
+        (the speaker of each clip) is given (batch adaptation), else with the prior."""
         self._check_fitted()
         if X and tuple(X[0].stat_names) != self.stat_names_:
             raise ParameterError("these features were computed with another feature config than the model's")
         seq, stats = model_inputs(X, self.net_.vae.seq_len)
-        if self._cfgs()[2].speaker_norm:
-            if groups is None:
-                raise ParameterError("this model normalises per speaker: pass the speaker of each clip (groups)")
-            stats = speaker_normalize(stats, groups)
-        with torch.no_grad():
-            out = self.net_(torch.from_numpy(seq), torch.from_numpy(stats))
-        return dict(zip(OUTPUTS, (o.numpy() for o in out)))
+        return self._run(seq, stats, spk_mean, spk_std, groups)
 
     def predict_proba(self, X: Sequence[Features], groups=None) -> np.ndarray:
-        """Emotion probabilities (N, len(classes_)), columns in classes_ order."""
-        return self.forward(X, groups)["probabilities"]
+        """Emotion probabilities (N, len(classes_)), columns in classes_ order: single-clip, or adapted to
+        each speaker when ``groups`` gives the speaker of each clip (several clips per speaker)."""
+        out = self.forward(X, groups)
+        return out["probabilities"] if groups is None else out["probabilities_adapted"]
 
     def predict(self, X: Sequence[Features], groups=None) -> np.ndarray:
         """Most probable emotion name per clip, (N,)."""
@@ -290,6 +308,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "scalers": {k: [float(f"{v:.7g}") for v in state[k].tolist()] for k in  # float32: 7 digits suffice
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
             "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
+            "speaker_prior": {"mean": [float(f"{v:.7g}") for v in self.speaker_prior_[0].tolist()],
+                              "std": [float(f"{v:.7g}") for v in self.speaker_prior_[1].tolist()]},
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
             "history": self.history_,
             "metrics": metrics if metrics is not None else getattr(self, "metrics_", {}),
@@ -317,6 +337,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
             obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
             obj.novelty_ = meta.get("novelty", {})
+            obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg)
             state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True, map_location="cpu")

@@ -16,16 +16,16 @@ import numpy as np
 from . import audio
 from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
-from .features import Features, extract, model_inputs
+from .features import Features, extract, model_inputs, speaker_moments
 
 MODEL_FORMAT = "emovae-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty")  # the network's, in order
-SILENCE_DB = -60.0
-UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining  # clips whose peak is below this (dBFS) are refused as silent
+OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
+SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
+UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining
 
 
 def read_model_json(directory: str | os.PathLike) -> dict:
@@ -96,10 +96,28 @@ class OnnxNetwork:
         self.classes_ = np.array(meta["classes"])
         self.seq_len = int(meta["vae_config"]["seq_len"])
 
-    def forward(self, X: list[Features]) -> dict[str, np.ndarray]:
+    def forward(self, X: list[Features], groups=None, spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
+        """Network outputs for clips X (as ``EmotionRecognizer.forward``). The adapted head uses the given
+        speaker moments (N, S), or the moments of each speaker's clips in X when ``groups`` is given, else the
+        prior (only ``probabilities_adapted`` depends on them)."""
         seq, stats = model_inputs(X, self.seq_len)
-        out = self.session.run(list(OUTPUTS), {"seq": seq, "stats": stats})
-        return dict(zip(OUTPUTS, out))
+        spk_mean, spk_std = speaker_inputs(stats, groups, spk_mean, spk_std, self.meta.get("speaker_prior"))
+        feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
+        return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feeds)))
+
+
+def speaker_inputs(stats: np.ndarray, groups=None, spk_mean=None, spk_std=None, prior: dict | None = None):
+    """The network's speaker-moment inputs (each (N, S) float32): given, from ``groups`` (the moments of each
+    speaker's clips in the batch), or the model's prior (``prior`` from model.json; else the batch's own
+    mean and std, which only matters for the unused adapted output of an older model)."""
+    if groups is not None:
+        spk_mean, spk_std = speaker_moments(stats, groups)
+    elif spk_mean is None:
+        if prior:
+            spk_mean, spk_std = (np.asarray(prior[k], dtype=np.float32) for k in ("mean", "std"))
+        else:
+            spk_mean, spk_std = np.zeros(stats.shape[1], np.float32), np.ones(stats.shape[1], np.float32)
+    return tuple(np.array(np.broadcast_to(np.asarray(a, dtype=np.float32), stats.shape)) for a in (spk_mean, spk_std))
 
 
 @dataclass
@@ -114,6 +132,8 @@ class Prediction:
     map_xy: tuple[float, float] | None = None  # position on the model's shipped 2-D latent map
     novelty: float | None = None  # the VAE's negative ELBO: how unlike the training speech the clip is
     in_domain: bool | None = None  # novelty within the model's calibrated threshold
+    adapted: bool = False  # from the adapted head (statistics normalised with the speaker's moments)
+    speaker_clips: int | None = None  # clips of the speaker behind those moments (sessions and batches)
 
     @property
     def confidence(self) -> float:
@@ -132,6 +152,8 @@ class Prediction:
         if self.novelty is not None:
             d["novelty"] = round(self.novelty, 3)
             d["in_domain"] = self.in_domain
+        if self.speaker_clips is not None:
+            d["adapted"], d["speaker_clips"] = self.adapted, self.speaker_clips
         return d if self.file is not None else {k: v for k, v in d.items() if k != "file"}
 
 
@@ -147,9 +169,6 @@ class Recognizer:
         self.classes = tuple(meta["classes"])
         self.feature_config = from_dict(FeatureConfig, meta["feature_config"])
         self.backend = "onnx" if isinstance(network, OnnxNetwork) else "torch"
-        if meta.get("classifier_config", {}).get("speaker_norm"):
-            raise ParameterError(f"{source}: this model was trained in adapted mode (per-speaker normalisation) and "
-                                 "needs several clips per speaker; score it with 'emovae evaluate --model'")
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1,
@@ -197,8 +216,18 @@ class Recognizer:
         return extract(y, cfg.sample_rate, cfg)
 
     # ---------------------------------------------------------------------------------------- predictions
-    def predict_features(self, X: list[Features], names: list[str | None] | None = None) -> list[Prediction]:
-        out = self.network.forward(X)
+    def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,
+                         speaker_clips: int | None = None) -> list[Prediction]:
+        """Predictions for clips X: single-clip, or, with ``moments`` = (mean, std) of the speaker's statistics
+        ((S,) or (N, S); see session.py), from the adapted head. ``speaker_clips``: how many clips the moments
+        hold (reported with each prediction)."""
+        if moments is None:
+            out = self.network.forward(X)
+        else:
+            n, s = len(X), len(X[0].stats)
+            mean, std = (np.broadcast_to(np.asarray(m, dtype=np.float32), (n, s)) for m in moments)
+            out = self.network.forward(X, spk_mean=mean, spk_std=std)
+            out["probabilities"] = out["probabilities_adapted"]
         names = names or [None] * len(X)
         hop_s = self.feature_config.hop_length / self.feature_config.sample_rate
         lmap = self.meta.get("latent_map")
@@ -212,7 +241,7 @@ class Recognizer:
             emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
             preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
                                     names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
-                                    novelty, in_domain))
+                                    novelty, in_domain, moments is not None, speaker_clips))
         return preds
 
     def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:

@@ -15,6 +15,7 @@ fastapi, uvicorn and python-multipart come with the ``serve`` extra and are impo
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and part headers around an upload of max_bytes
 CHUNK = 64 * 1024
 MULTIPART = "multipart/form-data"
+SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class ServeConfig:
     max_bytes: int = 10 * 1024 * 1024
     max_seconds: float = 60.0
     workers: int = 2
+    session_ttl_s: float = 1800.0  # an adaptation session idle this long is forgotten
+    max_sessions: int = 10000  # sessions kept at most (least recently used dropped first)
+    prior_weight: float = 2.0  # see session.SessionConfig
 
     def __post_init__(self):
         if self.max_bytes < 1:
@@ -47,6 +52,8 @@ class ServeConfig:
             raise ParameterError("ServeConfig: max_seconds must be > 0")
         if self.workers < 1:
             raise ParameterError("ServeConfig: workers must be >= 1")
+        if not self.session_ttl_s > 0 or self.max_sessions < 1 or self.prior_weight < 0:
+            raise ParameterError("ServeConfig: need session_ttl_s > 0, max_sessions >= 1, prior_weight >= 0")
 
 
 class RequestError(Exception):
@@ -88,8 +95,9 @@ def probe_seconds(data: bytes) -> float | None:
     return None
 
 
-def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig) -> dict:
-    """Bytes of an audio file -> the prediction as a JSON-ready dict. Raises RequestError or AudioError."""
+def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, session=None) -> dict:
+    """Bytes of an audio file -> the prediction as a JSON-ready dict; through ``session`` (session.Session)
+    when given, which it also adapts. Raises RequestError or AudioError."""
     from . import audio
 
     if not data:
@@ -104,7 +112,7 @@ def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: Se
     if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
         raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
                                 f"{cfg.max_seconds:g} s: cut it into shorter clips")
-    pred = recognizer.predict_signal(y, sr, name)
+    pred = (session or recognizer).predict_signal(y, sr, name)
     out = pred.to_dict()
     out.pop("file", None)
     return out
@@ -177,9 +185,16 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         "limits": {"max_bytes": cfg.max_bytes, "max_seconds": cfg.max_seconds},
     }
     state: dict = {}  # this app's thread limiter, made on first use inside the event loop
+    sessions = None
+    if recognizer.meta.get("speaker_prior"):
+        from .session import SessionConfig, SessionStore
+
+        sessions = SessionStore(recognizer, SessionConfig(prior_weight=cfg.prior_weight), cfg.session_ttl_s,
+                                cfg.max_sessions)
 
     app = fastapi.FastAPI(title="emovae", version=__version__,
                           description="Speech emotion recognition: upload a clip, get its emotion.")
+    app.state.sessions = sessions  # the adaptation sessions (session.SessionStore), None without an adapted head
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -250,10 +265,25 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
             raise RequestError(413, f"{name}: file larger than the {_mb(cfg.max_bytes)} limit")
         return data, name
 
+    def session_store():
+        if sessions is None:
+            raise RequestError(422, "this model has no adapted head (trained by an older emovae): sessions are "
+                                    "unavailable; retrain it with 'emovae train'")
+        return sessions
+
+    def session_id(sid: str) -> str:
+        if not SESSION_ID.fullmatch(sid):
+            raise RequestError(400, f"invalid session id {sid[:40]!r}: use 1-128 letters, digits, '-', '_' or '.'")
+        return sid
+
     @app.post("/v1/predict", summary="Emotion of one audio clip", openapi_extra=_openapi_body(cfg))
-    async def predict(request: Request):
+    async def predict(request: Request, session: str | None = None):
         """Returns ``emotion``, ``confidence``, ``probabilities`` by emotion, ``latent_map`` ([x, y] on the
-        model's 2-D map of its training clips), ``duration_s`` and ``model_version``."""
+        model's 2-D map of its training clips), ``duration_s`` and ``model_version``. With ``?session=ID``
+        (or header X-Session-Id), the clip is one of a speaker's session: results adapt to the speaker as
+        clips arrive (``adapted``, ``speaker_clips``); only running statistics are kept, never audio."""
+        sid = session or request.headers.get("x-session-id")
+        sess = session_store().get(session_id(sid)) if sid else None
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == MULTIPART:
             body = await read_limited(request, cfg.max_bytes + MULTIPART_OVERHEAD)
@@ -263,14 +293,28 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         if "limiter" not in state:
             state["limiter"] = anyio.CapacityLimiter(cfg.workers)
         try:
-            out = await anyio.to_thread.run_sync(decode_and_predict, recognizer, data, name, cfg,
+            out = await anyio.to_thread.run_sync(decode_and_predict, recognizer, data, name, cfg, sess,
                                                  limiter=state["limiter"])
         except AudioError as exc:
             raise RequestError(audio_error_status(exc), str(exc)) from None
         except EmovaeError as exc:
             raise RequestError(422, str(exc)) from None
         out["model_version"] = info
+        if sid:
+            out["session"] = sid
         return out
+
+    @app.get("/v1/sessions/{sid}", summary="How many clips an adaptation session holds")
+    async def get_session(sid: str):
+        sess = session_store().peek(session_id(sid))
+        if sess is None:
+            raise RequestError(404, f"no live session {sid!r} (never used, reset, or expired after "
+                                    f"{cfg.session_ttl_s:g} s idle)")
+        return {"session": sid, "clips": sess.n_clips, "adapted": sess.n_clips >= sess.cfg.min_clips}
+
+    @app.delete("/v1/sessions/{sid}", summary="Reset a session: forget the speaker's statistics")
+    async def delete_session(sid: str):
+        return {"session": sid, "deleted": session_store().delete(session_id(sid))}
 
     @app.get("/v1/model", summary="Classes, 2-D latent map of the training clips, metrics")
     async def model():

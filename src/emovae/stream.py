@@ -48,6 +48,7 @@ class StreamEvent:
     active: float  # fraction of frames above the gate
     novelty: float | None = None  # the VAE's novelty score (see runtime.Prediction)
     in_domain: bool | None = None
+    adapted: bool = False  # from the adapted head (a session with enough speech)
 
     def to_dict(self) -> dict:
         d = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "emotion": self.emotion,
@@ -56,6 +57,8 @@ class StreamEvent:
             d["probabilities"] = {k: round(v, 4) for k, v in self.probabilities.items()}
         if self.novelty is not None:
             d["novelty"], d["in_domain"] = round(self.novelty, 3), self.in_domain
+        if self.adapted:
+            d["adapted"] = True
         return d
 
     def __str__(self) -> str:
@@ -76,8 +79,9 @@ class EmotionStream:
     """Stateful sliding-window recognizer. ``push(chunk)`` takes mono float samples at ``sr`` Hz and
     returns the events completed by that chunk."""
 
-    def __init__(self, recognizer, sr: int, cfg: StreamConfig | None = None):
+    def __init__(self, recognizer, sr: int, cfg: StreamConfig | None = None, session=None):
         self.recognizer = recognizer
+        self.session = session  # a session.Session: the stream is one speaker, every speech window adapts it
         self.cfg = cfg or StreamConfig()
         self.fcfg = recognizer.feature_config
         self.rate = self.fcfg.sample_rate
@@ -125,15 +129,17 @@ class EmotionStream:
         if active < self.cfg.min_active:
             return StreamEvent(t0, t1, SILENCE, None, active)
         try:
-            p = self.recognizer.predict_signal(y, self.rate)
+            p = (self.session or self.recognizer).predict_signal(y, self.rate)
         except AudioError:  # e.g. digital silence that slipped through the gate
             return StreamEvent(t0, t1, SILENCE, None, active)
-        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain)
+        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain, p.adapted)
 
 
-def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | None = None) -> Iterator[StreamEvent]:
-    """Events of a whole stream of chunks, as they complete."""
-    s = EmotionStream(recognizer, sr, cfg)
+def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | None = None,
+        session=None) -> Iterator[StreamEvent]:
+    """Events of a whole stream of chunks, as they complete; with ``session`` (session.Session), adapted to
+    the speaker as the stream goes on."""
+    s = EmotionStream(recognizer, sr, cfg, session)
     for chunk in chunks:
         yield from s.push(chunk)
     yield from s.flush()
