@@ -199,3 +199,44 @@ def test_serve_config_validates():
         ServeConfig(max_bytes=0)
     with pytest.raises(ParameterError):
         ServeConfig(max_seconds=0)
+
+
+def test_sessions_adapt_and_stay_apart(recognizer):
+    client = TestClient(create_app(recognizer, LIMITS))
+    clips = [encode(voice_like(130 + 20 * i, 1.2, seed=i)) for i in range(3)]
+    first = client.post("/v1/predict?session=alice", content=clips[0], headers={"content-type": "audio/wav"}).json()
+    assert first["session"] == "alice" and first["adapted"] is False and first["speaker_clips"] == 1
+    second = client.post("/v1/predict", content=clips[1],
+                         headers={"content-type": "audio/wav", "x-session-id": "alice"}).json()
+    assert second["adapted"] is True and second["speaker_clips"] == 2
+    bob = client.post("/v1/predict?session=bob", files={"file": ("c.wav", clips[2], "audio/wav")}).json()
+    assert bob["speaker_clips"] == 1 and not bob["adapted"]
+    assert client.get("/v1/sessions/alice").json() == {"session": "alice", "clips": 2, "adapted": True}
+    # without a session id nothing is kept and the answer is the single-clip one
+    plain = client.post("/v1/predict", content=clips[1], headers={"content-type": "audio/wav"}).json()
+    assert "adapted" not in plain and "session" not in plain
+    assert client.delete("/v1/sessions/alice").json() == {"session": "alice", "deleted": True}
+    r = client.get("/v1/sessions/alice")
+    assert r.status_code == 404 and "no live session" in r.json()["error"]
+    again = client.post("/v1/predict?session=alice", content=clips[0], headers={"content-type": "audio/wav"}).json()
+    assert again["speaker_clips"] == 1
+    assert client.app.state.sessions.peek("bob").n_clips == 1
+
+
+def test_session_ids_are_checked_and_expire(recognizer):
+    cfg = ServeConfig(max_bytes=200_000, max_seconds=4.0, session_ttl_s=0.05, max_sessions=3)
+    client = TestClient(create_app(recognizer, cfg))
+    r = client.post("/v1/predict?session=" + "x" * 200, content=encode(voice_like(160, 1.2)),
+                    headers={"content-type": "audio/wav"})
+    assert r.status_code == 400 and "invalid session id" in r.json()["error"]
+    assert client.get("/v1/sessions/bad%20id").status_code == 400
+    for i in range(5):
+        client.post(f"/v1/predict?session=s{i}", content=encode(voice_like(160, 1.2)),
+                    headers={"content-type": "audio/wav"})
+        assert len(client.app.state.sessions) <= 3
+    import time
+
+    time.sleep(0.1)
+    assert len(client.app.state.sessions) == 0
+    with pytest.raises(ParameterError):
+        ServeConfig(session_ttl_s=0)
