@@ -151,3 +151,22 @@ def test_record_from_the_microphone(browser, server, tiny_model_dir):
     status = browser.find_element(By.ID, "status")
     assert "error" not in (status.get_attribute("class") or ""), status.text
     assert browser.find_element(By.ID, "emotion").get_attribute("textContent").strip() in classes
+
+
+def test_adapt_to_my_voice(browser, server, tmp_path):
+    """With 'adapt to my voice' ticked, the page sends a session id: the second clip is adapted."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    clips = []
+    for i in range(2):
+        clips.append(tmp_path / f"clip{i}.wav")
+        sf.write(clips[-1], voice_like(150 + 30 * i, 1.5, seed=i), SR)
+    file_input = _ready_page(browser, server)
+    browser.find_element(By.ID, "adapt").click()
+    assert browser.find_element(By.ID, "reset").is_displayed()
+    file_input.send_keys(str(clips[0]))
+    _wait(browser, lambda d: "not adapted yet" in d.find_element(By.ID, "details").text, what="the first clip")
+    browser.find_element(By.ID, "file").send_keys(str(clips[1]))
+    _wait(browser, lambda d: "adapted to your voice (2 clips)" in d.find_element(By.ID, "details").text,
+          what="the second clip, adapted")

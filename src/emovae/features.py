@@ -339,6 +339,9 @@ def model_inputs(X: "list[Features]", seq_len: int) -> tuple[np.ndarray, np.ndar
     return seq, stats
 
 
+MIN_STD = 1e-6  # a speaker's statistic with a smaller std is not scaled (std 1 is used)
+
+
 def speaker_moments(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Per clip, the mean and std (each (N, S)) of the statistics of all clips of its speaker. With fewer than
     ``min_clips`` clips the std is not estimated (1 is used)."""
@@ -350,7 +353,7 @@ def speaker_moments(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2)
         mean[m] = stats[m].mean(axis=0)
         if m.sum() >= min_clips:
             sd = stats[m].std(axis=0)
-            std[m] = np.where(sd > 1e-6, sd, 1.0)
+            std[m] = np.where(sd > MIN_STD, sd, 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
 
 

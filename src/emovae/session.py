@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelFormatError, ParameterError
-from .features import Features, model_inputs
+from .features import MIN_STD, Features, model_inputs
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class RunningMoments:
         mean = self.prior_mean + delta * (n / total)
         m2 = w * self.prior_var + self.m2 + delta**2 * (w * n / total)
         std = np.sqrt(m2 / total)
-        std = np.where(std > 1e-6, std, np.where(self.prior_var > 0, np.sqrt(self.prior_var), 1.0))
+        std = np.where(std > MIN_STD, std, 1.0)  # as features.speaker_moments, which the adapted head was fit with
         return mean.astype(np.float32), std.astype(np.float32)
 
 
