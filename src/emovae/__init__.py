@@ -22,6 +22,8 @@ _LAZY = {
     "load_pretrained": ("emovae.runtime", "load_pretrained"),
     "Recognizer": ("emovae.runtime", "Recognizer"),
     "Prediction": ("emovae.runtime", "Prediction"),
+    "Session": ("emovae.session", "Session"),
+    "SessionConfig": ("emovae.session", "SessionConfig"),
 }
 
 __all__ = ["__version__", *_LAZY]

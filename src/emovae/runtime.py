@@ -244,6 +244,12 @@ class Recognizer:
                                     novelty, in_domain, moments is not None, speaker_clips))
         return preds
 
+    def session(self, prior_weight: float = 2.0, min_clips: int = 2):
+        """A new ``session.Session`` for one speaker: each clip predicted through it adapts to that speaker."""
+        from .session import Session, SessionConfig
+
+        return Session(self, SessionConfig(prior_weight=prior_weight, min_clips=min_clips))
+
     def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:
         """Probabilities (len(classes),) of one clip, in ``classes`` order."""
         return self.network.forward([self.features(signal, sr)])["probabilities"][0]
