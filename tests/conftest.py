@@ -58,7 +58,7 @@ def write_ravdess_tree(root: Path, actors=(1, 2, 3, 4), emotions=range(1, 9), se
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A small model trained by the CLI on synthetic clips (weights.pt, model.json, model.onnx)."""
+    """A small model trained by the CLI on synthetic clips (model.json, model.onnx holding the weights)."""
     pytest.importorskip("torch")
     from emovae.cli import main
 

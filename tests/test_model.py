@@ -122,3 +122,19 @@ def test_adapted_head_uses_speaker_statistics(small_table):
     # the adapted output depends on the speaker moments, the single-clip one does not
     seq_out = m.forward(X)
     np.testing.assert_allclose(seq_out["probabilities"], single, atol=1e-6)
+
+
+def test_load_from_onnx_weights_alone(small_table, tmp_path):
+    """A folder with model.json + model.onnx and no weights.pt rebuilds the same torch model."""
+    pytest.importorskip("onnx")
+    from emovae.export import export_model_dir
+
+    X = table_features(small_table)
+    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    m.save(tmp_path / "m")
+    export_model_dir(m, tmp_path / "m")
+    (tmp_path / "m" / "weights.pt").unlink()
+    back = EmotionRecognizer.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    np.testing.assert_array_equal(back.predict_proba(X, groups=small_table.actors),
+                                  m.predict_proba(X, groups=small_table.actors))

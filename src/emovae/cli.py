@@ -109,7 +109,7 @@ def _print_metrics(m: dict) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, table_features
-    from .model import EmotionRecognizer
+    from .model import WEIGHTS_FILE, EmotionRecognizer
 
     out = _new_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
@@ -138,7 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.save(out, metrics=metrics)
     from .export import export_model_dir
 
-    export_model_dir(model, out)
+    export_model_dir(model, out)  # parity-checked against torch: the ONNX file then holds the only copy of the weights
+    (out / WEIGHTS_FILE).unlink()
     print(f"model trained on {len(table)} clips of {len(set(table.actors.tolist()))} actors -> {out}")
     return 0
 
@@ -359,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on every clip of a RAVDESS folder")
     p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
-    p.add_argument("--out", required=True, help="new model folder (weights.pt + model.json)")
+    p.add_argument("--out", required=True, help="new model folder (model.onnx + model.json)")
     p.add_argument("--cv", type=int, default=0, help="also run K-fold actor CV and store its metrics in the model")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     _add_model_args(p)

@@ -22,7 +22,7 @@ from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, fro
 from .data import EMOTIONS
 from .errors import DataError, ModelFormatError, ParameterError, require
 from .features import Features, model_inputs, speaker_moments, speaker_prior
-from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, read_model_json, speaker_inputs
+from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, ONNX_FILE, read_model_json, speaker_inputs
 
 WEIGHTS_FILE = "weights.pt"
 OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
@@ -322,7 +322,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "EmotionRecognizer":
-        """Rebuild a saved model; weights are read with torch's weights-only loader (no unpickling)."""
+        """Rebuild a saved model from ``weights.pt`` (torch's weights-only loader, no unpickling) or, when the
+        folder has none, from the initializers of its ``model.onnx`` (protobuf, no code)."""
         require("torch", "train")
         import torch
 
@@ -340,10 +341,20 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg)
-            state = torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True, map_location="cpu")
-            net.load_state_dict(state)
+            net.load_state_dict(_load_state(Path(directory), torch, set(net.state_dict())))
         except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
             raise ModelFormatError(f"{directory}: model files are incomplete or incompatible ({exc})") from None
         obj.net_ = net.eval()
         return obj
 
+
+def _load_state(directory: Path, torch, keys: set[str]) -> dict:
+    """The network's state dict from ``weights.pt``, else from ``model.onnx`` (the exporter names each
+    initializer after its state-dict key, so a shipped model needs one copy of its weights, not two)."""
+    if (directory / WEIGHTS_FILE).exists() or not (directory / ONNX_FILE).exists():
+        return torch.load(directory / WEIGHTS_FILE, weights_only=True, map_location="cpu")
+    onnx = require("onnx", "train")
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(directory / ONNX_FILE))
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer if t.name in keys}
