@@ -70,7 +70,40 @@ def test_names_match_columns_and_are_unique():
         assert f.frames.shape[1] == len(f.frame_names) == len(set(f.frame_names))
         assert f.stats.shape == (len(f.stat_names),) and len(set(f.stat_names)) == len(f.stat_names)
         assert f.frame_names[: cfg.n_mfcc] == tuple(f"mfcc_{i}" for i in range(cfg.n_mfcc))
-        assert f.stat_names[-1] == "duration_s"
+        assert ("duration_s" in f.stat_names) and f.stat_names.index("duration_s") == len(f.frame_names) * (
+            2 + len(cfg.percentiles))
+    plain = FeatureConfig(shape_stats=False)
+    assert F.stat_names(plain)[-1] == "duration_s" and F.stat_names(CFG)[: len(F.stat_names(plain))] == F.stat_names(plain)
+
+
+def _shape(f, name):
+    return float(f.stats[f.stat_names.index(name)])
+
+
+def test_shape_stats_known_answers():
+    """A rising glide has a positive F0 slope and a wide semitone range; a steady tone has neither; a tone that
+    gets louder has a positive level slope."""
+    sr, n = SR, 2 * SR
+    t = np.arange(n) / sr
+    glide = (0.5 * np.sin(2 * np.pi * np.cumsum(np.linspace(150, 300, n)) / sr)).astype(np.float32)
+    steady = F.extract(tone(200.0, 2.0), SR, CFG)
+    rising = F.extract(glide, SR, CFG)
+    assert _shape(rising, "f0_hz__slope") > 50 and abs(_shape(steady, "f0_hz__slope")) < 2
+    assert 10 < _shape(rising, "f0_st__range90") < 13  # 150 -> 300 Hz is 12 semitones
+    assert _shape(steady, "f0_st__range90") < 0.5 and _shape(steady, "voiced__ratio") > 0.9
+    louder = F.extract((tone(200.0, 2.0) * np.linspace(0.05, 1.0, n)).astype(np.float32), SR, CFG)
+    assert _shape(louder, "rms_db__slope") > 5 and _shape(louder, "rms_db__iqr") > _shape(steady, "rms_db__iqr")
+
+
+def test_shape_stats_moments():
+    from emovae.features import _moments_and_slope
+
+    rng = np.random.default_rng(0)
+    v = rng.exponential(size=20000)  # skewness 2, excess kurtosis 6
+    skew, kurt, slope = _moments_and_slope(v)
+    assert skew == pytest.approx(2, abs=0.2) and kurt == pytest.approx(6, abs=1.5) and abs(slope) < 0.05
+    assert _moments_and_slope(np.linspace(0, 4, 50))[2] == pytest.approx(2.0)  # slope per half-clip
+    assert _moments_and_slope(np.ones(3)) == (0.0, 0.0, 0.0)
 
 
 def test_deterministic():

@@ -57,6 +57,7 @@ class FeatureConfig:
     trim_db: float = 40.0  # leading/trailing frames quieter than (loudest - trim_db) are trimmed
     silence_db: float = -70.0  # frames below this absolute level (dBFS) are treated as silent
     percentiles: tuple[int, ...] = (10, 50, 90)  # robust utterance statistics, besides mean and std
+    shape_stats: bool = True  # also skewness, kurtosis, slope, ranges per column, F0 contour, MFCC acceleration
     min_duration: float = 0.25  # seconds; shorter clips are rejected
 
     def __post_init__(self):
