@@ -139,7 +139,8 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
         res.metrics["strict" if adapted else "adapted"] = {
             "mode": _mode(not adapted),
             **{f"{stat}": {key: float(fn([f[key] for f in other_mode])) for key in SCALAR_METRICS[:3]}
-               for stat, fn in (("mean", np.mean), ("std", np.std))}}
+               for stat, fn in (("mean", np.mean), ("std", np.std))},
+            "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in other_mode]}
     return res
 
 
