@@ -100,10 +100,12 @@ def test_shape_stats_moments():
 
     rng = np.random.default_rng(0)
     v = rng.exponential(size=20000)  # skewness 2, excess kurtosis 6
-    skew, kurt, slope = _moments_and_slope(v)
+    skew, kurt, slope = _moments_and_slope(v[:, None])[0]
     assert skew == pytest.approx(2, abs=0.2) and kurt == pytest.approx(6, abs=1.5) and abs(slope) < 0.05
-    assert _moments_and_slope(np.linspace(0, 4, 50))[2] == pytest.approx(2.0)  # slope per half-clip
-    assert _moments_and_slope(np.ones(3)) == (0.0, 0.0, 0.0)
+    assert _moments_and_slope(np.linspace(0, 4, 50)[:, None])[0, 2] == pytest.approx(2.0)  # slope per half-clip
+    np.testing.assert_array_equal(_moments_and_slope(np.ones((3, 2))), np.zeros((2, 3)))
+    flat = _moments_and_slope(np.ones((30, 1)))[0]
+    assert tuple(flat) == (0.0, 0.0, 0.0)
 
 
 def test_deterministic():
