@@ -360,8 +360,8 @@ def shape_stats(x: np.ndarray, cfg: FeatureConfig, ranges: np.ndarray) -> np.nda
     """Statistics of the shape of each frame column (x: (frames, F) float64, NaN for unvoiced F0), in
     ``stat_names`` order: skewness and kurtosis, slope over time, the F0 contour in semitones around its
     median (spread, percentiles, slope, jumps, voiced ratio), MFCC acceleration (mean |second difference|, its
-    std), and ``ranges`` (F, 2): the inter-quartile and 10-90 ranges per column. They add about 6 points of balanced accuracy on unseen speakers
-    (benchmarks/experiments.md)."""
+    std), and ``ranges`` (F, 2): the inter-quartile and 10-90 ranges per column. They add about 6 points of
+    balanced accuracy on unseen speakers (benchmarks/experiments.md)."""
     msl = _column_stats(x, _moments_and_slope, 3)
     f0 = x[:, frame_names(cfg).index("f0_hz")]
     v = f0[np.isfinite(f0) & (f0 > 0)]
@@ -369,8 +369,8 @@ def shape_stats(x: np.ndarray, cfg: FeatureConfig, ranges: np.ndarray) -> np.nda
         st = 12.0 * np.log2(v / np.median(v))
         d = np.diff(st)
         p5, p25, p75, p95 = np.percentile(st, (5, 25, 75, 95))
-        contour = [st.std(), p5, p25, p75, p95, p95 - p5, _moments_and_slope(st[:, None])[0, 2], np.abs(d).mean(),
-                   d.std(), v.size / len(f0)]
+        slope = _moments_and_slope(st[:, None])[0, 2]
+        contour = [st.std(), p5, p25, p75, p95, p95 - p5, slope, np.abs(d).mean(), d.std(), v.size / len(f0)]
     else:
         contour = [0.0] * len(F0_CONTOUR_STATS)
     m = x[:, : cfg.n_mfcc]

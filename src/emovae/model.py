@@ -106,7 +106,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             novelty = stats_mse if with_stats else recon_mse
             z = (mu - self.z_mean) / self.z_std
             parts = ([s] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
-            parts_a = ([(stats - spk_mean) / spk_std] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
+            s_a = (stats - spk_mean) / spk_std  # the speaker-normalised statistics of the adapted head
+            parts_a = ([s_a] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
             probs = torch.softmax(self.classifier(torch.cat(parts, dim=1)), dim=1)
             probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
             return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
@@ -197,8 +198,10 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         spk_mean, spk_std = speaker_moments(stats, groups)
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
-            parts_a = ([(stats - spk_mean) / spk_std] if ccfg.use_stats else []) + (parts[-1:] if ccfg.use_latent else [])
-            self._set_head(net.classifier_adapted, make(self.c_).fit(np.concatenate(parts_a, axis=1).astype(np.float64), y))
+            parts_a = ([(stats - spk_mean) / spk_std] if ccfg.use_stats else []) + (parts[-1:] if ccfg.use_latent
+                                                                                   else [])
+            feats_a = np.concatenate(parts_a, axis=1).astype(np.float64)
+            self._set_head(net.classifier_adapted, make(self.c_).fit(feats_a, y))
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
         with torch.no_grad():
@@ -225,8 +228,6 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
     def _calibrate_novelty(self, seq, stats, idx, where: str, percentile: float = 99.0) -> dict:
         """Novelty threshold: the ``percentile`` of the scores of clips the VAE was not trained on (the inner
         validation actors), so that about 1 % of new in-domain speech is flagged."""
-        import torch
-
         scores = self._run(seq[idx], stats[idx])["novelty"]
         score = ("VAE reconstruction error of the utterance statistics (mean squared, standardised units)"
                  if self.net_.vae.n_stats else "VAE reconstruction error of the frames (mean squared)")
@@ -357,4 +358,5 @@ def _load_state(directory: Path, torch, keys: set[str]) -> dict:
     from onnx import numpy_helper
 
     proto = onnx.load(str(directory / ONNX_FILE))
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer if t.name in keys}
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer
+            if t.name in keys}

@@ -171,7 +171,8 @@ class SessionStore:
         if ttl_s <= 0 or max_sessions < 1:
             raise ParameterError("SessionStore: ttl_s must be > 0 and max_sessions >= 1")
         speaker_prior(recognizer)  # fail now, not on the first request, for a model without an adapted head
-        self.recognizer, self.cfg, self.ttl_s, self.max_sessions = recognizer, cfg or SessionConfig(), ttl_s, max_sessions
+        self.recognizer, self.cfg = recognizer, cfg or SessionConfig()
+        self.ttl_s, self.max_sessions = ttl_s, max_sessions
         self._clock = clock
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
         self._lock = threading.Lock()
