@@ -215,7 +215,7 @@ def main() -> None:
     if peer_names:
         best_peer = max(peer_names, key=lambda n: ua[n])
         text.append((f"The best system is {best} (UA {ua[best]:.3f}); " if best != best_peer else "")
-                    + f"The best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "
+                    + ("the" if best != best_peer else "The") + f" best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "
                     f"{ua['emovae'] - ua[best_peer]:+.3f} UA from it. "
                     f"Fold-to-fold spread (the ± columns) is large because each test fold holds only "
                     f"{len(np.unique(actors)) // 5} speakers, so differences of a few points between systems "
