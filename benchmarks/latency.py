@@ -155,7 +155,7 @@ def main() -> None:
         lines.append(f"| {name} | {p50:.2f} | {p95:.2f} | {p50 / 1000 / clip_s:.4f} | {np.median(t) / ref:.2f}x |")
     lines += [
         "", "| measure | value |", "|---|---|",
-        f"| model folder on disk (weights.pt + model.onnx + model.json) | {size / 1024:.0f} KiB |",
+        f"| model folder on disk (model.onnx + model.json) | {size / 1024:.0f} KiB |",
         f"| model.onnx alone | {onnx_size / 1024:.0f} KiB |",
         f"| runtime install (site-packages of a venv with `emovae[runtime]`) | {rt_bytes / 2**20:.0f} MiB |",
         f"| cold start `emovae predict one.flac`, runtime install (median of 5) | {cold:.2f} s |",

@@ -175,11 +175,13 @@ def yin(y: np.ndarray, cfg: FeatureConfig, frames_mask: np.ndarray | None = None
     sel = np.arange(all_frames.shape[0]) if frames_mask is None else np.flatnonzero(frames_mask)
     if sel.size == 0:
         return f0_out, ap_out
-    frames = all_frames[sel].astype(np.float32)
-    # cross term r(tau) = sum_{j<w} x_j x_{j+tau} for all tau at once; j + tau < W, so a size-W FFT never wraps
-    a = np.fft.rfft(frames[:, :w], n=W, axis=1)
-    b = np.fft.rfft(frames, n=W, axis=1)
-    r = np.fft.irfft(np.conj(a) * b, n=W, axis=1)[:, : tau_max + 1].astype(np.float64)
+    span = w + tau_max  # samples that the sums below touch: j + tau < span
+    frames = all_frames[sel, :span].astype(np.float32)
+    # cross term r(tau) = sum_{j<w} x_j x_{j+tau} for all tau at once; an FFT of n >= span never wraps
+    n = _fft_size(span)
+    a = np.fft.rfft(frames[:, :w], n=n, axis=1)
+    b = np.fft.rfft(frames, n=n, axis=1)
+    r = np.fft.irfft(np.conj(a) * b, n=n, axis=1)[:, : tau_max + 1].astype(np.float64)
     sq = np.concatenate([np.zeros((frames.shape[0], 1)), np.cumsum(frames.astype(np.float64) ** 2, axis=1)], axis=1)
     energy = sq[:, w : w + tau_max + 1] - sq[:, : tau_max + 1]  # sum_{j=tau}^{tau+w-1} x_j^2
     d = np.maximum(energy[:, :1] + energy - 2 * r, 0.0)
@@ -197,6 +199,22 @@ def yin(y: np.ndarray, cfg: FeatureConfig, frames_mask: np.ndarray | None = None
     tau = tau_min + idx + _parabolic_shift(seg, idx)
     f0_out[sel], ap_out[sel] = sr / tau, seg[rows, idx]
     return f0_out, ap_out
+
+
+def _fft_size(n: int) -> int:
+    """The smallest 2^a * 3^b * 5^c >= n (sizes pocketfft transforms fast)."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def _parabolic_shift(curve: np.ndarray, idx: np.ndarray) -> np.ndarray:
