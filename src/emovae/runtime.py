@@ -109,9 +109,9 @@ class OnnxNetwork:
 
 
 def speaker_inputs(stats: np.ndarray, groups=None, spk_mean=None, spk_std=None, prior: dict | None = None):
-    """The network's speaker-moment inputs (each (N, S) float32): given, from ``groups`` (the moments of each
-    speaker's clips in the batch), or the model's prior (``prior`` from model.json; else the batch's own
-    mean and std, which only matters for the unused adapted output of an older model)."""
+    """The network's speaker-moment inputs (each (N, S) float32, broadcast from (S,) when needed): given, from
+    ``groups`` (the moments of each speaker's clips in the batch), or the model's prior (``prior`` from
+    model.json; without one, mean 0 and std 1, which only feed the unused adapted output)."""
     if groups is not None:
         spk_mean, spk_std = speaker_moments(stats, groups)
     elif spk_mean is None:
@@ -226,9 +226,7 @@ class Recognizer:
         if moments is None:
             out = self.network.forward(X)
         else:
-            n, s = len(X), len(X[0].stats)
-            mean, std = (np.broadcast_to(np.asarray(m, dtype=np.float32), (n, s)) for m in moments)
-            out = self.network.forward(X, spk_mean=mean, spk_std=std)
+            out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
             out["probabilities"] = out["probabilities_adapted"]
         names = names or [None] * len(X)
         hop_s = self.feature_config.hop_length / self.feature_config.sample_rate

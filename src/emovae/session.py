@@ -151,10 +151,7 @@ def predict_by_speaker(recognizer, X: list[Features], speakers, names=None, cfg:
         idx = np.flatnonzero(speakers == spk)
         m = RunningMoments(*prior, cfg.prior_weight)
         m.update(stats[idx])
-        moments = None
-        if len(idx) >= cfg.min_clips:
-            mean, std = m.estimate()
-            moments = (np.broadcast_to(mean, (len(idx), mean.size)), np.broadcast_to(std, (len(idx), std.size)))
+        moments = m.estimate() if len(idx) >= cfg.min_clips else None
         preds = recognizer.predict_features([X[i] for i in idx], [names[i] for i in idx], moments=moments,
                                             speaker_clips=len(idx))
         for i, p in zip(idx, preds):
