@@ -267,6 +267,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if cv.get("mean"):
         print(f"Speaker-independent {cv.get('evaluation', 'cross-validation')}: balanced accuracy "
               f"{cv['mean']['balanced_accuracy']:.3f} +- {cv['std']['balanced_accuracy']:.3f} (chance 0.125)")
+        if cv.get("adapted"):
+            a = cv["adapted"]
+            print(f"With several clips of a speaker (--speaker-from, stream --adapt, service sessions): "
+                  f"{a['mean']['balanced_accuracy']:.3f} +- {a['std']['balanced_accuracy']:.3f}")
     print(f"report -> {out} (report.md, confusion.png, latent_map.png, predictions.json)")
     return 0
 
