@@ -58,3 +58,18 @@ def test_load_bytes_matches_load(tmp_path):
 def test_is_silent():
     assert audio.is_silent(np.zeros(100, np.float32))
     assert not audio.is_silent(np.full(100, 0.1, np.float32))
+
+
+def test_speed_perturb_scales_pitch_and_duration():
+    from emovae.audio import speed_perturb
+    from emovae.config import FeatureConfig
+    from emovae.features import extract
+
+    from .conftest import SR, tone
+
+    y = tone(200.0, 1.0)
+    fast = speed_perturb(y, SR, 1.1)
+    assert fast.dtype == np.float32 and abs(len(fast) - len(y) / 1.1) < 2
+    f0 = lambda s: float(np.nanmedian(extract(s, SR, FeatureConfig()).frames[:, -5]))  # noqa: E731  f0_hz column
+    assert f0(fast) == pytest.approx(220.0, rel=0.01) and f0(y) == pytest.approx(200.0, rel=0.01)
+    assert speed_perturb(y, SR, 1.0) is not None and len(speed_perturb(y, SR, 1.0)) == len(y)

@@ -60,3 +60,37 @@ def test_scaler_fitted_on_train_fold_only(tmp_path):
                                                                       groups=table.actors[tr])
     np.testing.assert_allclose(m.net_.stats_mean.numpy(), table.stats[tr].mean(axis=0), rtol=1e-4, atol=1e-4)
     assert not np.allclose(m.net_.stats_mean.numpy(), table.stats.mean(axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_cv_passes_only_the_training_actors_copies(tmp_path):
+    """Speed-perturbed copies reach fit() for the training fold's clips only, aligned with them."""
+    from emovae.config import FeatureConfig
+    from emovae.evaluate import cross_validate
+    from emovae.extraction import extract_dataset
+
+    from .conftest import write_ravdess_tree
+
+    write_ravdess_tree(tmp_path, actors=(1, 2, 3, 4), emotions=(1, 5))
+    table, _ = extract_dataset(tmp_path, FeatureConfig(n_mfcc=13), n_jobs=1, progress=False)
+    table.augment((0.9,), n_jobs=1, progress=False)
+    seen = []
+
+    class Spy:
+        classes_ = np.array(["neutral", "angry"])
+
+        def fit(self, X, y, groups=None, augmented=None):
+            seen.append((X, groups, augmented))
+            return self
+
+        def forward(self, X, groups=None):
+            n = len(X)
+            return {"probabilities": np.tile([0.6, 0.4], (n, 1)), "mu": np.zeros((n, 2)), "recon_mse": np.zeros(n)}
+
+    cross_validate(table, Spy, n_splits=2, seed=0, progress=False)
+    assert len(seen) == 2
+    paths = {tuple(np.round(f.stats[:3], 4)): p for f, p in zip(table.augmented[0.9], table.paths)}
+    for (tr, te), (X, groups, aug) in zip(actor_folds(table.actors, 2, seed=0), seen):
+        assert list(aug) == [0.9] and len(aug[0.9]) == len(X) == len(tr)
+        copied = {paths[tuple(np.round(f.stats[:3], 4))] for f in aug[0.9]}
+        assert copied == {table.paths[i] for i in tr}  # never a test actor's clip
+        assert set(groups) == set(table.actors[tr])

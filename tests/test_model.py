@@ -6,7 +6,7 @@ pytest.importorskip("sklearn")
 
 from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig  # noqa: E402
 from emovae.data import EMOTIONS  # noqa: E402
-from emovae.errors import DataError, ModelFormatError  # noqa: E402
+from emovae.errors import DataError, ModelFormatError, ParameterError  # noqa: E402
 from emovae.evaluate import table_features  # noqa: E402
 from emovae.extraction import extract_dataset  # noqa: E402
 from emovae.model import EmotionRecognizer, inner_split  # noqa: E402
@@ -138,3 +138,16 @@ def test_load_from_onnx_weights_alone(small_table, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
     np.testing.assert_array_equal(back.predict_proba(X, groups=small_table.actors),
                                   m.predict_proba(X, groups=small_table.actors))
+
+
+def test_speed_perturbed_copies_join_the_classifier(small_table):
+    X = table_features(small_table)
+    small_table.augment((0.9, 1.1), n_jobs=1, progress=False)
+    plain = make().fit(X, small_table.labels, groups=small_table.actors)
+    aug = make().fit(X, small_table.labels, groups=small_table.actors, augmented=small_table.augmented)
+    assert plain.n_augmented_ == 0 and aug.n_augmented_ == 2 * len(X)
+    # the VAE and the scalers see the originals only; the heads change
+    np.testing.assert_array_equal(plain.net_.stats_mean.numpy(), aug.net_.stats_mean.numpy())
+    assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X), atol=1e-4)
+    with pytest.raises(ParameterError, match="augmented copies"):
+        make().fit(X, small_table.labels, groups=small_table.actors, augmented={0.9: small_table.augmented[0.9][:3]})

@@ -28,6 +28,18 @@ def _to_mono_rate(y: np.ndarray, sr_in: int, sr: int, name: str) -> np.ndarray:
     return y
 
 
+def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """``y`` played ``factor`` times faster (tempo and pitch both scale by ``factor``; Kaldi-style speed
+    perturbation for training augmentation), still at ``sr`` Hz, float32."""
+    import soxr
+
+    if factor <= 0:
+        raise ValueError(f"speed factor must be positive, not {factor}")
+    if factor == 1:
+        return np.asarray(y, dtype=np.float32)
+    return soxr.resample(np.asarray(y, dtype=np.float32), sr * factor, sr, quality="HQ").astype(np.float32, copy=False)
+
+
 def load(path: str | os.PathLike, sr: int = 16000, *, min_duration: float = 0.0) -> np.ndarray:
     """Decode ``path`` to a mono float32 signal at ``sr`` Hz, shape (samples,).
 

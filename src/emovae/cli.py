@@ -66,7 +66,10 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(seed=args.seed)
+    tkw = {"seed": args.seed}
+    if getattr(args, "speed_perturb", None) is not None:
+        tkw["speed_perturb"] = tuple(args.speed_perturb)
+    return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(**tkw)
 
 
 def _new_output_dir(path: str, force: bool) -> Path:
@@ -82,13 +85,14 @@ def _new_output_dir(path: str, force: bool) -> Path:
     return d
 
 
-def _dataset(args: argparse.Namespace, fcfg=None):
+def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
+    """The folder's feature table, with the features of its clips played at ``speeds`` (for training)."""
     from .extraction import extract_dataset
 
     table, skipped = extract_dataset(args.data, fcfg or _feature_config(args), cache_dir=_cache_dir(args),
                                      n_jobs=args.jobs, progress=not args.quiet)
     _report_skipped(skipped)
-    return table
+    return table.augment(speeds, cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
 
 
 def _print_metrics(m: dict) -> None:
@@ -114,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _new_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
     vcfg, ccfg, tcfg = _model_configs(args)
-    table = _dataset(args, fcfg)
+    table = _dataset(args, fcfg, tcfg.speed_perturb)
 
     def make():
         return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet)
@@ -131,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .runtime import fit_latent_map
 
     X = table_features(table)
-    model = make().fit(X, table.labels, groups=table.actors)
+    model = make().fit(X, table.labels, groups=table.actors, augmented=table.augmented)
     model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist())),
                                       "command": "emovae " + " ".join(args.argv)},
                     "latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
@@ -158,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
-        table = _dataset(args, fcfg)
+        table = _dataset(args, fcfg, tcfg.speed_perturb)
         res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
                              n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm)
         config = {"data": str(args.data), "cv": args.cv, "seed": args.seed, "feature_config": to_dict(fcfg),
@@ -330,6 +334,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
+    g.add_argument("--speed-perturb", type=float, nargs="*", dest="speed_perturb", metavar="FACTOR",
+                   help="the classifier also learns from the training clips played at these speeds (default "
+                        "0.9 1.1; give no value to turn it off)")
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:

@@ -132,7 +132,11 @@ class TrainConfig:
     seed: int = 0
     val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
     threads: int = 1  # torch threads while training; the model is small, so more mostly adds contention
+    speed_perturb: tuple[float, ...] = (0.9, 1.1)  # the classifier also learns from training clips played at
+    # these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.8 UA strict (benchmarks/experiments.md)
 
     def __post_init__(self):
         if self.val_actors < 1:
             raise ParameterError("TrainConfig: val_actors must be at least 1")
+        if any(not 0.5 <= f <= 2.0 or f == 1.0 for f in self.speed_perturb):
+            raise ParameterError("TrainConfig: speed_perturb factors must lie in [0.5, 2], other than 1")

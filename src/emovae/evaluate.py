@@ -109,7 +109,8 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     fold_metrics, other_mode = [], []  # other_mode: the test folds scored in the other mode (same models)
     for k, (tr, te) in enumerate(tqdm(actor_folds(actors, n_splits, seed), desc="folds", unit="fold",
                                       disable=not progress)):
-        model = make_model().fit([X[i] for i in tr], y[tr], groups=actors[tr])
+        extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
+        model = make_model().fit([X[i] for i in tr], y[tr], groups=actors[tr], **extra)
         Xte = [X[i] for i in te]
         out = _outputs_in_emotion_order(model, Xte, actors[te] if adapted else None)
         if "probabilities_adapted" in out:

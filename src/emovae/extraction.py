@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,9 @@ def default_cache_dir() -> Path:
 class FeatureCache:
     """Per-file feature cache: one .npz per (file path, size, mtime) under a folder per feature config."""
 
-    def __init__(self, root: str | os.PathLike, cfg: FeatureConfig):
-        self.dir = Path(root) / f"features-v{FEATURE_CODE_VERSION}-{config_hash(cfg)}"
+    def __init__(self, root: str | os.PathLike, cfg: FeatureConfig, speed: float = 1.0):
+        suffix = "" if speed == 1 else f"-speed{speed:g}"
+        self.dir = Path(root) / f"features-v{FEATURE_CODE_VERSION}-{config_hash(cfg)}{suffix}"
 
     @staticmethod
     def key(path: str | os.PathLike) -> str:
@@ -61,10 +62,12 @@ class FeatureCache:
         os.replace(tmp, f)
 
 
-def _extract_one(args: tuple[str, FeatureConfig]) -> tuple[str, features.Features | None, str | None]:
-    path, cfg = args
+def _extract_one(args: tuple[str, FeatureConfig, float]) -> tuple[str, features.Features | None, str | None]:
+    path, cfg, speed = args
     try:
         y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
+        if speed != 1:
+            y = audio.speed_perturb(y, cfg.sample_rate, speed)
         return path, features.extract(y, cfg.sample_rate, cfg), None
     except EmovaeError as exc:
         return path, None, str(exc)
@@ -77,14 +80,16 @@ def extract_files(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
+    speed: float = 1.0,
 ) -> tuple[list[features.Features | None], list[tuple[str, str]]]:
     """Features of each path (None where it failed) and the failures as (path, reason).
 
-    ``n_jobs`` worker processes (default: all cores); ``cache_dir`` None disables the cache.
+    ``n_jobs`` worker processes (default: all cores); ``cache_dir`` None disables the cache; ``speed`` != 1:
+    of the audio played that many times faster (``audio.speed_perturb``, for training augmentation).
     """
     from tqdm.auto import tqdm
 
-    cache = FeatureCache(cache_dir, cfg) if cache_dir is not None else None
+    cache = FeatureCache(cache_dir, cfg, speed) if cache_dir is not None else None
     out: dict[str, features.Features | None] = {}
     todo = []
     for p in paths:
@@ -95,8 +100,9 @@ def extract_files(
             todo.append(p)
     failures: list[tuple[str, str]] = []
     n_jobs = n_jobs or os.cpu_count() or 1
-    bar = tqdm(total=len(todo), desc="features", unit="file", disable=not progress or not todo)
-    jobs = [(p, cfg) for p in todo]
+    bar = tqdm(total=len(todo), desc="features" if speed == 1 else f"features x{speed:g}", unit="file",
+               disable=not progress or not todo)
+    jobs = [(p, cfg, speed) for p in todo]
     if n_jobs == 1 or len(todo) < 4:
         results = map(_extract_one, jobs)
         pool = None
@@ -131,6 +137,7 @@ class FeatureTable:
     frames: list[np.ndarray]
     frame_names: tuple[str, ...]
     config: FeatureConfig
+    augmented: dict = field(default_factory=dict)  # speed factor -> [Features or None] per clip (training only)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -152,7 +159,21 @@ class FeatureTable:
     def subset(self, idx: np.ndarray | list[int]) -> "FeatureTable":
         idx = list(np.asarray(idx, dtype=int))
         return FeatureTable([self.utterances[i] for i in idx], self.stats[idx], self.stat_names,
-                            [self.frames[i] for i in idx], self.frame_names, self.config)
+                            [self.frames[i] for i in idx], self.frame_names, self.config,
+                            {f: [a[i] for i in idx] for f, a in self.augmented.items()})
+
+    def augment(self, factors, *, cache_dir=None, n_jobs=None, progress=True) -> "FeatureTable":
+        """Add the features of every clip played at each speed in ``factors`` (``self.augmented``); a clip
+        whose perturbed copy fails gets None there. Returns self."""
+        for f in factors:
+            if f not in self.augmented:
+                self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
+                                                  progress=progress, speed=f)[0]
+        return self
+
+    def augmented_for(self, idx) -> dict:
+        """The augmented copies of clips ``idx`` (for ``EmotionRecognizer.fit(..., augmented=...)``)."""
+        return {f: [a[i] for i in idx] for f, a in self.augmented.items()}
 
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``path`` (.npz: stats, frames concatenated with offsets, names, config) and a CSV index

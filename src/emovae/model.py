@@ -134,8 +134,12 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 self.classifier_config or ClassifierConfig(), self.train_config or TrainConfig())
 
     # --------------------------------------------------------------------------------------------- fit
-    def fit(self, X: Sequence[Features], y, groups=None) -> "EmotionRecognizer":
-        """Fit on clips X with emotion labels y (names or EMOTIONS indices) and speakers ``groups``."""
+    def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None) -> "EmotionRecognizer":
+        """Fit on clips X with emotion labels y (names or EMOTIONS indices) and speakers ``groups``.
+
+        ``augmented``: {speed factor: [Features of clip i played at that speed, or None]} (see
+        ``FeatureTable.augment``); the copies join the classifier's training rows as extra speakers, never the
+        VAE's, the scalers', the validation or the novelty calibration."""
         require("torch", "train")
         require("sklearn", "train")
         import torch
@@ -173,18 +177,46 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             mu = vae.encode(torch.from_numpy(np.ascontiguousarray(xs)),
                             torch.from_numpy(ss) if vcfg.with_stats else None)[0].numpy()
         z_mean, z_std = _scaler(mu, axis=0)
-        parts = []
-        if ccfg.use_stats:
-            parts.append(ss)
-        if ccfg.use_latent:
-            parts.append((mu - z_mean) / z_std)
-        feats = np.concatenate(parts, axis=1).astype(np.float64)
+
+        def head_inputs(seq_, stats_, speakers_):
+            """(single-clip head inputs, adapted head inputs), each (n, D) float64, of clips of ``speakers_``."""
+            ss_ = (stats_ - stats_mean) / stats_std
+            if seq_ is seq:
+                mu_ = mu
+            else:
+                with torch.no_grad():
+                    mu_ = vae.encode(torch.from_numpy(np.ascontiguousarray(((seq_ - seq_mean) / seq_std)
+                                                                           .transpose(0, 2, 1))),
+                                     torch.from_numpy(ss_) if vcfg.with_stats else None)[0].numpy()
+            z_ = [(mu_ - z_mean) / z_std] if ccfg.use_latent else []
+            spk_mean, spk_std = speaker_moments(stats_, speakers_)
+            single = np.concatenate(([ss_] if ccfg.use_stats else []) + z_, axis=1).astype(np.float64)
+            adapted = np.concatenate(([(stats_ - spk_mean) / spk_std] if ccfg.use_stats else []) + z_, axis=1)
+            return single, adapted.astype(np.float64)
+
+        # rows of the heads: the clips, then their speed-perturbed copies (pseudo-speakers: actor @ speed)
+        speakers = np.array([str(g) for g in groups], dtype=object)
+        feats, feats_a = head_inputs(seq, stats, speakers)
+        row_y, row_actor, n_orig = y, groups, len(y)
+        for f, copies in sorted((augmented or {}).items()):
+            keep = [i for i, c in enumerate(copies) if c is not None]
+            if len(copies) != len(X):
+                raise ParameterError(f"augmented copies at speed {f}: {len(copies)} for {len(X)} clips")
+            if not keep:
+                continue
+            seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
+            single, adapted = head_inputs(seq_f, stats_f, np.array([f"{speakers[i]}@x{f:g}" for i in keep],
+                                                                    dtype=object))
+            feats, feats_a = np.vstack([feats, single]), np.vstack([feats_a, adapted])
+            row_y, row_actor = np.concatenate([row_y, y[keep]]), np.concatenate([row_actor, groups[keep]])
+        self.n_augmented_ = len(row_y) - n_orig
 
         def make(c):
             return LogisticRegression(C=c, class_weight=ccfg.class_weight, max_iter=3000)
 
         if len(va) and len(set(y[tr].tolist())) == len(present):
-            scores = {c: balanced_accuracy_score(y[va], make(c).fit(feats[tr], y[tr]).predict(feats[va]))
+            rows = np.flatnonzero(np.isin(row_actor, groups[tr]))  # inner-training actors' clips and copies
+            scores = {c: balanced_accuracy_score(y[va], make(c).fit(feats[rows], row_y[rows]).predict(feats[va]))
                       for c in ccfg.c_grid}
             self.c_ = max(scores, key=lambda c: (scores[c], -c))
             self.selection_scores_ = {str(c): float(s) for c, s in scores.items()}
@@ -193,15 +225,11 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             self.selection_scores_ = {}
         net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg)
         net.vae.load_state_dict(vae.state_dict())
-        self._set_head(net.classifier, make(self.c_).fit(feats, y))
+        self._set_head(net.classifier, make(self.c_).fit(feats, row_y))
         # adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
-        spk_mean, spk_std = speaker_moments(stats, groups)
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
-            parts_a = ([(stats - spk_mean) / spk_std] if ccfg.use_stats else []) + (parts[-1:] if ccfg.use_latent
-                                                                                   else [])
-            feats_a = np.concatenate(parts_a, axis=1).astype(np.float64)
-            self._set_head(net.classifier_adapted, make(self.c_).fit(feats_a, y))
+            self._set_head(net.classifier_adapted, make(self.c_).fit(feats_a, row_y))
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
         with torch.no_grad():
