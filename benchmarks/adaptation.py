@@ -82,8 +82,11 @@ def run(seeds, draws, weights, log=print) -> dict:
     from emovae.features import model_inputs, speaker_normalize, speaker_prior
     from emovae.model import EmotionRecognizer
 
+    from emovae.config import TrainConfig
+
     table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), n_jobs=os.cpu_count(),
                                progress=False)
+    table.augment(TrainConfig().speed_perturb, cache_dir=default_cache_dir(), progress=False)
     X, labels, actors = table_features(table), np.asarray(table.labels), np.asarray(table.actors)
     y = np.array(EMOTIONS)[labels]
     compare, _ = peers.opensmile_functionals(table.paths, "ComParE_2016")
@@ -96,7 +99,8 @@ def run(seeds, draws, weights, log=print) -> dict:
     for seed in seeds:
         for f, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
             t0 = time.time()
-            model = EmotionRecognizer(train_config=None).fit([X[i] for i in tr], y[tr], groups=actors[tr])
+            model = EmotionRecognizer().fit([X[i] for i in tr], y[tr], groups=actors[tr],
+                                            augmented=table.augmented_for(tr))
             seq_te, stats_te = model_inputs([X[i] for i in te], model.net_.vae.seq_len)
             strict = model.classes_[model._run(seq_te, stats_te)["probabilities"].argmax(1)]
             peer_global = svm().fit(compare[tr], y[tr])
