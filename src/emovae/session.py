@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ModelFormatError, ParameterError
-from .features import MIN_STD, Features, model_inputs
+from .features import MIN_STD, Features
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Session:
     def observe(self, f: Features) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
         """Add a clip's statistics; returns the moments to normalise it with (None while fewer than
         ``min_clips`` clips are in) and the number of clips they hold."""
-        stats = model_inputs([f], 1)[1][0]
+        stats = np.asarray(f.stats, dtype=np.float64)
         with self._lock:
             self.moments.update(stats)
             n = self.moments.n
@@ -145,7 +145,7 @@ def predict_by_speaker(recognizer, X: list[Features], speakers, names=None, cfg:
         raise ParameterError(f"got {len(X)} clips but {len(speakers)} speakers")
     names = list(names) if names is not None else [None] * len(X)
     prior = speaker_prior(recognizer)
-    stats = model_inputs(X, 1)[1] if X else np.zeros((0, len(prior[0])))
+    stats = np.stack([f.stats for f in X]).astype(np.float64) if X else np.zeros((0, len(prior[0])))
     out = [None] * len(X)
     for spk in dict.fromkeys(speakers.tolist()):
         idx = np.flatnonzero(speakers == spk)
