@@ -179,3 +179,18 @@ def test_cli_predict_speaker_from(tiny_model_dir, tmp_path, capsys):
     csv.write_text("file,speaker\n" + f"{files[0].name},x\n")
     assert main(["predict", "--model", str(tiny_model_dir), "--speaker-from", str(csv), *map(str, files)]) == 2
     assert "no speaker for 5 file(s)" in capsys.readouterr().err
+
+
+def test_session_mixes_the_heads_with_growing_trust(rec):
+    """After n clips: (1 - t) x single-clip head + t x adapted head, t = n / (n + prior_weight)."""
+    s = Session(rec, SessionConfig(prior_weight=3.0))
+    ys = clips(4)
+    for y in ys:
+        p = s.predict_signal(y, SR)
+    f = rec.features(ys[-1], SR)
+    mean, std = s.moments.estimate()
+    out = rec.network.forward([f], spk_mean=mean, spk_std=std)
+    t = 4 / 7
+    expected = (1 - t) * out["probabilities"][0] + t * out["probabilities_adapted"][0]
+    np.testing.assert_allclose([p.probabilities[c] for c in rec.classes], expected, atol=1e-6)
+    assert SessionConfig(prior_weight=0).trust(1) == 1.0 and SessionConfig(prior_weight=2).trust(2) == 0.5

@@ -219,15 +219,15 @@ class Recognizer:
 
     # ---------------------------------------------------------------------------------------- predictions
     def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,
-                         speaker_clips: int | None = None) -> list[Prediction]:
+                         speaker_clips: int | None = None, trust: float = 1.0) -> list[Prediction]:
         """Predictions for clips X: single-clip, or, with ``moments`` = (mean, std) of the speaker's statistics
-        ((S,) or (N, S); see session.py), from the adapted head. ``speaker_clips``: how many clips the moments
-        hold (reported with each prediction)."""
+        ((S,) or (N, S); see session.py), the mixture (1 - trust) x single-clip head + trust x adapted head.
+        ``speaker_clips``: how many clips the moments hold (reported with each prediction)."""
         if moments is None:
             out = self.network.forward(X)
         else:
             out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
-            out["probabilities"] = out["probabilities_adapted"]
+            out["probabilities"] = (1.0 - trust) * out["probabilities"] + trust * out["probabilities_adapted"]
         names = names or [None] * len(X)
         hop_s = self.feature_config.hop_length / self.feature_config.sample_rate
         lmap = self.meta.get("latent_map")

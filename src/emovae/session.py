@@ -3,8 +3,10 @@
 A speaker's utterance statistics are tracked with running moments (Welford) that start from the model's prior
 (the training clips' mean, and their typical within-speaker std) weighted as ``prior_weight`` clips, and shift
 toward the speaker's own as clips arrive. Once ``min_clips`` clips of the speaker are in (the current one
-included), predictions come from the model's adapted head, which reads the statistics z-scored with these
-moments; before that, from the single-clip head, so a session's first clip scores exactly as a lone clip.
+included), predictions mix the model's adapted head, which reads the statistics z-scored with these moments,
+with its single-clip head: weight n / (n + prior_weight) on the adapted head after n clips, the same trust the
+moments put in the speaker's own clips. Before that, the single-clip head alone, so a session's first clip
+scores exactly as a lone clip.
 Only the moments are kept, never audio. torch-free: works with either backend of ``runtime.Recognizer``.
 """
 
@@ -29,6 +31,10 @@ class SessionConfig:
 
     prior_weight: float = 2.0
     min_clips: int = 2
+
+    def trust(self, n: int) -> float:
+        """Weight of the adapted head after ``n`` clips of the speaker: n / (n + prior_weight)."""
+        return n / (n + self.prior_weight) if n + self.prior_weight > 0 else 1.0
 
     def __post_init__(self):
         if self.prior_weight < 0:
@@ -116,7 +122,8 @@ class Session:
 
     def predict_features(self, f: Features, name: str | None = None):
         moments, n = self.observe(f)
-        return self.recognizer.predict_features([f], [name], moments=moments, speaker_clips=n)[0]
+        return self.recognizer.predict_features([f], [name], moments=moments, speaker_clips=n,
+                                                trust=self.cfg.trust(n))[0]
 
     def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None):
         """Prediction of one clip of this speaker (mono or (samples, channels) at ``sr`` Hz)."""
@@ -153,7 +160,7 @@ def predict_by_speaker(recognizer, X: list[Features], speakers, names=None, cfg:
         m.update(stats[idx])
         moments = m.estimate() if len(idx) >= cfg.min_clips else None
         preds = recognizer.predict_features([X[i] for i in idx], [names[i] for i in idx], moments=moments,
-                                            speaker_clips=len(idx))
+                                            speaker_clips=len(idx), trust=cfg.trust(len(idx)))
         for i, p in zip(idx, preds):
             out[i] = p
     return out
