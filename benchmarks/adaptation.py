@@ -6,7 +6,9 @@ seed 0). In each fold emovae (default configs) and the peer are fitted on the tr
 every clip of a test actor, k earlier clips of that speaker are drawn (a random order fixed per clip and draw,
 so the k = 1 clips are among the k = 2 ones, ...) and the clip is predicted the way ``emovae.session.Session``
 does it: the speaker's moments are the model's prior (weight ``--prior-weight`` clips) merged with the k
-earlier clips and the clip itself (unlabelled); k = 0 is the single-clip head, so that point IS the strict
+earlier clips and the clip itself (unlabelled), and the prediction mixes the adapted and single-clip heads
+with weight n / (n + prior weight) on the adapted one (n = clips behind the moments; the "adapted head alone"
+row is the ablation without that mixture); k = 0 is the single-clip head, so that point IS the strict
 single-clip number. Two enrolment kinds: clips of any emotion in random order, and neutral/calm clips only
 (12 per RAVDESS actor, so k is capped at the 11 or 12 available). "all" = every other clip of that kind.
 
@@ -48,11 +50,12 @@ def enrolment_orders(actors, labels, test_idx, kind: str, rng) -> dict[int, np.n
     return out
 
 
-def session_moments(feats, test_idx, orders, k, prior, weight) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std), each (len(test_idx), D): prior merged with the first k enrolment clips and the clip itself."""
+def session_moments(feats, test_idx, orders, k, prior, weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std), each (len(test_idx), D): prior merged with the first k enrolment clips and the clip itself;
+    and the number of the speaker's clips behind them, (len(test_idx),)."""
     from emovae.session import RunningMoments
 
-    means, stds = [], []
+    means, stds, counts = [], [], []
     for i in test_idx:
         enrol = orders[i] if k == "all" else orders[i][:k]
         m = RunningMoments(*prior, weight)
@@ -60,7 +63,8 @@ def session_moments(feats, test_idx, orders, k, prior, weight) -> tuple[np.ndarr
         mean, std = m.estimate()
         means.append(mean)
         stds.append(std)
-    return np.asarray(means), np.asarray(stds)
+        counts.append(m.n)
+    return np.asarray(means), np.asarray(stds), np.asarray(counts)
 
 
 def ua(y, pred) -> float:
@@ -81,6 +85,7 @@ def run(seeds, draws, weights, log=print) -> dict:
     from emovae.extraction import default_cache_dir, extract_dataset
     from emovae.features import model_inputs, speaker_normalize, speaker_prior
     from emovae.model import EmotionRecognizer
+    from emovae.session import SessionConfig
 
     from emovae.config import TrainConfig
 
@@ -118,15 +123,24 @@ def run(seeds, draws, weights, log=print) -> dict:
                             key = ("emovae" if w == weights[0] else f"emovae (prior weight {w:g})", kind, k)
                             if k == 0:
                                 pred = strict
-                            else:
-                                mean, std = session_moments(stats, te, orders, k, model_prior, w)
-                                out = model._run(seq_te, stats_te, mean, std)["probabilities_adapted"]
-                                pred = model.classes_[out.argmax(1)]
+                            else:  # as emovae.session does: the heads mixed with trust n / (n + w)
+                                mean, std, n = session_moments(stats, te, orders, k, model_prior, w)
+                                out = model._run(seq_te, stats_te, mean, std)
+                                t = np.array([SessionConfig(prior_weight=w).trust(c) for c in n])[:, None]
+                                p = (1 - t) * out["probabilities"] + t * out["probabilities_adapted"]
+                                pred = model.classes_[p.argmax(1)]
+                                if w == weights[0]:  # ablation: the adapted head alone
+                                    alone = model.classes_[out["probabilities_adapted"].argmax(1)]
+                                    scores.setdefault(("emovae (adapted head alone)", kind, k), []).append(
+                                        ua(y[te], alone))
                             scores.setdefault(key, []).append(ua(y[te], pred))
+                            if k == 0 and w == weights[0]:
+                                scores.setdefault(("emovae (adapted head alone)", kind, k), []).append(
+                                    ua(y[te], pred))
                         if k == 0:
                             pred = peer_strict
                         else:
-                            mean, std = session_moments(compare, te, orders, k, peer_prior, weights[0])
+                            mean, std, _ = session_moments(compare, te, orders, k, peer_prior, weights[0])
                             pred = peer_adapted.predict((compare[te] - mean) / std)
                         scores.setdefault(("ComParE_2016 + SVM", kind, k), []).append(ua(y[te], pred))
                     for key, v in scores.items():
