@@ -178,16 +178,16 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                             torch.from_numpy(ss) if vcfg.with_stats else None)[0].numpy()
         z_mean, z_std = _scaler(mu, axis=0)
 
-        def head_inputs(seq_, stats_, speakers_):
+        def encode(seq_, stats_):
+            """The VAE's latent mean (n, L) of raw inputs, scaled with the training clips' scalers."""
+            xs_ = np.ascontiguousarray(((seq_ - seq_mean) / seq_std).transpose(0, 2, 1))
+            with torch.no_grad():
+                return vae.encode(torch.from_numpy(xs_), torch.from_numpy((stats_ - stats_mean) / stats_std)
+                                  if vcfg.with_stats else None)[0].numpy()
+
+        def head_inputs(mu_, stats_, speakers_):
             """(single-clip head inputs, adapted head inputs), each (n, D) float64, of clips of ``speakers_``."""
             ss_ = (stats_ - stats_mean) / stats_std
-            if seq_ is seq:
-                mu_ = mu
-            else:
-                with torch.no_grad():
-                    mu_ = vae.encode(torch.from_numpy(np.ascontiguousarray(((seq_ - seq_mean) / seq_std)
-                                                                           .transpose(0, 2, 1))),
-                                     torch.from_numpy(ss_) if vcfg.with_stats else None)[0].numpy()
             z_ = [(mu_ - z_mean) / z_std] if ccfg.use_latent else []
             spk_mean, spk_std = speaker_moments(stats_, speakers_)
             single = np.concatenate(([ss_] if ccfg.use_stats else []) + z_, axis=1).astype(np.float64)
@@ -196,7 +196,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         # rows of the heads: the clips, then their speed-perturbed copies (pseudo-speakers: actor @ speed)
         speakers = np.array([str(g) for g in groups], dtype=object)
-        feats, feats_a = head_inputs(seq, stats, speakers)
+        feats, feats_a = head_inputs(mu, stats, speakers)
         row_y, row_actor, n_orig = y, groups, len(y)
         for f, copies in sorted((augmented or {}).items()):
             keep = [i for i, c in enumerate(copies) if c is not None]
@@ -205,8 +205,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             if not keep:
                 continue
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
-            single, adapted = head_inputs(seq_f, stats_f, np.array([f"{speakers[i]}@x{f:g}" for i in keep],
-                                                                    dtype=object))
+            single, adapted = head_inputs(encode(seq_f, stats_f), stats_f,
+                                          np.array([f"{speakers[i]}@x{f:g}" for i in keep], dtype=object))
             feats, feats_a = np.vstack([feats, single]), np.vstack([feats_a, adapted])
             row_y, row_actor = np.concatenate([row_y, y[keep]]), np.concatenate([row_actor, groups[keep]])
         self.n_augmented_ = len(row_y) - n_orig
