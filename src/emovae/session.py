@@ -83,7 +83,7 @@ class RunningMoments:
         return mean.astype(np.float32), std.astype(np.float32)
 
 
-def speaker_prior(recognizer) -> tuple[np.ndarray, np.ndarray]:
+def model_prior(recognizer) -> tuple[np.ndarray, np.ndarray]:
     """The model's prior of a new speaker's statistics (mean, std), each (S,), from its model.json."""
     prior = recognizer.meta.get("speaker_prior")
     if not prior:
@@ -99,7 +99,7 @@ class Session:
     def __init__(self, recognizer, cfg: SessionConfig | None = None):
         self.recognizer = recognizer
         self.cfg = cfg or SessionConfig()
-        self.moments = RunningMoments(*speaker_prior(recognizer), self.cfg.prior_weight)
+        self.moments = RunningMoments(*model_prior(recognizer), self.cfg.prior_weight)
         self._lock = threading.Lock()
 
     @property
@@ -151,7 +151,7 @@ def predict_by_speaker(recognizer, X: list[Features], speakers, names=None, cfg:
     if len(speakers) != len(X):
         raise ParameterError(f"got {len(X)} clips but {len(speakers)} speakers")
     names = list(names) if names is not None else [None] * len(X)
-    prior = speaker_prior(recognizer)
+    prior = model_prior(recognizer)
     stats = np.stack([f.stats for f in X]).astype(np.float64) if X else np.zeros((0, len(prior[0])))
     out = [None] * len(X)
     for spk in dict.fromkeys(speakers.tolist()):
@@ -174,7 +174,7 @@ class SessionStore:
                  max_sessions: int = 10000, clock=time.monotonic):
         if ttl_s <= 0 or max_sessions < 1:
             raise ParameterError("SessionStore: ttl_s must be > 0 and max_sessions >= 1")
-        speaker_prior(recognizer)  # fail now, not on the first request, for a model without an adapted head
+        model_prior(recognizer)  # fail now, not on the first request, for a model without an adapted head
         self.recognizer, self.cfg = recognizer, cfg or SessionConfig()
         self.ttl_s, self.max_sessions = ttl_s, max_sessions
         self._clock = clock
