@@ -117,7 +117,7 @@ def main() -> None:
         emovae_extract_s = time.perf_counter() - t0
         from emovae.config import TrainConfig
 
-        t0 = time.perf_counter()  # training augmentation: the clips played at 0.9x and 1.1x (training cost)
+        t0 = time.perf_counter()  # training augmentation: the clips played at other speeds (training cost)
         table.augment(TrainConfig().speed_perturb, cache_dir=Path(tmp), n_jobs=None, progress=True)
         augment_s = time.perf_counter() - t0
     n_jobs = os.cpu_count() or 1
@@ -261,7 +261,7 @@ def main() -> None:
         "Feature extraction time is wall time for all clips: emovae's was measured in this run, uncached "
         f"({n_jobs} processes); the peers' is the original (cached) extraction on all cores with openSMILE / "
         "librosa. Train + predict is the sum over folds (and seeds); for emovae it includes extracting the "
-        f"features of every clip played at 0.9x and 1.1x speed once ({augment_s:.1f} s: the classifier's training "
+        f"features of every clip played at {'/'.join(f'{f:g}x' for f in TrainConfig().speed_perturb)} speed once ({augment_s:.1f} s: the classifier's training "
         "augmentation; only the training folds' copies are used in each fold). The emovae variants all train the VAE "
         "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. Timings are wall "
         "times on a machine that may be shared with other work: compare them within one run only.",

@@ -27,7 +27,7 @@ def test_export_parity_and_metadata(tiny_model_dir, tmp_path):
     import torch
 
     with torch.no_grad():
-        model.net_.classifier.bias[0] += 2.0  # one class: the softmax changes
+        model.net_.classifier.weight.zero_()  # the head ignores its inputs (a bias shift can vanish in a saturated softmax)
     from emovae.errors import EmovaeError
 
     with pytest.raises(EmovaeError, match="differs from torch"):

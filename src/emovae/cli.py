@@ -336,7 +336,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
     g.add_argument("--speed-perturb", type=float, nargs="*", dest="speed_perturb", metavar="FACTOR",
                    help="the classifier also learns from the training clips played at these speeds (default "
-                        "0.9 1.1; give no value to turn it off)")
+                        "0.8 0.9 1.1 1.2; give no value to turn it off)")
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:

@@ -132,8 +132,9 @@ class TrainConfig:
     seed: int = 0
     val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
     threads: int = 1  # torch threads while training; the model is small, so more mostly adds contention
-    speed_perturb: tuple[float, ...] = (0.9, 1.1)  # the classifier also learns from training clips played at
-    # these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.8 UA strict (benchmarks/experiments.md)
+    speed_perturb: tuple[float, ...] = (0.8, 0.9, 1.1, 1.2)  # the classifier also learns from training clips
+    # played at these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.9 UA strict, +3.1 adapted
+    # (benchmarks/experiments.md, section 6)
 
     def __post_init__(self):
         if self.val_actors < 1:
