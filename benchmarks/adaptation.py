@@ -228,6 +228,10 @@ def report(res, args, seconds: float) -> str:
               f"reaches {p8.mean():.3f} at k = 8; emovae - ComParE = {np.mean(e8 - p8):+.3f} ± {np.std(e8 - p8):.3f} "
               f"(emovae better on {int(((e8 - p8) > 0).sum())} of {len(e8)} folds).",
               ""]
+    if len(args.seeds) > 1:  # each fold draw on its own (folds are stored seed by seed, 5 per seed)
+        lines += ["Per fold draw (5 folds each), emovae random enrolment: " + "; ".join(
+            f"seed {s}: k=0 {e0[5 * i:5 * i + 5].mean():.3f}, k=8 {e8[5 * i:5 * i + 5].mean():.3f} "
+            f"({(e8 - e0)[5 * i:5 * i + 5].mean():+.3f})" for i, s in enumerate(args.seeds)) + ".", ""]
     return "\n".join(lines) + "\n"
 
 
