@@ -1,0 +1,143 @@
+"""Quick probes for issue 7 (strict single-clip mode): what might still add accuracy to the 941 statistics?
+
+Logistic regression (C = 0.01, balanced, fixed a priori) on z-scored statistics, actor-grouped 5-fold CV for
+fold seeds 0, 1, 2 (15 folds), paired against the 941 statistics alone on the same folds:
+
+- gender: statistics z-scored per gender (training: true gender; test: the gender predicted by a logistic
+  regression on the statistics, or the true one as an upper bound), with 0.9x/1.1x speed copies in training;
+- egemaps: openSMILE eGeMAPSv02's 88 functionals appended (research-only licence: a probe of what is missing,
+  not a dependency), whole set and per group;
+- voice: a voice-quality block computed here from our own frames: HNR from YIN's aperiodicity d
+  (10 log10((1 - d) / d) on voiced frames), loudness (sum over mel bands of power^0.3), jitter-like (relative
+  change of consecutive F0 periods) and shimmer-like (change of consecutive voiced frames' level, dB); 7
+  statistics each (mean, std, p10, p50, p90, skewness, slope).
+
+    python benchmarks/probes.py gender egemaps voice
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess-speech"
+EGEMAPS_GROUPS = ("F0semitone", "loudness", "spectralFlux", "mfcc", "jitter", "shimmer", "HNR", "logRelF0", "F1",
+                  "F2", "F3", "alphaRatio", "hammarberg", "slope", "Segment", "equivalentSound")
+
+
+def _seven(x: np.ndarray) -> np.ndarray:
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return np.zeros(7)
+    m, s = x.mean(), x.std() + 1e-9
+    return np.array([m, s, *np.percentile(x, [10, 50, 90]), ((x - m) ** 3).mean() / s**3,
+                     np.polyfit(np.linspace(0, 1, len(x)), x, 1)[0]])
+
+
+def voice_block(path: str) -> np.ndarray:
+    """(28,) voice-quality statistics of one clip (see the module docstring)."""
+    from emovae import audio
+    from emovae import features as F
+    from emovae.config import FeatureConfig
+
+    cfg = FeatureConfig()
+    y = audio.load(path, cfg.sample_rate)
+    power, e = F.stft_power(y, cfg), F.frame_energy_db(y, cfg)
+    loud = (e > cfg.silence_db) & (e > e.max() - cfg.trim_db)
+    f0, ap = F.yin(y, cfg, frames_mask=loud)
+    voiced = loud & (ap < cfg.yin_threshold)
+    ap = np.clip(ap, 1e-4, 1 - 1e-4)
+    hnr = np.where(voiced, 10 * np.log10((1 - ap) / ap), np.nan)
+    loudness = np.where(loud, (F.mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels) @ power.T) ** 0.3, np.nan)
+    span = F.speech_span(e, cfg)
+    period = 1 / np.where(voiced, f0, np.nan)[span]
+    return np.concatenate([_seven(hnr[span]), _seven(loudness.sum(0)[span]),
+                           _seven(np.abs(np.diff(period)) / period[:-1]),
+                           _seven(np.abs(np.diff(np.where(voiced, e, np.nan)[span])))])
+
+
+def main(argv=None) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+
+    from emovae.config import FeatureConfig
+    from emovae.evaluate import actor_folds
+    from emovae.extraction import default_cache_dir, extract_dataset
+
+    probes = (argv if argv is not None else sys.argv[1:]) or ["gender", "egemaps", "voice"]
+    table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), progress=False)
+    S, y, A = table.stats.astype(np.float64), np.asarray(table.labels), np.asarray(table.actors)
+    G = A % 2
+    folds = [f for seed in (0, 1, 2) for f in actor_folds(A, 5, seed)]
+
+    def lr(c=0.01):
+        return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+
+    def cv(X):
+        out = []
+        for tr, te in folds:
+            m, s = X[tr].mean(0), X[tr].std(0) + 1e-9
+            out.append(bas(y[te], lr().fit((X[tr] - m) / s, y[tr]).predict((X[te] - m) / s)))
+        return np.array(out)
+
+    def row(name, r, base):
+        d = r - base
+        print(f"| {name} | {r.mean():.3f} ± {r.std():.3f} | {d.mean():+.3f} ± {d.std():.3f} | {int((d > 0).sum())}/15 |",
+              flush=True)
+
+    print("| probe | UA mean ± std | paired ΔUA | folds better |\n|---|---|---|---|")
+    base = cv(S)
+    row("941 statistics (reference)", base, base)
+    if "gender" in probes:
+        table.augment((0.9, 1.1), cache_dir=default_cache_dir(), progress=False)
+        copies = [np.stack([x.stats for x in table.augmented[f]]).astype(np.float64) for f in (0.9, 1.1)]
+        res = {k: [] for k in ("speed copies, global z-score (reference)", "gender z-score, true gender",
+                               "gender z-score, predicted gender")}
+        for tr, te in folds:
+            Xtr = np.vstack([S[tr]] + [c[tr] for c in copies])
+            ytr, gtr = np.tile(y[tr], 3), np.tile(G[tr], 3)
+            m, s = Xtr.mean(0), Xtr.std(0) + 1e-9
+            res["speed copies, global z-score (reference)"].append(
+                bas(y[te], lr().fit((Xtr - m) / s, ytr).predict((S[te] - m) / s)))
+            gm = {g: Xtr[gtr == g].mean(0) for g in (0, 1)}
+            gs = {g: Xtr[gtr == g].std(0) + 1e-9 for g in (0, 1)}
+            head = lr().fit((Xtr - np.where(gtr[:, None] == 1, gm[1], gm[0])) / np.where(gtr[:, None] == 1, gs[1], gs[0]),
+                            ytr)
+            pred_g = lr(0.1).fit((Xtr - m) / s, gtr).predict((S[te] - m) / s)
+            for name, g in (("gender z-score, true gender", G[te]), ("gender z-score, predicted gender", pred_g)):
+                Xte = (S[te] - np.where(g[:, None] == 1, gm[1], gm[0])) / np.where(g[:, None] == 1, gs[1], gs[0])
+                res[name].append(bas(y[te], head.predict(Xte)))
+            print(f"  gender predicted correctly for {np.mean(pred_g == G[te]):.3f} of the test clips", file=sys.stderr)
+        ref = np.array(res["speed copies, global z-score (reference)"])
+        for name, r in res.items():
+            row(name, np.array(r), ref)
+    if "egemaps" in probes:
+        import opensmile
+
+        import peers
+
+        E = np.asarray(peers.opensmile_functionals(table.paths, "eGeMAPSv02")[0], dtype=np.float64)
+        row("+ eGeMAPSv02 (88)", cv(np.hstack([S, E])), base)
+        names = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                feature_level=opensmile.FeatureLevel.Functionals).feature_names
+        for g in EGEMAPS_GROUPS:
+            idx = [i for i, n in enumerate(names) if g in n and not any(h in n for h in EGEMAPS_GROUPS[:EGEMAPS_GROUPS.index(g)])]
+            row(f"+ eGeMAPS {g} ({len(idx)})", cv(np.hstack([S, E[:, idx]])), base)
+    if "voice" in probes:
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            V = np.stack(list(pool.map(voice_block, table.paths, chunksize=20)))
+        row("+ voice quality (28)", cv(np.hstack([S, V])), base)
+        for i, name in enumerate(("HNR", "loudness", "jitter-like", "shimmer-like")):
+            row(f"+ {name} (7)", cv(np.hstack([S, V[:, 7 * i:7 * i + 7]])), base)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
