@@ -12,7 +12,11 @@ fold seeds 0, 1, 2 (15 folds), paired against the 941 statistics alone on the sa
   change of consecutive F0 periods) and shimmer-like (change of consecutive voiced frames' level, dB); 7
   statistics each (mean, std, p10, p50, p90, skewness, slope).
 
+- voice-copies: the voice-quality block with 0.9x/1.1x speed copies in training (block computed on the copies
+  too), against the statistics with the same copies: the check on top of what is shipped.
+
     python benchmarks/probes.py gender egemaps voice
+    python benchmarks/probes.py voice-copies --seeds 3 4 5     # confirm on re-drawn folds
 """
 
 from __future__ import annotations
@@ -39,14 +43,16 @@ def _seven(x: np.ndarray) -> np.ndarray:
                      np.polyfit(np.linspace(0, 1, len(x)), x, 1)[0]])
 
 
-def voice_block(path: str) -> np.ndarray:
-    """(28,) voice-quality statistics of one clip (see the module docstring)."""
+def voice_block(path: str, speed: float = 1.0) -> np.ndarray:
+    """(28,) voice-quality statistics of one clip played at ``speed`` (see the module docstring)."""
     from emovae import audio
     from emovae import features as F
     from emovae.config import FeatureConfig
 
     cfg = FeatureConfig()
     y = audio.load(path, cfg.sample_rate)
+    if speed != 1:
+        y = audio.speed_perturb(y, cfg.sample_rate, speed)
     power, e = F.stft_power(y, cfg), F.frame_energy_db(y, cfg)
     loud = (e > cfg.silence_db) & (e > e.max() - cfg.trim_db)
     f0, ap = F.yin(y, cfg, frames_mask=loud)
@@ -71,11 +77,17 @@ def main(argv=None) -> int:
     from emovae.evaluate import actor_folds
     from emovae.extraction import default_cache_dir, extract_dataset
 
-    probes = (argv if argv is not None else sys.argv[1:]) or ["gender", "egemaps", "voice"]
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("probes", nargs="*", default=["gender", "egemaps", "voice"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = ap.parse_args(argv)
+    probes = args.probes
     table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), progress=False)
     S, y, A = table.stats.astype(np.float64), np.asarray(table.labels), np.asarray(table.actors)
     G = A % 2
-    folds = [f for seed in (0, 1, 2) for f in actor_folds(A, 5, seed)]
+    folds = [f for seed in args.seeds for f in actor_folds(A, 5, seed)]
 
     def lr(c=0.01):
         return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
@@ -89,7 +101,7 @@ def main(argv=None) -> int:
 
     def row(name, r, base):
         d = r - base
-        print(f"| {name} | {r.mean():.3f} ± {r.std():.3f} | {d.mean():+.3f} ± {d.std():.3f} | {int((d > 0).sum())}/15 |",
+        print(f"| {name} | {r.mean():.3f} ± {r.std():.3f} | {d.mean():+.3f} ± {d.std():.3f} | {int((d > 0).sum())}/{len(d)} |",
               flush=True)
 
     print("| probe | UA mean ± std | paired ΔUA | folds better |\n|---|---|---|---|")
@@ -136,6 +148,24 @@ def main(argv=None) -> int:
         row("+ voice quality (28)", cv(np.hstack([S, V])), base)
         for i, name in enumerate(("HNR", "loudness", "jitter-like", "shimmer-like")):
             row(f"+ {name} (7)", cv(np.hstack([S, V[:, 7 * i:7 * i + 7]])), base)
+    if "voice-copies" in probes:
+        from functools import partial
+
+        speeds = (0.9, 1.1)
+        table.augment(speeds, cache_dir=default_cache_dir(), progress=False)
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            V = [np.stack(list(pool.map(partial(voice_block, speed=f), table.paths, chunksize=20)))
+                 for f in (1.0, *speeds)]
+        stats = [S] + [np.stack([x.stats for x in table.augmented[f]]).astype(np.float64) for f in speeds]
+        res = {"speed copies, 941 statistics (reference)": [], "speed copies, + voice quality (28)": []}
+        for tr, te in folds:
+            for name, blocks in zip(res, (stats, [np.hstack([a, v]) for a, v in zip(stats, V)])):
+                Xtr, ytr = np.vstack([b[tr] for b in blocks]), np.tile(y[tr], len(blocks))
+                m, s = Xtr.mean(0), Xtr.std(0) + 1e-9
+                res[name].append(bas(y[te], lr().fit((Xtr - m) / s, ytr).predict((blocks[0][te] - m) / s)))
+        ref = np.array(res["speed copies, 941 statistics (reference)"])
+        for name, r in res.items():
+            row(name, np.array(r), ref)
     return 0
 
 
