@@ -60,8 +60,30 @@ def test_band_energy_ratio_lowpassed_noise_higher_than_white():
 def test_silence_gives_finite_values():
     f = F.extract(np.zeros(SR, np.float32), SR, CFG)
     assert np.all(np.isfinite(f.stats))
-    finite_cols = [i for i, n in enumerate(f.frame_names) if n != "f0_hz"]
+    finite_cols = [i for i, n in enumerate(f.frame_names) if n not in ("f0_hz", "hnr_db", "jitter", "shimmer_db")]
     assert np.all(np.isfinite(f.frames[:, finite_cols]))
+
+
+def test_voice_quality_orders_clean_noisy_wobbly_and_loud_voices():
+    rng = np.random.default_rng(3)
+    steady = tone(150.0, harmonics=6)
+    noisy = (steady + 0.15 * rng.standard_normal(len(steady))).astype(np.float32)
+    t = np.arange(len(steady)) / SR
+    wobbly = (0.5 * np.sin(2 * np.pi * np.cumsum(150 * (1 + 0.05 * np.sin(2 * np.pi * 40 * t))) / SR)).astype(np.float32)
+    tremolo = (steady * (1 + 0.5 * np.sin(2 * np.pi * 30 * t))).astype(np.float32)
+    s_steady, f = stats_of(steady)
+    s_noisy, _ = stats_of(noisy)
+    s_wobbly, _ = stats_of(wobbly)
+    s_tremolo, _ = stats_of(tremolo)
+    s_quiet, _ = stats_of((0.1 * steady).astype(np.float32))
+    assert f.frame_names[-4:] == F.VOICE_QUALITY_COLUMNS
+    assert s_steady["hnr_db__p50"] > 20 and s_noisy["hnr_db__p50"] < s_steady["hnr_db__p50"] - 10
+    assert s_wobbly["jitter__mean"] > 5 * s_steady["jitter__mean"]
+    assert s_tremolo["shimmer_db__mean"] > 2 * s_steady["shimmer_db__mean"]
+    assert s_quiet["loudness__mean"] == pytest.approx(0.1 ** 0.6 * s_steady["loudness__mean"], rel=1e-3)  # power^0.3
+    off = FeatureConfig(voice_quality=False)
+    assert not set(F.VOICE_QUALITY_COLUMNS) & set(F.frame_names(off))
+    assert F.extract(steady, SR, off).stats.shape == (len(F.stat_names(CFG)) - 4 * 10,)
 
 
 def test_names_match_columns_and_are_unique():

@@ -58,6 +58,7 @@ class FeatureConfig:
     silence_db: float = -70.0  # frames below this absolute level (dBFS) are treated as silent
     percentiles: tuple[int, ...] = (10, 50, 90)  # robust utterance statistics, besides mean and std
     shape_stats: bool = True  # also skewness, kurtosis, slope, ranges per column, F0 contour, MFCC acceleration
+    voice_quality: bool = True  # also HNR, loudness, jitter and shimmer per frame (+1 UA strict, experiments.md 7c)
     min_duration: float = 0.25  # seconds; shorter clips are rejected
 
     def __post_init__(self):

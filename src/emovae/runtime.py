@@ -48,8 +48,9 @@ def _check_meta(meta, where: str) -> dict:
     if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise ModelFormatError(f"{where}: model format {meta['format_version']} is newer than this emovae "
                                f"understands ({MODEL_FORMAT_VERSION}); upgrade emovae")
-    if isinstance(meta.get("feature_config"), dict):  # written before the shape statistics existed: without them
+    if isinstance(meta.get("feature_config"), dict):  # written before these statistics existed: without them
         meta["feature_config"].setdefault("shape_stats", False)
+        meta["feature_config"].setdefault("voice_quality", False)
     return meta
 
 
