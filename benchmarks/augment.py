@@ -1,7 +1,7 @@
 """Augmentation experiment: does training the classifier also on perturbed copies of the training clips (new
 pseudo-speakers) help on unseen speakers?
 
-Statistics (the package's 941) -> logistic regression (C = 0.01, balanced class weights, fixed a priori), actor-
+Statistics (the package's default set: 941 until the voice-quality columns, 981 since) -> logistic regression (C = 0.01, balanced class weights, fixed a priori), actor-
 grouped 5-fold CV for the given fold seeds (5 folds each), strict (global z-scoring) and adapted (per-speaker
 z-scoring; each perturbed copy of a speaker is its own pseudo-speaker). The copies of the TRAINING actors' clips
 join the training rows; the test clips are never perturbed. Paired difference against no augmentation on the

@@ -14,8 +14,12 @@ fold seeds 0, 1, 2 (15 folds), paired against the 941 statistics alone on the sa
 
 - voice-copies: the voice-quality block with 0.9x/1.1x speed copies in training (block computed on the copies
   too), against the statistics with the same copies: the check on top of what is shipped.
+- package-voice: the package's own voice-quality columns (`FeatureConfig(voice_quality=True)`, 981 statistics)
+  against the same features without them (941), both with the shipped speed copies (`TrainConfig().speed_perturb`),
+  strict and adapted (per-speaker z-scoring, each copy its own pseudo-speaker).
 
     python benchmarks/probes.py gender egemaps voice
+    python benchmarks/probes.py package-voice --seeds 0 1 2 3 4 5
     python benchmarks/probes.py voice-copies --seeds 3 4 5     # confirm on re-drawn folds
 """
 
@@ -84,7 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = ap.parse_args(argv)
     probes = args.probes
-    table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), progress=False)
+    # the probes measure what the 941 statistics lacked before the voice-quality columns joined the package
+    table, _ = extract_dataset(DATA, FeatureConfig(voice_quality=False), cache_dir=default_cache_dir(), progress=False)
     S, y, A = table.stats.astype(np.float64), np.asarray(table.labels), np.asarray(table.actors)
     G = A % 2
     folds = [f for seed in args.seeds for f in actor_folds(A, 5, seed)]
@@ -166,6 +171,30 @@ def main(argv=None) -> int:
         ref = np.array(res["speed copies, 941 statistics (reference)"])
         for name, r in res.items():
             row(name, np.array(r), ref)
+    if "package-voice" in probes:
+        from emovae.config import TrainConfig
+        from emovae.features import speaker_normalize
+
+        speeds = TrainConfig().speed_perturb
+        blocks = {}
+        for name, cfg in (("941 statistics (no voice quality)", FeatureConfig(voice_quality=False)),
+                          ("981 statistics (with voice quality)", FeatureConfig(voice_quality=True))):
+            t, _ = extract_dataset(DATA, cfg, cache_dir=default_cache_dir(), progress=False)
+            t.augment(speeds, cache_dir=default_cache_dir(), progress=False)
+            blocks[name] = [t.stats] + [np.stack([x.stats for x in t.augmented[f]]) for f in speeds]
+        for mode in ("strict", "adapted"):
+            res = {}
+            for name, bl in blocks.items():
+                bl = [speaker_normalize(b, A) if mode == "adapted" else b for b in bl]
+                bl = [b.astype(np.float64) for b in bl]
+                for tr, te in folds:
+                    Xtr, ytr = np.vstack([b[tr] for b in bl]), np.tile(y[tr], len(bl))
+                    m, s = Xtr.mean(0), Xtr.std(0) + 1e-9
+                    res.setdefault(f"{mode}, speed copies, {name}", []).append(
+                        bas(y[te], lr().fit((Xtr - m) / s, ytr).predict((bl[0][te] - m) / s)))
+            ref = np.array(next(iter(res.values())))
+            for name, r in res.items():
+                row(name, np.array(r), ref)
     return 0
 
 
