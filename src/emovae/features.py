@@ -318,8 +318,8 @@ def speech_span(energy_db: np.ndarray, cfg: FeatureConfig) -> slice:
 def frame_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed).
 
-    F0 is NaN on unvoiced frames and ``voiced`` is 0 there, 1 elsewhere; so are HNR, jitter and shimmer (see
-    ``voice_quality``); every other value is finite.
+    F0, HNR, jitter and shimmer (see ``voice_quality``) are NaN on unvoiced frames, where ``voiced`` is 0 (1
+    elsewhere); every other value is finite.
     """
     if y.ndim != 1:
         raise AudioError(f"expected a mono signal of shape (samples,), got shape {y.shape}")
