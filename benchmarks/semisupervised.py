@@ -2,10 +2,11 @@
 (loss = reconstruction + beta KL (annealed over 10 epochs) + alpha x class-weighted cross-entropy), so that the
 latent is pushed toward emotion. Strict single-clip mode, actor-grouped 5-fold CV per fold seed.
 
-Both the VAE+head and the reference logistic regression (C = 0.01, the package's default statistics: 941 when experiments.md 7b was measured, 981 since) train on the training
-actors' clips and their 0.9x/1.1x speed copies; the joint model early-stops on the inner validation actors' UA
-(`emovae.model.inner_split`, 3 actors). Reported per alpha: the joint head, LR on statistics ‖ the joint latent,
-and the average of the joint head's and the LR's probabilities, each paired against the LR on the statistics.
+Both the VAE+head and the reference logistic regression (C = 0.01, the package's default statistics: 941 when
+experiments.md 7b was measured, 981 since) train on the training actors' clips and their 0.9x/1.1x speed copies;
+the joint model early-stops on the inner validation actors' UA (`emovae.model.inner_split`, 3 actors). Reported per
+alpha: the joint head, LR on statistics ‖ the joint latent, and the average of the joint head's and the LR's
+probabilities, each paired against the LR on the statistics.
 
     python benchmarks/semisupervised.py --seeds 0 --alphas 100 1000
 """
