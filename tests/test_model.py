@@ -151,3 +151,34 @@ def test_speed_perturbed_copies_join_the_classifier(small_table):
     assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X), atol=1e-4)
     with pytest.raises(ParameterError, match="augmented copies"):
         make().fit(X, small_table.labels, groups=small_table.actors, augmented={0.9: small_table.augmented[0.9][:3]})
+
+
+def test_probabilities_average_the_cnn_and_the_linear_head(small_table, tmp_path):
+    import torch
+
+    X = table_features(small_table)
+    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    assert m.net_.cnn is not None and 1 <= m.cnn_selection_["epoch"] <= ClassifierConfig().cnn_epochs
+    p = m.predict_proba(X)
+    with torch.no_grad():  # silence the CNN: the output must move to the linear head's probabilities
+        for layer in (m.net_.cnn.head[1],):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    q = m.predict_proba(X)
+    assert not np.allclose(p, q, atol=1e-3)
+    np.testing.assert_allclose(q.sum(axis=1), 1, atol=1e-5)
+    assert np.all(q >= 0.5 / len(m.classes_) - 1e-6)  # half of each row is the CNN's uniform output
+
+
+def test_model_json_without_cnn_loads_without_it(small_table, tmp_path):
+    import json
+
+    X = table_features(small_table)
+    old = EmotionRecognizer(FCFG, VCFG, ClassifierConfig(cnn_channels=0), TrainConfig(seed=0, val_actors=1))
+    old.fit(X, small_table.labels, groups=small_table.actors).save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["classifier_config"]["cnn_channels"]  # as written before the CNN existed
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    back = EmotionRecognizer.load(tmp_path / "old")
+    assert back.net_.cnn is None
+    np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))

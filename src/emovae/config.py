@@ -111,17 +111,23 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Multinomial logistic regression on [handcrafted statistics, VAE mean]; C chosen on the inner split."""
+    """Multinomial logistic regression on [handcrafted statistics, VAE mean]; C chosen on the inner split;
+    averaged with a small CNN on the frame sequence."""
 
     use_stats: bool = True
     use_latent: bool = True
     c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
     class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
+    cnn_channels: int = 64  # a 1-D CNN on the frames (emovae.cnn) whose probabilities are averaged in; 0 = off
+    cnn_epochs: int = 40  # its schedule; the epoch to stop at is chosen on the inner validation actors
+    cnn_weight: float = 0.5  # probabilities = (1 - w) x logistic regression + w x CNN (experiments.md, section 8)
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
+        if self.cnn_channels < 0 or self.cnn_epochs < 1 or not 0 <= self.cnn_weight <= 1:
+            raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight in [0, 1]")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 

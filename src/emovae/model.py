@@ -67,6 +67,7 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
     import torch
     from torch import nn
 
+    from .cnn import SequenceCNN
     from .vae import SequenceVAE
 
     class EmotionNet(nn.Module):
@@ -77,7 +78,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         (stats_mse), which separates non-speech from speech best in benchmarks/ood.py; the frame error alone
         fails on noise (flat frames are easy to rebuild). Without statistics in the VAE it is recon_mse.
         Last, probabilities_adapted (B, C): the adapted head on the statistics z-scored with the speaker's
-        mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py)."""
+        mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py). With a sequence
+        CNN (ClassifierConfig.cnn_channels) both heads' probabilities are averaged with the CNN's."""
 
         def __init__(self):
             super().__init__()
@@ -85,6 +87,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             self.classifier_adapted = nn.Linear(d, n_classes)
+            self.cnn = (SequenceCNN(n_frame_features, n_classes, clf_cfg.cnn_channels, batch_norm=False)
+                        if clf_cfg.cnn_channels else None)  # trained with BatchNorm, shipped fused
             for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
                                ("stats_mean", n_stats), ("stats_std", n_stats),
                                ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
@@ -110,6 +114,10 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             parts_a = ([s_a] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
             probs = torch.softmax(self.classifier(torch.cat(parts, dim=1)), dim=1)
             probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
+            if self.cnn is not None:  # average with the sequence CNN's probabilities
+                w = clf_cfg.cnn_weight
+                p_cnn = torch.softmax(self.cnn(x), dim=1)
+                probs, probs_a = (1 - w) * probs + w * p_cnn, (1 - w) * probs_a + w * p_cnn
             return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
 
     return EmotionNet()
@@ -198,6 +206,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         speakers = np.array([str(g) for g in groups], dtype=object)
         feats, feats_a = head_inputs(mu, stats, speakers)
         row_y, row_actor, n_orig = y, groups, len(y)
+        cnn_x = [xs]  # the CNN's training frames: the clips, then each speed's copies (NaN where one failed)
         for f, copies in sorted((augmented or {}).items()):
             keep = [i for i, c in enumerate(copies) if c is not None]
             if len(copies) != len(X):
@@ -205,6 +214,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             if not keep:
                 continue
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
+            cnn_x.append(np.full_like(xs, np.nan))
+            cnn_x[-1][keep] = ((seq_f - seq_mean) / seq_std).transpose(0, 2, 1)
             single, adapted = head_inputs(encode(seq_f, stats_f), stats_f,
                                           np.array([f"{speakers[i]}@x{f:g}" for i in keep], dtype=object))
             feats, feats_a = np.vstack([feats, single]), np.vstack([feats_a, adapted])
@@ -225,6 +236,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             self.selection_scores_ = {}
         net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg)
         net.vae.load_state_dict(vae.state_dict())
+        if ccfg.cnn_channels:
+            net.cnn.load_state_dict(self._fit_cnn(np.stack(cnn_x), y, tr, va, ccfg, tcfg).fused().state_dict())
         self._set_head(net.classifier, make(self.c_).fit(feats, row_y))
         # adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
         self.speaker_prior_ = speaker_prior(stats, groups)
@@ -240,6 +253,29 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         self.novelty_ = self._calibrate_novelty(seq, stats, va if len(va) else tr, "inner validation actors"
                                                 if len(va) else "training clips")
         return self
+
+    def _fit_cnn(self, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, ccfg: ClassifierConfig,
+                 tcfg: TrainConfig):
+        """The sequence CNN on standardised frames x (copies, N, F, T): the epoch is chosen on the inner
+        validation actors (trained on the other actors), then it is retrained on all clips up to that epoch."""
+        import torch
+
+        from .cnn import train_cnn
+
+        idx = np.array([list(self.classes_).index(v) for v in y])
+        kw = dict(n_classes=len(self.classes_), epochs=ccfg.cnn_epochs, channels=ccfg.cnn_channels, seed=tcfg.seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(tcfg.threads)
+        try:
+            stop = None
+            if len(va):
+                _, val_ua = train_cnn(x[:, tr], idx[tr], val=(x[0, va], idx[va]), **kw)
+                stop = int(np.argmax(val_ua)) + 1
+                self.cnn_selection_ = {"epoch": stop, "val_balanced_accuracy": round(float(max(val_ua)), 4)}
+            model, _ = train_cnn(x, idx, stop_after=stop, **kw)
+        finally:
+            torch.set_num_threads(threads)
+        return model
 
     def _set_head(self, layer, lr) -> None:
         """Copy a fitted LogisticRegression into a Linear layer, rows in classes_ order."""
@@ -337,6 +373,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "scalers": {k: [float(f"{v:.7g}") for v in state[k].tolist()] for k in  # float32: 7 digits suffice
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
             "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
+            "cnn_selection": getattr(self, "cnn_selection_", {}),
             "speaker_prior": {"mean": [float(f"{v:.7g}") for v in self.speaker_prior_[0].tolist()],
                               "std": [float(f"{v:.7g}") for v in self.speaker_prior_[1].tolist()]},
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),

@@ -51,6 +51,8 @@ def _check_meta(meta, where: str) -> dict:
     if isinstance(meta.get("feature_config"), dict):  # written before these statistics existed: without them
         meta["feature_config"].setdefault("shape_stats", False)
         meta["feature_config"].setdefault("voice_quality", False)
+    if isinstance(meta.get("classifier_config"), dict):  # written before the sequence CNN: without it
+        meta["classifier_config"].setdefault("cnn_channels", 0)
     return meta
 
 

@@ -1,0 +1,323 @@
+"""Sequence-model experiment (issue 7): a supervised 1-D CNN on the frame matrix, with speed copies, SpecAugment
+and mixup, alone and averaged with the logistic regression on the statistics. Actor-grouped 5-fold CV per fold
+seed, strict single-clip mode.
+
+The CNN sees the same input as the package's VAE: the 89 frame columns (MFCC, deltas, pitch, voicing, band energy
+ratio, centroid, RMS, voice quality) average-pooled to 64 steps, z-scored per column with the training fold.
+Architecture (fixed a priori): Conv1d(89->C, 5) -> BN -> GELU -> Conv1d(C->C, 5, stride 2) -> BN -> GELU ->
+Conv1d(C->C, 3, stride 2) -> BN -> GELU -> [mean, max] over time -> dropout 0.3 -> Linear(2C -> 8). AdamW (lr 2e-3,
+weight decay 1e-2), cosine schedule over 40 epochs, class-balanced cross-entropy with label smoothing 0.1.
+The epoch is chosen on the inner actor-disjoint validation split (`emovae.model.inner_split`, 3 actors), then the
+CNN is retrained on the whole training fold for that many epochs (same schedule). Augmentation: each epoch draws
+every training clip at one of its speeds (1, 0.8, 0.9, 1.1, 1.2x: the package's speed copies); SpecAugment masks
+2 time spans of up to 8 steps and 2 bands of up to 8 columns; mixup mixes pairs with lambda ~ Beta(0.4, 0.4).
+
+Two steps, so that the training can run on a lent GPU machine and the report here:
+
+    python benchmarks/sequence.py data --out .seqdata/seq64.npz            # pooled frames + stats of 5 speeds
+    python benchmarks/sequence.py train --data .seqdata/seq64.npz --seeds 0 1 2 --out /tmp/seq.json
+    python benchmarks/sequence.py report --data .seqdata/seq64.npz --runs /tmp/seq.json   # + LR, ensembles
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+warnings.filterwarnings("ignore")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess-speech"
+SPEEDS = (0.8, 0.9, 1.1, 1.2)
+# name -> (speed copies, specaugment, mixup, channels, statistics joined to the pooled CNN output, epochs, seed offset)
+CONFIGS = {
+    "cnn": (False, False, False, 64, False, 40, 0),
+    "cnn+speed": (True, False, False, 64, False, 40, 0),
+    "cnn+speed+specaug": (True, True, False, 64, False, 40, 0),
+    "cnn+speed+specaug+mixup": (True, True, True, 64, False, 40, 0),
+    "cnn32+speed+specaug+mixup": (True, True, True, 32, False, 40, 0),
+    "cnn+stats+speed+specaug+mixup": (True, True, True, 64, True, 40, 0),
+    # second round (after the first six were seen on seeds 0-2): width, length, other initialisations
+    "cnn48+speed+specaug+mixup": (True, True, True, 48, False, 40, 0),
+    "cnn96+speed+specaug+mixup": (True, True, True, 96, False, 40, 0),
+    "cnn+speed+specaug+mixup 80 epochs": (True, True, True, 64, False, 80, 0),
+    "cnn+speed+specaug+mixup init 1": (True, True, True, 64, False, 40, 1000),
+    "cnn+speed+specaug+mixup init 2": (True, True, True, 64, False, 40, 2000),
+}
+
+
+def make_data(out: Path, seq_len: int) -> None:
+    """Write pooled frames (speeds, N, seq_len, F) as uint8 per column (0.1-99.9 percentile range) and the
+    statistics (speeds, N, S) as float16: small enough to travel to a GPU machine."""
+    from emovae.config import FeatureConfig
+    from emovae.extraction import default_cache_dir, extract_dataset
+    from emovae.features import pool_frames
+
+    table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), progress=False)
+    table.augment(SPEEDS, cache_dir=default_cache_dir(), progress=False)
+    frames = [table.frames] + [[a.frames for a in table.augmented[f]] for f in SPEEDS]
+    seq = np.stack([np.stack([pool_frames(f, seq_len) for f in fs]) for fs in frames])
+    flat = seq.reshape(-1, seq.shape[-1])
+    lo, hi = np.percentile(flat, 0.1, axis=0), np.percentile(flat, 99.9, axis=0)
+    hi = np.where(hi - lo > 1e-6, hi, lo + 1)
+    q = np.clip(np.round((seq - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+    stats = np.stack([table.stats] + [np.stack([a.stats for a in table.augmented[f]]) for f in SPEEDS])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, q=q, lo=lo.astype(np.float32), hi=hi.astype(np.float32), stats=stats.astype(np.float16),
+                        labels=table.labels, actors=table.actors, speeds=np.array((1.0,) + SPEEDS),
+                        frame_names=np.array(table.frame_names))
+
+
+def load(path: Path) -> dict:
+    with np.load(path) as z:
+        d = {k: z[k] for k in z.files}
+    d["seq"] = (d["q"].astype(np.float32) / 255 * (d["hi"] - d["lo"]) + d["lo"]).astype(np.float32)
+    d["stats"] = d["stats"].astype(np.float32)
+    return d
+
+
+def train_fold(job: tuple) -> dict:
+    """Train one configuration on one fold; returns the test probabilities and the inner choice of epochs."""
+    import torch
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from torch import nn
+
+    from emovae.model import inner_split
+
+    name, seed, fold, tr, te, data_path, device = job
+    speed, specaug, mixup, channels, with_stats, epochs, offset = CONFIGS[name]
+    torch.set_num_threads(1)
+    d = load(Path(data_path))
+    seq, stats, y, actors = d["seq"], d["stats"], d["labels"], d["actors"]
+    n_copies = seq.shape[0] if speed else 1
+    dev = torch.device(device)
+
+    def fit(rows, val_rows, n_epochs, seed_):
+        torch.manual_seed(seed_)
+        rng = np.random.default_rng(seed_)
+        m = seq[:n_copies, rows].reshape(-1, seq.shape[-1]).mean(0)
+        s = seq[:n_copies, rows].reshape(-1, seq.shape[-1]).std(0) + 1e-6
+        sm, ss = stats[:n_copies, rows].reshape(-1, stats.shape[-1]).mean(0), \
+            stats[:n_copies, rows].reshape(-1, stats.shape[-1]).std(0) + 1e-6
+        X = torch.from_numpy(((seq - m) / s).transpose(0, 1, 3, 2).copy()).to(dev)  # (copies, N, F, T)
+        S = torch.from_numpy(np.clip((stats - sm) / ss, -8, 8).astype(np.float32)).to(dev)
+        Y = torch.from_numpy(y).to(dev)
+        F_, C = X.shape[2], channels
+        net = nn.Sequential(
+            nn.Conv1d(F_, C, 5, padding=2), nn.BatchNorm1d(C), nn.GELU(),
+            nn.Conv1d(C, C, 5, stride=2, padding=2), nn.BatchNorm1d(C), nn.GELU(),
+            nn.Conv1d(C, C, 3, stride=2, padding=1), nn.BatchNorm1d(C), nn.GELU()).to(dev)
+        head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * C + (S.shape[-1] if with_stats else 0), 8)).to(dev)
+        params = list(net.parameters()) + list(head.parameters())
+        opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-2)
+        steps_per_epoch = int(np.ceil(len(rows) / 64))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1,
+                                                    anneal_strategy="cos")
+        counts = np.bincount(y[rows], minlength=8).astype(np.float32)
+        weight = torch.from_numpy(counts.sum() / (8 * np.maximum(counts, 1))).to(dev)
+        loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)
+
+        def logits(xb, sb):
+            h = net(xb)
+            h = torch.cat([h.mean(-1), h.amax(-1)] + ([sb] if with_stats else []), dim=1)
+            return head(h)
+
+        def predict(idx, copy=0):
+            net.eval(), head.eval()
+            with torch.no_grad():
+                return torch.softmax(logits(X[copy, idx], S[copy, idx]), 1).cpu().numpy()
+
+        val_ua = []
+        rows_t = torch.from_numpy(rows).to(dev)
+        for _ in range(n_epochs):
+            net.train(), head.train()
+            order = rows_t[torch.randperm(len(rows), device=dev)]
+            copy = torch.from_numpy(rng.integers(0, n_copies, len(rows))).to(dev)
+            for i in range(0, len(rows), 64):
+                idx, cp = order[i:i + 64], copy[i:i + 64]
+                xb, sb, yb = X[cp, idx].clone(), S[cp, idx], Y[idx]
+                if specaug:
+                    B, Fn, T = xb.shape
+                    for _ in range(2):
+                        w = torch.randint(0, 9, (B, 1), device=dev)
+                        t0 = (torch.rand(B, 1, device=dev) * (T - w)).long()
+                        t = torch.arange(T, device=dev)[None]
+                        xb = xb.masked_fill(((t >= t0) & (t < t0 + w))[:, None, :], 0.0)
+                        w = torch.randint(0, 9, (B, 1), device=dev)
+                        f0 = (torch.rand(B, 1, device=dev) * (Fn - w)).long()
+                        f = torch.arange(Fn, device=dev)[None]
+                        xb = xb.masked_fill(((f >= f0) & (f < f0 + w))[:, :, None], 0.0)
+                if mixup:
+                    lam = float(rng.beta(0.4, 0.4))
+                    perm = torch.randperm(len(idx), device=dev)
+                    out = logits(lam * xb + (1 - lam) * xb[perm], lam * sb + (1 - lam) * sb[perm])
+                    loss = lam * loss_fn(out, yb) + (1 - lam) * loss_fn(out, yb[perm])
+                else:
+                    loss = loss_fn(logits(xb, sb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            if len(val_rows):
+                val_ua.append(bas(y[val_rows], predict(torch.from_numpy(val_rows).to(dev)).argmax(1)))
+        return predict, val_ua
+
+    t0 = time.time()
+    itr, iva = inner_split(actors[tr], 3, seed)
+    _, val_ua = fit(tr[itr], tr[iva], epochs, seed + offset)
+    best = int(np.argmax(val_ua)) + 1
+    predict, _ = fit(tr, np.arange(0), best, seed + offset)
+    te_t = torch.from_numpy(te).to(dev)
+    probs = np.stack([predict(te_t, c) for c in range(seq.shape[0])])  # (speeds, n_test, 8): 0 = as recorded
+    return {"config": name, "seed": seed, "fold": fold, "probs": probs.astype(np.float16),
+            "val_ua": [round(v, 4) for v in val_ua], "best_epoch": best,
+            "ua": float(bas(y[te], probs[0].argmax(1))), "seconds": time.time() - t0}
+
+
+def save_runs(path: Path, results: list[dict], machine: str) -> None:
+    """Per-fold CNN outputs as one .npz: probabilities of every test clip at every speed, and the metadata."""
+    meta = [{k: v for k, v in r.items() if k != "probs"} for r in results]
+    np.savez_compressed(path, meta=json.dumps({"machine": machine, "results": meta}),
+                        **{f"p{i}": r["probs"] for i, r in enumerate(results)})
+
+
+def load_runs(paths: list[str]) -> tuple[dict, list[str]]:
+    """{(config, seed, fold): probabilities (speeds, n_test, 8)} from one or more saved runs, and their machines."""
+    by, machines = {}, []
+    for path in paths:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            machines.append(meta["machine"])
+            for i, r in enumerate(meta["results"]):
+                by[(r["config"], r["seed"], r["fold"])] = z[f"p{i}"].astype(np.float64)
+    return by, machines
+
+
+def cmd_train(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    import multiprocessing as mp
+
+    from emovae.evaluate import actor_folds
+
+    d = load(Path(args.data))
+    jobs = [(name, seed, k, tr, te, args.data, args.device)
+            for name in args.configs for seed in args.seeds
+            for k, (tr, te) in enumerate(actor_folds(d["actors"], 5, seed))]
+    t0, results = time.time(), []
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        for r in pool.map(train_fold, jobs):
+            results.append(r)
+            print(f"{r['config']:32s} seed {r['seed']} fold {r['fold']}: UA {r['ua']:.3f} (epochs {r['best_epoch']}, "
+                  f"{r['seconds']:.0f} s)", flush=True)
+            if len(results) % 16 == 0:
+                save_runs(Path(args.out), results, f"{platform.platform()}, {args.device}")
+    save_runs(Path(args.out), results, f"{platform.platform()}, {args.device}")
+    print(f"whole run {time.time() - t0:.0f} s", flush=True)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from sklearn.metrics import f1_score
+
+    from emovae.evaluate import actor_folds
+    from emovae.features import speaker_normalize
+
+    d = load(Path(args.data))
+    stats, y, actors = d["stats"].astype(np.float64), d["labels"], d["actors"]
+    by, machines = load_runs(args.runs)
+    configs = list(dict.fromkeys(k[0] for k in by))
+    seeds = sorted({k[1] for k in by})
+    tta = [0, 2, 3]  # speeds 1, 0.9, 1.1 (the order of the data file: 1, 0.8, 0.9, 1.1, 1.2)
+    lr, lr_a = {}, {}
+    for seed in seeds:  # the package's statistics head: LR C = 0.01 on the fold's clips and their speed copies
+        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
+            Xtr = stats[:, tr].reshape(-1, stats.shape[-1])
+            m, s = Xtr.mean(0), Xtr.std(0) + 1e-9
+            h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+            h.fit((Xtr - m) / s, np.tile(y[tr], stats.shape[0]))
+            lr[(seed, k)] = np.stack([h.predict_proba((stats[c, te] - m) / s) for c in range(stats.shape[0])])
+            # adapted: each (pseudo-)speaker's statistics z-scored with its own clips (test speakers: all clips)
+            norm = np.stack([speaker_normalize(stats[c], actors) for c in range(stats.shape[0])]).astype(np.float64)
+            h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+            h.fit(norm[:, tr].reshape(-1, stats.shape[-1]), np.tile(y[tr], stats.shape[0]))
+            lr_a[(seed, k)] = h.predict_proba(norm[0, te])
+    rows = {"LR on statistics (reference)": {k: p[0] for k, p in lr.items()},
+            "LR, test-time speeds 0.9/1/1.1x": {k: p[tta].mean(0) for k, p in lr.items()},
+            "LR, test-time speeds 0.8-1.2x": {k: p.mean(0) for k, p in lr.items()},
+            "adapted: LR on speaker-normalised statistics (all clips of the speaker)": lr_a}
+    for c in configs:
+        cnn = {(s_, k): by[(c, s_, k)] for s_ in seeds for k in range(5) if (c, s_, k) in by}
+        rows[c] = {key: p[0] for key, p in cnn.items()}
+        rows[f"{c}, test-time speeds 0.9/1/1.1x"] = {key: p[tta].mean(0) for key, p in cnn.items()}
+        rows[f"average of LR and {c}"] = {key: (lr[key][0] + p[0]) / 2 for key, p in cnn.items()}
+        rows[f"average of LR and {c}, test-time speeds 0.9/1/1.1x"] = {
+            key: (lr[key][tta].mean(0) + p[tta].mean(0)) / 2 for key, p in cnn.items()}
+        rows[f"average of LR and {c}, test-time speeds 0.8-1.2x"] = {
+            key: (lr[key].mean(0) + p.mean(0)) / 2 for key, p in cnn.items()}
+        rows[f"adapted: average of adapted LR and {c}"] = {key: (lr_a[key] + p[0]) / 2 for key, p in cnn.items()}
+    inits = [c for c in configs if c.startswith("cnn+speed+specaug+mixup init")]
+    if inits:  # an ensemble of the main recipe trained from several initialisations
+        members = ["cnn+speed+specaug+mixup"] + inits
+        keys = [k for k in lr if all((c, *k) in by for c in members)]
+        ens = {k: np.mean([by[(c, *k)] for c in members], axis=0) for k in keys}
+        name = f"{len(members)} CNNs (main recipe, {len(members)} initialisations)"
+        rows[name] = {k: p[0] for k, p in ens.items()}
+        rows[f"average of LR and {name}"] = {k: (lr[k][0] + p[0]) / 2 for k, p in ens.items()}
+        rows[f"average of LR and {name}, test-time speeds 0.9/1/1.1x"] = {
+            k: (lr[k][tta].mean(0) + p[tta].mean(0)) / 2 for k, p in ens.items()}
+    print(f"- {time.strftime('%Y-%m-%d %H:%M')}; training: {'; '.join(sorted(set(machines)))}; report: "
+          f"{platform.platform()}; `python benchmarks/sequence.py report {' '.join(sys.argv[2:])}`\n")
+    for group in ([s_ for s_ in seeds if s_ < 3], [s_ for s_ in seeds if s_ >= 3]):
+        if not group:
+            continue
+        print(f"\nFold seeds {', '.join(map(str, group))}:\n")
+        print("| configuration | UA mean ± std | macro-F1 | paired ΔUA vs LR | folds better |")
+        print("|---|---|---|---|---|")
+        for name, probs in rows.items():
+            keys = [key for key in lr if key in probs and key[0] in group]
+            if not keys:
+                continue
+            folds = {key: actor_folds(actors, 5, key[0])[key[1]][1] for key in keys}
+            ua = np.array([bas(y[folds[k]], probs[k].argmax(1)) for k in keys])
+            f1 = np.array([f1_score(y[folds[k]], probs[k].argmax(1), average="macro") for k in keys])
+            diff = ua - np.array([bas(y[folds[k]], lr[k][0].argmax(1)) for k in keys])
+            print(f"| {name} | {ua.mean():.3f} ± {ua.std():.3f} | {f1.mean():.3f} | {diff.mean():+.3f} ± "
+                  f"{diff.std():.3f} | {int((diff > 0).sum())}/{len(diff)} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("data")
+    p.add_argument("--out", default=".seqdata/seq64.npz")
+    p.add_argument("--seq-len", type=int, default=64)
+    p = sub.add_parser("train")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="/tmp/emovae-sequence.npz")
+    p = sub.add_parser("report")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--runs", nargs="+", default=["/tmp/emovae-sequence.npz"])
+    args = ap.parse_args(argv)
+    if args.cmd == "data":
+        make_data(Path(args.out), args.seq_len)
+        return 0
+    return cmd_train(args) if args.cmd == "train" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
