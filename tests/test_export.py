@@ -32,3 +32,16 @@ def test_export_parity_and_metadata(tiny_model_dir, tmp_path):
 
     with pytest.raises(EmovaeError, match="differs from torch"):
         check_parity(model, path, seq, stats)
+
+
+def test_onnx_metadata_leaves_names_and_map_points_to_model_json():
+    from emovae.export import onnx_metadata
+
+    meta = {"classes": ["a", "b"], "history": {}, "scalers": {}, "stat_names": ["s"], "frame_names": ["f"],
+            "speaker_prior": {"mean": [0.0], "std": [1.0]},
+            "latent_map": {"method": "pca", "mean": [0.0], "components": [[1.0]], "points": [[0.0, 1.0]],
+                           "labels": ["a"]}}
+    keep = onnx_metadata(meta)
+    assert set(keep) == {"classes", "speaker_prior", "latent_map"}
+    assert keep["latent_map"] == {"method": "pca", "mean": [0.0], "components": [[1.0]]}
+    assert "points" in meta["latent_map"]  # the model.json content itself is untouched

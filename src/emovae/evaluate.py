@@ -241,14 +241,15 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
 
         plots.save_figure(plots.confusion_figure(np.array(m["confusion"]["matrix"]), m["confusion"]["labels"],
                                                  normalize=False, title="demo clips"), d / "confusion.png")
-        lmap = recognizer.meta.get("latent_map")
-        if lmap:
+        lmap = recognizer.meta.get("latent_map") or {}
+        if lmap.get("points"):  # a bare ONNX file carries the projection but not the training clips' points
             fig = plots.latent_map(np.array(lmap["points"]), lmap["labels"],
                                    title="demo clips on the latent map of the training clips",
                                    highlight=np.array([p.map_xy for p in preds]),
                                    highlight_labels=[f"{t}" for t in truth])
             plots.save_figure(fig, d / "latent_map.png")
-        lines += ["", "![confusion](confusion.png)", "", "![latent map](latent_map.png)"]
+        lines += ["", "![confusion](confusion.png)"] + (["", "![latent map](latent_map.png)"] if lmap.get("points")
+                                                         else [])
     except MissingDependencyError:  # matplotlib missing (runtime install): the table alone
         lines += ["", "(figures need the plot extra: pip install 'emovae[plot]')"]
     (d / "report.md").write_text("\n".join(lines) + "\n")

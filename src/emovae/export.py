@@ -54,7 +54,7 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
                               dynamo=True)
     quiet.setLevel(level)
     proto = onnx.load(str(path))
-    keep = {k: v for k, v in meta.items() if k not in ("history", "scalers")}  # scalers are in the graph
+    keep = onnx_metadata(meta)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(keep)
     proto.doc_string = f"emovae emotion recognizer; classes: {', '.join(meta['classes'])}"
@@ -62,6 +62,17 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     if check:
         check_parity(model, path, seq.numpy(), stats.numpy(), atol=atol, spk=(spk_mean.numpy(), spk_std.numpy()))
     return path
+
+
+def onnx_metadata(meta: dict) -> dict:
+    """What a bare ONNX file carries of model.json: what inference needs (labels, configs, speaker prior,
+    novelty threshold, the latent map's projection). Left to model.json: training history, scalers (in the
+    graph), feature names, and the training clips' map positions (the figure's background), to keep the shipped
+    model under 1 MB."""
+    keep = {k: v for k, v in meta.items() if k not in ("history", "scalers", "stat_names", "frame_names")}
+    if isinstance(keep.get("latent_map"), dict):
+        keep["latent_map"] = {k: v for k, v in keep["latent_map"].items() if k not in ("points", "labels")}
+    return keep
 
 
 def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 1e-4, rtol: float = 1e-5,

@@ -383,7 +383,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         extra = getattr(self, "extra_", None)
         if extra:
             meta.update(extra)
-        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        (d / CONFIG_FILE).write_text(json.dumps(meta, separators=(",", ":")))  # compact: the shipped model <= 1 MB
         return d
 
     @classmethod
