@@ -3,10 +3,11 @@
 Every system is scored on the SAME actor-grouped 5-fold split (``emovae.evaluate.actor_folds`` with the
 run's seed) of the dev actors, so the per-fold numbers are paired:
 
-  emovae                  handcrafted statistics + VAE latent mean -> logistic regression (the design);
-                          its adapted head for the "UA adapted" column
-  emovae (no latent)      the same classifier on the handcrafted statistics only
-  VAE latent alone        the same classifier on the VAE latent mean only
+  emovae                  handcrafted statistics + VAE latent mean -> logistic regression, averaged with the
+                          sequence CNN on the frames (the shipped model); its adapted head for "UA adapted"
+  emovae (no CNN)         the same without the CNN (the model shipped before it)
+  emovae (no latent)      the same with the logistic regression on the handcrafted statistics only
+  VAE latent alone        the logistic regression on the VAE latent mean only (no statistics, no CNN)
   eGeMAPSv02 + SVM        openSMILE functionals (88) -> StandardScaler + RBF SVC (C=10)
   ComParE_2016 + SVM      openSMILE functionals (6373) -> same SVM
   MFCC-stats + SVM        40-MFCC mean/std + spectral-centroid mean/std (82) -> same SVM
@@ -56,8 +57,9 @@ def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict],
     from emovae.model import EmotionRecognizer
 
     ccfg = {"emovae": ClassifierConfig(),
+            "emovae (no CNN)": ClassifierConfig(cnn_channels=0),
             "emovae (no latent)": ClassifierConfig(use_latent=False),
-            "VAE latent alone": ClassifierConfig(use_stats=False)}[variant]
+            "VAE latent alone": ClassifierConfig(use_stats=False, cnn_channels=0)}[variant]
     vcfg = VAEConfig(epochs=5, warmup_epochs=2) if quick else VAEConfig()
 
     def make():
@@ -68,6 +70,9 @@ def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict],
     folds = res.metrics["folds"]
     for f, a in zip(folds, res.metrics["adapted"]["folds"]):  # the same models, speaker-normalised test clips
         f["adapted_balanced_accuracy"] = a["balanced_accuracy"]
+    tta = res.metrics.get("test_time_augmented", {}).get("folds", [])  # the same models, test clips' copies
+    for f, t in zip(tta, folds):
+        t["tta"] = f
     return folds, time.perf_counter() - t0
 
 
@@ -92,7 +97,7 @@ def run_peer(X: np.ndarray, y_names: np.ndarray, actors: np.ndarray, seed: int) 
 
 def fmt(vals) -> str:
     v = np.asarray(vals, dtype=float)
-    return f"{v.mean():.3f} ± {v.std():.3f}"
+    return "—" if np.isnan(v).all() else f"{v.mean():.3f} ± {v.std():.3f}"
 
 
 def main() -> None:
@@ -134,7 +139,7 @@ def main() -> None:
     peer_sets = {"eGeMAPSv02 + SVM": lambda: peers.opensmile_functionals(paths, "eGeMAPSv02"),
                  "ComParE_2016 + SVM": lambda: peers.opensmile_functionals(paths, "ComParE_2016"),
                  "MFCC-stats + SVM": lambda: peers.mfcc_stats(paths)}
-    emovae_variants = ["emovae", "emovae (no latent)", "VAE latent alone"]
+    emovae_variants = ["emovae", "emovae (no CNN)", "emovae (no latent)", "VAE latent alone"]
     if args.quick:
         peer_sets = {"eGeMAPSv02 + SVM": peer_sets["eGeMAPSv02 + SVM"]}
         emovae_variants = emovae_variants[:2]
@@ -146,16 +151,21 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name in emovae_variants:
         results[name] = {"folds": [], "fit_s": augment_s, "extract_s": emovae_extract_s,
-                         "dims": {"emovae": f"{table.stats.shape[1]} + latent",
-                                  "emovae (no latent)": f"{table.stats.shape[1]}",
+                         "dims": {"emovae": f"{table.stats.shape[1]} + latent; frames (CNN)",
+                                  "emovae (no CNN)": f"{table.stats.shape[1]} + latent",
+                                  "emovae (no latent)": f"{table.stats.shape[1]}; frames (CNN)",
                                   "VAE latent alone": "latent"}[name]}
     for name, (X, seconds) in peer_X.items():
         results[name] = {"folds": [], "fit_s": 0.0, "extract_s": seconds, "dims": str(X.shape[1])}
+    TTA = "emovae --tta (test clip + its 4 speed copies)"
 
     for seed in args.seeds:
         for name in emovae_variants:
             folds, s = run_emovae(table, name, seed, args.quick)
             results[name]["folds"].append(folds)
+            if name == "emovae" and all("tta" in f for f in folds):  # same models: no training of its own
+                results.setdefault(TTA, {"folds": [], "fit_s": 0.0, "extract_s": float("nan"),
+                                         "dims": results[name]["dims"]})["folds"].append([f["tta"] for f in folds])
             results[name]["fit_s"] += s
             print(f"[accuracy] seed {seed} {name:<20} UA {fmt([f['balanced_accuracy'] for f in folds])}  "
                   f"({s:.1f} s)", flush=True)
@@ -168,7 +178,7 @@ def main() -> None:
 
     # ---- table
     def flat(name, key):
-        return [f[key] for seed_folds in results[name]["folds"] for f in seed_folds]
+        return [f.get(key, np.nan) for seed_folds in results[name]["folds"] for f in seed_folds]
 
     order = sorted(results, key=lambda n: -np.mean(flat(n, "balanced_accuracy")))
     n_folds_total = 5 * len(args.seeds)
@@ -179,7 +189,7 @@ def main() -> None:
         r = results[name]
         lines.append(f"| {name} | {r['dims']} | {fmt(flat(name, 'balanced_accuracy'))} | {fmt(flat(name, 'accuracy'))} | "
                      f"{fmt(flat(name, 'macro_f1'))} | {fmt(flat(name, 'adapted_balanced_accuracy'))} | "
-                     f"{r['extract_s']:.1f} | {r['fit_s']:.1f} |")
+                     f"{r['extract_s']:.1f} | {r['fit_s']:.1f} |".replace("| nan |", "| — |"))
     table_md = "\n".join(lines)
 
     # ---- paired difference: emovae - emovae (no latent), per fold
@@ -194,6 +204,13 @@ def main() -> None:
                 diff_lines.append(f"| {seed} | {k} | {', '.join(str(x) for x in fa['test_actors'])} | "
                                   f"{fa['balanced_accuracy']:.3f} | {fb['balanced_accuracy']:.3f} | {d:+.3f} |")
     diffs = np.array(diffs)
+    cnn_diffs = np.array([fa["balanced_accuracy"] - fb["balanced_accuracy"]
+                          for si in range(len(args.seeds)) if "emovae (no CNN)" in results
+                          for fa, fb in zip(results["emovae"]["folds"][si], results["emovae (no CNN)"]["folds"][si])])
+    cnn_adapted = np.array([fa["adapted_balanced_accuracy"] - fb["adapted_balanced_accuracy"]
+                            for si in range(len(args.seeds)) if "emovae (no CNN)" in results
+                            for fa, fb in zip(results["emovae"]["folds"][si],
+                                              results["emovae (no CNN)"]["folds"][si])])
 
     # ---- interpretation (written from the numbers, whichever way they go)
     ua = {n: np.mean(flat(n, "balanced_accuracy")) for n in results}
@@ -213,6 +230,11 @@ def main() -> None:
                     f"± {diffs.std():.3f} (mean ± std of the paired per-fold differences; standard error "
                     f"{se:.3f}); emovae is better on {wins} and worse on {losses} of {len(diffs)} folds: "
                     f"{verdict}.")
+    if len(cnn_diffs):
+        text.append(f"Averaging in the sequence CNN changes UA by {cnn_diffs.mean():+.3f} ± {cnn_diffs.std():.3f} "
+                    f"(paired, {int((cnn_diffs > 0).sum())} of {len(cnn_diffs)} folds better) and the adapted UA by "
+                    f"{cnn_adapted.mean():+.3f} ± {cnn_adapted.std():.3f} ({int((cnn_adapted > 0).sum())} of "
+                    f"{len(cnn_adapted)} better).")
     if "VAE latent alone" in ua:
         text.append(f"The VAE latent alone reaches UA {ua['VAE latent alone']:.3f} (chance {CHANCE}), "
                     f"against {ua['emovae (no latent)']:.3f} for the statistics alone.")
@@ -253,6 +275,11 @@ def main() -> None:
         "",
         table_md,
         "",
+        f"{TTA}: the emovae models of the first row, each test clip scored also at 0.8x/0.9x/1.1x/1.2x speed "
+        "and the five probability vectors averaged (`emovae predict --tta`); about 5 times the feature extraction "
+        "per clip (results-latency.md), so it is not the default. Its extraction and training times are the "
+        "emovae row's.",
+        "",
         "UA adapted: the same folds in speaker-adapted mode, each system's features z-scored with all clips of "
         "the same speaker (unlabelled; test speakers included), emovae through its adapted head (same fitted "
         "models), the peers with an SVM trained on speaker-normalised features. The strict single-clip UA is the "
@@ -274,6 +301,11 @@ def main() -> None:
                f"{len(diffs)} folds).", "",
                "| seed | fold | test actors | UA emovae | UA no latent | difference |", "|---|---|---|---|---|---|",
                *diff_lines, ""]
+    if len(cnn_diffs):
+        md += ["## Paired difference: emovae − emovae (no CNN)", "",
+               f"UA difference per fold: **{cnn_diffs.mean():+.3f} ± {cnn_diffs.std():.3f}** (strict), "
+               f"**{cnn_adapted.mean():+.3f} ± {cnn_adapted.std():.3f}** (adapted), over {len(cnn_diffs)} folds: "
+               f"[{' '.join(f'{d:+.3f}' for d in cnn_diffs)}] / [{' '.join(f'{d:+.3f}' for d in cnn_adapted)}].", ""]
     md += ["## What it shows", "", " ".join(text), ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(md))

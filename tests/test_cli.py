@@ -130,3 +130,23 @@ def test_serve_bad_limits_exit_cleanly(capsys):
     pytest.importorskip("fastapi")
     assert main(["serve", "--max-mb", "0"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_predict_tta_flag(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    import pytest
+    import soundfile as sf
+
+    from emovae.runtime import Recognizer
+
+    from .conftest import voice_like
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, voice_like(210, 1.2, seed=5), 16000)
+    assert main(["predict", str(clip), "--model", str(tiny_model_dir), "--json", "--tta"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    expected = Recognizer.load(tiny_model_dir, tta=True).predict_file(clip).probabilities
+    assert row["probabilities"] == pytest.approx(expected, abs=1e-5)
+    assert main(["predict", str(clip), "--model", str(tiny_model_dir), "--tta", "--speaker-from", "folder"]) == 2
+    assert "--tta" in capsys.readouterr().err

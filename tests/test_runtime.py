@@ -94,3 +94,24 @@ def test_shipped_model_loads_and_predicts():
     assert os.path.exists(PRETRAINED_DIR / "model.onnx")
     p = rec.predict_proba(voice_like(200, 2.0), SR)
     assert p.shape == (8,) and abs(p.sum() - 1) < 1e-4
+
+
+def test_test_time_augmentation_averages_the_speed_copies(tiny_model_dir):
+    from emovae import audio
+    from emovae.features import extract
+
+    rec = Recognizer.load(tiny_model_dir)
+    tta = Recognizer.load(tiny_model_dir, tta=True)
+    speeds = tuple(json.loads((tiny_model_dir / "model.json").read_text())["train_config"]["speed_perturb"])
+    assert rec.test_time_speeds == () and tta.test_time_speeds == speeds and speeds
+    y = voice_like(190, 1.5, seed=4)
+    cfg = rec.feature_config
+    clips = [extract(y if f == 1 else audio.speed_perturb(y, SR, f), SR, cfg) for f in (1.0, *speeds)]
+    expected = rec.network.forward(clips)["probabilities"].mean(axis=0)
+    np.testing.assert_allclose(tta.predict_proba(y, SR), expected, atol=1e-6)
+    assert not np.allclose(expected, rec.predict_proba(y, SR), atol=1e-4)  # the copies do change the answer
+    pred, plain = tta.predict_signal(y, SR, "x"), rec.predict_signal(y, SR, "x")
+    np.testing.assert_allclose(list(pred.probabilities.values()), expected, atol=1e-6)
+    assert pred.latent == plain.latent and pred.novelty == plain.novelty  # the clip's own, not averaged
+    with pytest.raises(ParameterError, match="single clips"):
+        tta.predict_features(clips[:1], moments=(np.zeros(1), np.ones(1)), copies=[clips[1:]])

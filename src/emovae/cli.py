@@ -176,7 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _recognizer(args: argparse.Namespace):
     from .runtime import Recognizer
 
-    return Recognizer.load(args.model, backend=args.backend, abstain=getattr(args, "abstain", False))
+    return Recognizer.load(args.model, backend=args.backend, abstain=getattr(args, "abstain", False),
+                           tta=getattr(args, "tta", False))
 
 
 def _speakers(files: list[str], how: str) -> list[str]:
@@ -220,6 +221,9 @@ def _print_prediction(p, as_json: bool) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import audio
 
+    if args.tta and args.speaker_from:
+        raise ParameterError("--tta scores single clips; with --speaker-from the clips adapt to their speaker "
+                             "instead: use one or the other")
     rec = _recognizer(args)
     failed = 0
     if not args.speaker_from:
@@ -401,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adapt to each speaker: normalise every clip with the statistics of all clips of its "
                         "speaker, who is the file's folder, its RAVDESS actor, or the 'speaker' column of a CSV "
                         "with columns file,speaker")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: also score each clip at the model's training speeds and average "
+                        "(about 2.5 points more balanced accuracy, about 5x slower)")
     _add_prior_arg(p)
     p.set_defaults(func=cmd_predict)
 

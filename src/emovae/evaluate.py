@@ -106,7 +106,7 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     n = len(X)
     res = EvalResult(table, np.empty(n, dtype=object), np.zeros((n, len(EMOTIONS)), np.float32), None,
                      np.zeros(n, np.float32), np.zeros(n, dtype=int))
-    fold_metrics, other_mode = [], []  # other_mode: the test folds scored in the other mode (same models)
+    fold_metrics, other_mode, tta = [], [], []  # the test folds scored in the other mode / with test-time copies
     for k, (tr, te) in enumerate(tqdm(actor_folds(actors, n_splits, seed), desc="folds", unit="fold",
                                       disable=not progress)):
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
@@ -116,6 +116,9 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
         if "probabilities_adapted" in out:
             alt = _outputs_in_emotion_order(model, Xte, None if adapted else actors[te])["probabilities"]
             other_mode.append(compute_metrics(y[te], np.array(EMOTIONS)[alt.argmax(axis=1)]))
+        if table.augmented and not adapted:  # test-time augmentation: the test clips' own speed copies
+            tta.append(compute_metrics(y[te], np.array(EMOTIONS)[_averaged_over_copies(
+                model, out["probabilities"], [[a[i] for a in table.augmented.values()] for i in te]).argmax(1)]))
         if res.mu is None:
             res.mu = np.zeros((n, out["mu"].shape[1]), np.float32)
         res.proba[te], res.mu[te], res.recon_mse[te], res.fold[te] = (out["probabilities"], out["mu"],
@@ -142,7 +145,27 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
             **{f"{stat}": {key: float(fn([f[key] for f in other_mode])) for key in SCALAR_METRICS[:3]}
                for stat, fn in (("mean", np.mean), ("std", np.std))},
             "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in other_mode]}
+    if tta:
+        res.metrics["test_time_augmented"] = {
+            "mode": "single clip averaged with its copies at the training speeds (predict --tta)",
+            **{f"{stat}": {key: float(fn([f[key] for f in tta])) for key in SCALAR_METRICS[:3]}
+               for stat, fn in (("mean", np.mean), ("std", np.std))},
+            "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in tta]}
     return res
+
+
+def _averaged_over_copies(model, proba: np.ndarray, copies: list[list]) -> np.ndarray:
+    """Single-clip probabilities (N, 8) in EMOTIONS order averaged with those of each clip's copies (missing
+    copies: None, skipped), as ``Recognizer(tta=True)`` does for one clip."""
+    flat = [(i, c) for i, cs in enumerate(copies) for c in cs if c is not None]
+    if not flat:
+        return proba
+    p = _outputs_in_emotion_order(model, [c for _, c in flat])["probabilities"]
+    total, count = proba.astype(np.float64).copy(), np.ones(len(proba))
+    for (i, _), row in zip(flat, p):
+        total[i] += row
+        count[i] += 1
+    return total / count[:, None]
 
 
 def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalResult:

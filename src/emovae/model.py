@@ -1,4 +1,5 @@
-"""EmotionRecognizer: scaler -> VAE mean joined with handcrafted statistics -> classifier; save / load.
+"""EmotionRecognizer: scaler -> VAE mean joined with handcrafted statistics -> linear heads, averaged with a
+sequence CNN on the frames (emovae.cnn); save / load.
 
 Follows scikit-learn's estimator contract: ``__init__`` only stores parameters, ``fit`` returns self,
 learned state ends in ``_``, probability columns follow ``classes_``. X is a sequence of
@@ -125,7 +126,7 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
 
 class EmotionRecognizer(ClassifierMixin, BaseEstimator):
     """Speech emotion classifier: handcrafted statistics joined with a sequence-VAE latent mean -> logistic
-    regression. See the module docstring for the data contract."""
+    regression, averaged with a small CNN on the frame sequence. See the module docstring for the data contract."""
 
     def __init__(self, feature_config: FeatureConfig | None = None, vae_config: VAEConfig | None = None,
                  classifier_config: ClassifierConfig | None = None, train_config: TrainConfig | None = None,

@@ -165,9 +165,12 @@ class Prediction:
 class Recognizer:
     """Clips in, emotions out: ``predict_file(path)``, ``predict_proba(signal, sr)``, ``predict_signal``."""
 
-    def __init__(self, network, meta: dict, source: str, abstain: bool = False):
+    def __init__(self, network, meta: dict, source: str, abstain: bool = False, tta: bool = False):
         self.network = network
         self.abstain = abstain  # name out-of-domain clips "unknown" instead of guessing an emotion
+        # test-time augmentation: also score each clip played at the speeds the model was trained with, and
+        # average the probabilities (about +2.5 UA, 5x the extraction time; benchmarks/experiments.md section 8)
+        self.test_time_speeds = tuple((meta.get("train_config") or {}).get("speed_perturb", ())) if tta else ()
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
         self.meta = meta
         self.source = source
@@ -177,11 +180,13 @@ class Recognizer:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1,
-             abstain: bool = False) -> "Recognizer":
+             abstain: bool = False, tta: bool = False) -> "Recognizer":
         """Load a model folder (or a bare exported .onnx file); default: the shipped pretrained model.
 
         backend: "onnx" (onnxruntime, no torch), "torch", or "auto" (onnx when the folder has model.onnx
         and onnxruntime is installed, else torch). abstain: report "unknown" for out-of-domain clips.
+        tta: test-time augmentation of single clips (``predict_signal``, ``predict_file``, ``predict_proba``):
+        average over the clip and its copies at the model's training speeds; slower, a little more accurate.
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ParameterError(f"backend must be auto, onnx or torch, not {backend!r}")
@@ -190,7 +195,7 @@ class Recognizer:
             if backend == "torch":
                 raise ParameterError(f"{path}: a bare ONNX file runs only with the onnx backend")
             net = OnnxNetwork(path, threads=threads)
-            return cls(net, net.meta, str(path), abstain)
+            return cls(net, net.meta, str(path), abstain, tta)
         meta = read_model_json(path)
         if backend == "auto":
             try:
@@ -202,14 +207,18 @@ class Recognizer:
         if backend == "onnx":
             if not (path / ONNX_FILE).exists():
                 raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
-            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path), abstain)
+            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path), abstain, tta)
         from .model import EmotionRecognizer
 
-        return cls(EmotionRecognizer.load(path), meta, str(path), abstain)
+        return cls(EmotionRecognizer.load(path), meta, str(path), abstain, tta)
 
     # ------------------------------------------------------------------------------------------ features
     def features(self, signal: np.ndarray, sr: int, name: str = "<signal>") -> Features:
         """Features of a mono or (samples, channels) signal at ``sr`` Hz with the model's config."""
+        return self._features_and_copies(signal, sr, name)[0]
+
+    def _features_and_copies(self, signal: np.ndarray, sr: int, name: str, copies: bool = False) -> list[Features]:
+        """[features of the clip] + (with ``copies``) those of the clip at each of ``test_time_speeds``."""
         y = np.asarray(signal, dtype=np.float32)
         if y.ndim not in (1, 2):
             raise AudioError(f"{name}: expected audio of shape (samples,) or (samples, channels), got {y.shape}")
@@ -218,16 +227,30 @@ class Recognizer:
                                  cfg.min_duration, name)
         if audio.is_silent(y, SILENCE_DB):
             raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
-        return extract(y, cfg.sample_rate, cfg)
+        speeds = self.test_time_speeds if copies else ()
+        return [extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f), cfg.sample_rate, cfg)
+                for f in (1.0, *speeds)]
 
     # ---------------------------------------------------------------------------------------- predictions
     def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,
-                         speaker_clips: int | None = None, trust: float = 1.0) -> list[Prediction]:
+                         speaker_clips: int | None = None, trust: float = 1.0,
+                         copies: list[list[Features]] | None = None) -> list[Prediction]:
         """Predictions for clips X: single-clip, or, with ``moments`` = (mean, std) of the speaker's statistics
         ((S,) or (N, S); see session.py), the mixture (1 - trust) x single-clip head + trust x adapted head.
-        ``speaker_clips``: how many clips the moments hold (reported with each prediction)."""
+        ``speaker_clips``: how many clips the moments hold (reported with each prediction). ``copies``: per
+        clip, perturbed copies of it whose single-clip probabilities are averaged with the clip's
+        (test-time augmentation; the latent, novelty and map position stay the clip's own)."""
+        if copies is not None and moments is not None:
+            raise ParameterError("test-time copies are for single clips; sessions adapt to the speaker instead")
         if moments is None:
             out = self.network.forward(X)
+            if copies and any(copies):
+                flat = [c for cs in copies for c in cs]
+                p_copies = self.network.forward(flat)["probabilities"]
+                start = np.cumsum([0] + [len(cs) for cs in copies])
+                out["probabilities"] = np.stack([np.vstack([out["probabilities"][i:i + 1],
+                                                            p_copies[start[i]:start[i + 1]]]).mean(axis=0)
+                                                 for i in range(len(X))])
         else:
             out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
             out["probabilities"] = (1.0 - trust) * out["probabilities"] + trust * out["probabilities_adapted"]
@@ -254,11 +277,13 @@ class Recognizer:
         return Session(self, SessionConfig(prior_weight=prior_weight, min_clips=min_clips))
 
     def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:
-        """Probabilities (len(classes),) of one clip, in ``classes`` order."""
-        return self.network.forward([self.features(signal, sr)])["probabilities"][0]
+        """Probabilities (len(classes),) of one clip, in ``classes`` order (averaged over the test-time copies
+        when the recognizer was loaded with ``tta``)."""
+        return self.network.forward(self._features_and_copies(signal, sr, "<signal>", True))["probabilities"].mean(0)
 
     def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None) -> Prediction:
-        return self.predict_features([self.features(signal, sr, name or "<signal>")], [name])[0]
+        clip, *copies = self._features_and_copies(signal, sr, name or "<signal>", True)
+        return self.predict_features([clip], [name], copies=[copies] if copies else None)[0]
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Decode, extract and classify one audio file."""
