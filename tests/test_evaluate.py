@@ -94,3 +94,42 @@ def test_cv_passes_only_the_training_actors_copies(tmp_path):
         copied = {paths[tuple(np.round(f.stats[:3], 4))] for f in aug[0.9]}
         assert copied == {table.paths[i] for i in tr}  # never a test actor's clip
         assert set(groups) == set(table.actors[tr])
+
+
+def test_cv_scores_test_time_copies_of_the_test_clips_only(tmp_path):
+    """With speed copies in the table, CV also scores each test clip averaged with its own copies."""
+    from emovae.config import FeatureConfig
+    from emovae.evaluate import cross_validate
+    from emovae.extraction import extract_dataset
+
+    from .conftest import write_ravdess_tree
+
+    write_ravdess_tree(tmp_path, actors=(1, 2, 3, 4), emotions=(1, 5))
+    table, _ = extract_dataset(tmp_path, FeatureConfig(n_mfcc=13), n_jobs=1, progress=False)
+    table.augment((0.9,), n_jobs=1, progress=False)
+    copies = {id(f): i for i, f in enumerate(table.augmented[0.9])}
+    forwarded = []
+
+    class Spy:
+        classes_ = np.array(["neutral", "angry"])
+
+        def fit(self, X, y, groups=None, augmented=None):
+            return self
+
+        def forward(self, X, groups=None):
+            n = len(X)
+            is_copy = np.array([id(x) in copies for x in X])
+            forwarded.append([copies[id(x)] for x in X if id(x) in copies])
+            # originals say neutral, copies say angry strongly: the average of the two says angry
+            p = np.where(is_copy[:, None], [0.0, 1.0], [0.6, 0.4])
+            return {"probabilities": p, "mu": np.zeros((n, 2)), "recon_mse": np.zeros(n)}
+
+    res = cross_validate(table, Spy, n_splits=2, seed=0, progress=False)
+    tta = res.metrics["test_time_augmented"]
+    assert len(tta["folds"]) == 2
+    truth = np.array(["neutral" if lab == 0 else "angry" for lab in table.labels])
+    assert res.metrics["balanced_accuracy"] == 0.5  # every clip called neutral
+    assert tta["mean"]["accuracy"] == np.mean(truth == "angry")  # every clip called angry
+    scored = [i for batch in forwarded for i in batch]
+    tests = [i for _, te in actor_folds(table.actors, 2, seed=0) for i in te]
+    assert sorted(scored) == sorted(tests)  # each test clip's copy once, never a training clip's
