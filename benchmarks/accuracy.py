@@ -237,7 +237,7 @@ def main() -> None:
                     f"{len(cnn_adapted)} better).")
     if "VAE latent alone" in ua:
         text.append(f"The VAE latent alone reaches UA {ua['VAE latent alone']:.3f} (chance {CHANCE}), "
-                    f"against {ua['emovae (no latent)']:.3f} for the statistics alone.")
+                    f"against {ua['emovae (no latent)']:.3f} for the model without it (statistics and CNN).")
     peer_names = [n for n in results if n in peer_X]
     if peer_names:
         best_peer = max(peer_names, key=lambda n: ua[n])
@@ -275,7 +275,7 @@ def main() -> None:
         "",
         table_md,
         "",
-        f"{TTA}: the emovae models of the first row, each test clip scored also at 0.8x/0.9x/1.1x/1.2x speed "
+        f"{TTA}: the models of the emovae row, each test clip scored also at 0.8x/0.9x/1.1x/1.2x speed "
         "and the five probability vectors averaged (`emovae predict --tta`); about 5 times the feature extraction "
         "per clip (results-latency.md), so it is not the default. Its extraction and training times are the "
         "emovae row's.",

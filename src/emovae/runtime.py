@@ -169,7 +169,7 @@ class Recognizer:
         self.network = network
         self.abstain = abstain  # name out-of-domain clips "unknown" instead of guessing an emotion
         # test-time augmentation: also score each clip played at the speeds the model was trained with, and
-        # average the probabilities (about +2.5 UA, 5x the extraction time; benchmarks/experiments.md section 8)
+        # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; experiments.md section 8)
         self.test_time_speeds = tuple((meta.get("train_config") or {}).get("speed_perturb", ())) if tta else ()
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
         self.meta = meta
@@ -292,8 +292,9 @@ class Recognizer:
         return self.predict_signal(y, cfg.sample_rate, str(path))
 
 
-def load_pretrained(backend: str = "auto", threads: int = 1) -> Recognizer:
-    """The model shipped with emovae (trained on the 20 development actors of RAVDESS)."""
+def load_pretrained(backend: str = "auto", threads: int = 1, tta: bool = False) -> Recognizer:
+    """The model shipped with emovae (trained on the 20 development actors of RAVDESS); ``tta``: see
+    ``Recognizer.load``."""
     if not (PRETRAINED_DIR / CONFIG_FILE).exists():
         raise ModelFormatError(f"{PRETRAINED_DIR}: the pretrained model is missing from this installation")
-    return Recognizer.load(PRETRAINED_DIR, backend=backend, threads=threads)
+    return Recognizer.load(PRETRAINED_DIR, backend=backend, threads=threads, tta=tta)
