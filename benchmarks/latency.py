@@ -110,6 +110,8 @@ def main() -> None:
     rows = {}
     rows["emovae, onnxruntime"] = time_path(onnx.predict_file, files)
     rows["emovae, torch"] = time_path(tor.predict_file, files)
+    tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
+    rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
     if not args.skip_opensmile:
         import opensmile
         from sklearn.pipeline import make_pipeline
