@@ -105,7 +105,7 @@ def _print_metrics(m: dict) -> None:
         print("per fold: UA " + " ".join(f"{f['balanced_accuracy']:.3f}" for f in m["folds"])
               + f"; mean {mean['balanced_accuracy']:.3f} +- {std['balanced_accuracy']:.3f}")
     print("recall per emotion: " + ", ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items()))
-    for other in ("strict", "adapted"):
+    for other in ("strict", "adapted", "test_time_augmented"):
         if other in m:
             print(f"{m[other]['mode']}: UA {m[other]['mean']['balanced_accuracy']:.3f} +- "
                   f"{m[other]['std']['balanced_accuracy']:.3f} (same folds and models)")
