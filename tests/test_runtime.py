@@ -115,3 +115,12 @@ def test_test_time_augmentation_averages_the_speed_copies(tiny_model_dir):
     assert pred.latent == plain.latent and pred.novelty == plain.novelty  # the clip's own, not averaged
     with pytest.raises(ParameterError, match="single clips"):
         tta.predict_features(clips[:1], moments=(np.zeros(1), np.ones(1)), copies=[clips[1:]])
+
+
+def test_average_with_copies_counts_each_clips_own_copies():
+    from emovae.runtime import average_with_copies
+
+    proba = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    copies = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    out = average_with_copies(proba, copies, np.array([0, 0, 1]))  # clip 2 has no copies
+    np.testing.assert_allclose(out, [[1 / 3, 2 / 3], [0.5, 0.5], [0.5, 0.5]], atol=1e-6)

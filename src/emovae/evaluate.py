@@ -157,15 +157,13 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
 def _averaged_over_copies(model, proba: np.ndarray, copies: list[list]) -> np.ndarray:
     """Single-clip probabilities (N, 8) in EMOTIONS order averaged with those of each clip's copies (missing
     copies: None, skipped), as ``Recognizer(tta=True)`` does for one clip."""
+    from .runtime import average_with_copies
+
     flat = [(i, c) for i, cs in enumerate(copies) for c in cs if c is not None]
     if not flat:
         return proba
     p = _outputs_in_emotion_order(model, [c for _, c in flat])["probabilities"]
-    total, count = proba.astype(np.float64).copy(), np.ones(len(proba))
-    for (i, _), row in zip(flat, p):
-        total[i] += row
-        count[i] += 1
-    return total / count[:, None]
+    return average_with_copies(proba, p, np.array([i for i, _ in flat]))
 
 
 def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalResult:

@@ -125,6 +125,15 @@ def speaker_inputs(stats: np.ndarray, groups=None, spk_mean=None, spk_std=None, 
     return tuple(np.array(np.broadcast_to(np.asarray(a, dtype=np.float32), stats.shape)) for a in (spk_mean, spk_std))
 
 
+def average_with_copies(proba: np.ndarray, copy_proba: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: each clip's probabilities (N, C) averaged with those of its copies
+    (copy_proba (M, C); owner (M,): the clip each copy belongs to; a clip may have none). Float32, (N, C)."""
+    total, count = np.asarray(proba, dtype=np.float64).copy(), np.ones(len(proba))
+    np.add.at(total, owner, copy_proba)
+    np.add.at(count, owner, 1)
+    return (total / count[:, None]).astype(np.float32)
+
+
 @dataclass
 class Prediction:
     """One clip's result. ``probabilities`` are keyed by emotion name, in the model's label order."""
@@ -245,12 +254,9 @@ class Recognizer:
         if moments is None:
             out = self.network.forward(X)
             if copies and any(copies):
-                flat = [c for cs in copies for c in cs]
-                p_copies = self.network.forward(flat)["probabilities"]
-                start = np.cumsum([0] + [len(cs) for cs in copies])
-                out["probabilities"] = np.stack([np.vstack([out["probabilities"][i:i + 1],
-                                                            p_copies[start[i]:start[i + 1]]]).mean(axis=0)
-                                                 for i in range(len(X))])
+                owner = np.repeat(np.arange(len(copies)), [len(cs) for cs in copies])
+                p_copies = self.network.forward([c for cs in copies for c in cs])["probabilities"]
+                out["probabilities"] = average_with_copies(out["probabilities"], p_copies, owner)
         else:
             out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
             out["probabilities"] = (1.0 - trust) * out["probabilities"] + trust * out["probabilities_adapted"]
