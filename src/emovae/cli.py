@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with columns file,speaker")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score each clip at the model's training speeds and average "
-                        "(+0.7 to +2.5 points of balanced accuracy measured, about 5x slower)")
+                        "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")
     _add_prior_arg(p)
     p.set_defaults(func=cmd_predict)
 
