@@ -84,6 +84,8 @@ def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.nda
     the epoch chosen on validation).
     Returns (model in eval mode, validation balanced accuracy per epoch).
     """
+    from sklearn.metrics import balanced_accuracy_score
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -117,7 +119,7 @@ def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.nda
             opt.step()
             sched.step()
         if val is not None:
-            ua = balanced_accuracy(val[1], predict_proba(model, val[0]).argmax(1))
+            ua = float(balanced_accuracy_score(val[1], predict_proba(model, val[0]).argmax(1)))
             val_ua.append(ua)
             if ua > best:
                 best, best_state = ua, copy.deepcopy(model.state_dict())
@@ -132,8 +134,3 @@ def predict_proba(model: SequenceCNN, x: np.ndarray) -> np.ndarray:
     model.eval()
     return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))), dim=1).numpy()
 
-
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in y_true."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
