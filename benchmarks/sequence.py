@@ -51,6 +51,21 @@ CONFIGS = {
     "cnn+speed+specaug+mixup init 1": (True, True, True, 64, False, 40, 1000),
     "cnn+speed+specaug+mixup init 2": (True, True, True, 64, False, 40, 2000),
 }
+# third round (input representation, fixed before any result): the speech span's 64 log-mel bands pooled to 64
+# steps (`data-mel`), each clip's mean level subtracted (gain), one global scale; the shipped recipe otherwise.
+# name -> (input: "mel" or "both" (the 89 frame columns and the 64 bands), architecture: "1d" (the CNN above) or
+# "2d": Conv2d 1->8->16->32->64 (3x3, BN, GELU, 2x2 max-pool after the first three) over (band, step), mean over
+# bands, [mean, max] over steps, dropout 0.3, Linear(128 -> 8), about 25 k parameters)
+MEL_CONFIGS = {
+    "mel1d+speed+specaug+mixup": ("mel", "1d"),
+    "both1d+speed+specaug+mixup": ("both", "1d"),
+    "mel2d+speed+specaug+mixup": ("mel", "2d"),
+    # fourth round (after the third on seeds 0-2): the same 2-D CNN on the smooth log-mel that the 40 pooled MFCCs
+    # hold (inverse DCT, 40 -> 64 bands), so a shipped graph can compute it from its frame input
+    "mfccmel2d+speed+specaug+mixup": ("mfccmel", "2d"),
+}
+for _name in MEL_CONFIGS:
+    CONFIGS[_name] = (True, True, True, 64, False, 40, 0)
 
 
 def make_data(out: Path, seq_len: int) -> None:
@@ -75,11 +90,48 @@ def make_data(out: Path, seq_len: int) -> None:
                         frame_names=np.array(table.frame_names))
 
 
+def make_mel(out: Path, seq_len: int) -> None:
+    """Write the speech span's log-mel bands (dB) pooled to seq_len steps, (speeds, N, seq_len, n_mels) uint8
+    over one global range, in the clip order of `make_data` (the package's extraction order)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.config import FeatureConfig
+    from emovae.extraction import default_cache_dir, extract_dataset
+
+    table, _ = extract_dataset(DATA, FeatureConfig(), cache_dir=default_cache_dir(), progress=False)
+    with ProcessPoolExecutor() as pool:
+        mel = np.stack(list(pool.map(_mel_copies, table.paths, [seq_len] * len(table.paths), chunksize=16)), 1)
+    lo, hi = np.percentile(mel, 0.1), np.percentile(mel, 99.9)
+    q = np.clip(np.round((mel - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+    np.savez_compressed(out, q=q, lo=np.float32(lo), hi=np.float32(hi), labels=table.labels, actors=table.actors)
+
+
+def _mel_copies(path: str, seq_len: int) -> np.ndarray:
+    """(speeds, seq_len, n_mels) pooled log-mel of one clip as recorded and at each of SPEEDS."""
+    from emovae import audio
+    from emovae.config import FeatureConfig
+    from emovae.features import frame_energy_db, log_mel, pool_frames, speech_span, stft_power
+
+    cfg = FeatureConfig()
+    y = audio.load(path, cfg.sample_rate)
+    out = []
+    for f in (1.0,) + SPEEDS:
+        z = audio.speed_perturb(y, cfg.sample_rate, f)
+        lm = log_mel(stft_power(z, cfg), cfg)[speech_span(frame_energy_db(z, cfg), cfg)]
+        out.append(pool_frames(lm, seq_len))
+    return np.stack(out)
+
+
 def load(path: Path) -> dict:
     with np.load(path) as z:
         d = {k: z[k] for k in z.files}
     d["seq"] = (d["q"].astype(np.float32) / 255 * (d["hi"] - d["lo"]) + d["lo"]).astype(np.float32)
     d["stats"] = d["stats"].astype(np.float32)
+    mel_path = path.with_name(path.name.replace("seq", "mel"))
+    if mel_path.exists():
+        with np.load(mel_path) as z:
+            mel = z["q"].astype(np.float32) / 255 * (z["hi"] - z["lo"]) + z["lo"]
+        d["mel"] = (mel - mel.mean(axis=(2, 3), keepdims=True)).astype(np.float32)  # each clip's mean level
     return d
 
 
@@ -96,6 +148,16 @@ def train_fold(job: tuple) -> dict:
     torch.set_num_threads(1)
     d = load(Path(data_path))
     seq, stats, y, actors = d["seq"], d["stats"], d["labels"], d["actors"]
+    kind, arch = MEL_CONFIGS.get(name, ("frames", "1d"))
+    if kind == "mel":
+        seq = d["mel"]
+    elif kind == "mfccmel":
+        from emovae.features import _dct_matrix
+
+        mel = seq[..., :40] @ _dct_matrix(64, 40).T  # (speeds, N, T, 64) smooth log-mel in dB
+        seq = (mel - mel.mean(axis=(2, 3), keepdims=True)).astype(np.float32)
+    elif kind == "both":
+        seq = np.concatenate([seq, d["mel"]], axis=-1)
     n_copies = seq.shape[0] if speed else 1
     dev = torch.device(device)
 
@@ -104,16 +166,34 @@ def train_fold(job: tuple) -> dict:
         rng = np.random.default_rng(seed_)
         m = seq[:n_copies, rows].reshape(-1, seq.shape[-1]).mean(0)
         s = seq[:n_copies, rows].reshape(-1, seq.shape[-1]).std(0) + 1e-6
+        if arch == "2d":  # one scale for all bands: keeps the band axis shift-equivariant
+            m, s = np.zeros_like(m), np.full_like(s, seq[:n_copies, rows].std())
         sm, ss = stats[:n_copies, rows].reshape(-1, stats.shape[-1]).mean(0), \
             stats[:n_copies, rows].reshape(-1, stats.shape[-1]).std(0) + 1e-6
         X = torch.from_numpy(((seq - m) / s).transpose(0, 1, 3, 2).copy()).to(dev)  # (copies, N, F, T)
         S = torch.from_numpy(np.clip((stats - sm) / ss, -8, 8).astype(np.float32)).to(dev)
         Y = torch.from_numpy(y).to(dev)
         F_, C = X.shape[2], channels
-        net = nn.Sequential(
-            nn.Conv1d(F_, C, 5, padding=2), nn.BatchNorm1d(C), nn.GELU(),
-            nn.Conv1d(C, C, 5, stride=2, padding=2), nn.BatchNorm1d(C), nn.GELU(),
-            nn.Conv1d(C, C, 3, stride=2, padding=1), nn.BatchNorm1d(C), nn.GELU()).to(dev)
+        if arch == "2d":
+            def block(i, o, pool=True):
+                return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU()] + ([nn.MaxPool2d(2)] if pool else [])
+            C = 64
+            body = nn.Sequential(*block(1, 8), *block(8, 16), *block(16, 32), *block(32, C, pool=False))
+
+            class Net2d(nn.Module):  # (B, bands, steps) -> (B, C, steps / 8), mean over bands
+                def __init__(self):
+                    super().__init__()
+                    self.body = body
+
+                def forward(self, x):
+                    return self.body(x[:, None]).mean(2)
+
+            net = Net2d().to(dev)
+        else:
+            net = nn.Sequential(
+                nn.Conv1d(F_, C, 5, padding=2), nn.BatchNorm1d(C), nn.GELU(),
+                nn.Conv1d(C, C, 5, stride=2, padding=2), nn.BatchNorm1d(C), nn.GELU(),
+                nn.Conv1d(C, C, 3, stride=2, padding=1), nn.BatchNorm1d(C), nn.GELU()).to(dev)
         head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * C + (S.shape[-1] if with_stats else 0), 8)).to(dev)
         params = list(net.parameters()) + list(head.parameters())
         opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-2)
@@ -166,38 +246,45 @@ def train_fold(job: tuple) -> dict:
                 opt.step()
                 sched.step()
             if len(val_rows):
-                val_ua.append(bas(y[val_rows], predict(torch.from_numpy(val_rows).to(dev)).argmax(1)))
+                val_probs.append(predict(torch.from_numpy(val_rows).to(dev)))
+                val_ua.append(bas(y[val_rows], val_probs[-1].argmax(1)))
         return predict, val_ua
 
     t0 = time.time()
     itr, iva = inner_split(actors[tr], 3, seed)
+    val_probs: list[np.ndarray] = []
     _, val_ua = fit(tr[itr], tr[iva], epochs, seed + offset)
     best = int(np.argmax(val_ua)) + 1
     predict, _ = fit(tr, np.arange(0), best, seed + offset)
     te_t = torch.from_numpy(te).to(dev)
     probs = np.stack([predict(te_t, c) for c in range(seq.shape[0])])  # (speeds, n_test, 8): 0 = as recorded
     return {"config": name, "seed": seed, "fold": fold, "probs": probs.astype(np.float16),
+            "val_probs": val_probs[best - 1].astype(np.float16),  # inner validation clips at the chosen epoch
             "val_ua": [round(v, 4) for v in val_ua], "best_epoch": best,
             "ua": float(bas(y[te], probs[0].argmax(1))), "seconds": time.time() - t0}
 
 
 def save_runs(path: Path, results: list[dict], machine: str) -> None:
     """Per-fold CNN outputs as one .npz: probabilities of every test clip at every speed, and the metadata."""
-    meta = [{k: v for k, v in r.items() if k != "probs"} for r in results]
+    meta = [{k: v for k, v in r.items() if k not in ("probs", "val_probs")} for r in results]
     np.savez_compressed(path, meta=json.dumps({"machine": machine, "results": meta}),
-                        **{f"p{i}": r["probs"] for i, r in enumerate(results)})
+                        **{f"p{i}": r["probs"] for i, r in enumerate(results)},
+                        **{f"v{i}": r["val_probs"] for i, r in enumerate(results) if "val_probs" in r})
 
 
-def load_runs(paths: list[str]) -> tuple[dict, list[str]]:
-    """{(config, seed, fold): probabilities (speeds, n_test, 8)} from one or more saved runs, and their machines."""
-    by, machines = {}, []
+def load_runs(paths: list[str]) -> tuple[dict, dict, list[str]]:
+    """{(config, seed, fold): probabilities (speeds, n_test, 8)} from one or more saved runs, the same for the
+    inner validation clips at the chosen epoch (runs that saved them), and the runs' machines."""
+    by, val, machines = {}, {}, []
     for path in paths:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             machines.append(meta["machine"])
             for i, r in enumerate(meta["results"]):
                 by[(r["config"], r["seed"], r["fold"])] = z[f"p{i}"].astype(np.float64)
-    return by, machines
+                if f"v{i}" in z.files:
+                    val[(r["config"], r["seed"], r["fold"])] = z[f"v{i}"].astype(np.float64)
+    return by, val, machines
 
 
 def cmd_train(args) -> int:
@@ -234,7 +321,7 @@ def cmd_report(args) -> int:
 
     d = load(Path(args.data))
     stats, y, actors = d["stats"].astype(np.float64), d["labels"], d["actors"]
-    by, machines = load_runs(args.runs)
+    by, val, machines = load_runs(args.runs)
     configs = list(dict.fromkeys(k[0] for k in by))
     seeds = sorted({k[1] for k in by})
     tta = [0, 2, 3]  # speeds 1, 0.9, 1.1 (the order of the data file: 1, 0.8, 0.9, 1.1, 1.2)
@@ -265,6 +352,45 @@ def cmd_report(args) -> int:
         rows[f"average of LR and {c}, test-time speeds 0.8-1.2x"] = {
             key: (lr[key].mean(0) + p.mean(0)) / 2 for key, p in cnn.items()}
         rows[f"adapted: average of adapted LR and {c}"] = {key: (lr_a[key] + p[0]) / 2 for key, p in cnn.items()}
+    main = "cnn+speed+specaug+mixup"
+    chosen = [k for k in lr if (main, *k) in val]
+    if chosen:  # the LR share and arithmetic/geometric mean chosen on the fold's inner validation actors
+        from emovae.model import inner_split
+
+        picks, comb, comb_a = [], {}, {}
+        grid = [(w, g) for g in (False, True) for w in (0.5, 0.4, 0.6, 0.3, 0.7)]
+
+        def mix(p_lr, p_cnn, w, geo):
+            if not geo:
+                return w * p_lr + (1 - w) * p_cnn
+            z = w * np.log(p_lr + 1e-9) + (1 - w) * np.log(p_cnn + 1e-9)
+            z = np.exp(z - z.max(1, keepdims=True))
+            return z / z.sum(1, keepdims=True)
+
+        for key in chosen:
+            tr, te = actor_folds(actors, 5, key[0])[key[1]]
+            itr, iva = inner_split(actors[tr], 3, key[0])
+            Xtr = stats[:, tr[itr]].reshape(-1, stats.shape[-1])
+            m, s = Xtr.mean(0), Xtr.std(0) + 1e-9
+            h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+            h.fit((Xtr - m) / s, np.tile(y[tr[itr]], stats.shape[0]))
+            p_val = h.predict_proba((stats[0, tr[iva]] - m) / s)
+            ua = [bas(y[tr[iva]], mix(p_val, val[(main, *key)], w, g).argmax(1)) for w, g in grid]
+            w, g = grid[int(np.argmax(ua))]
+            picks.append(f"{w}{'g' if g else 'a'}")
+            comb[key] = mix(lr[key][0], by[(main, *key)][0], w, g)
+            comb_a[key] = mix(lr_a[key], by[(main, *key)][0], w, g)
+        rows[f"LR and {main}, share and mean chosen on the inner actors"] = comb
+        rows[f"adapted: LR and {main}, share and mean chosen on the inner actors"] = comb_a
+        for w, g in grid:
+            rows[f"LR and {main}, LR share {w}, {'geometric' if g else 'arithmetic'} mean"] = {
+                k: mix(lr[k][0], by[(main, *k)][0], w, g) for k in chosen}
+        print("inner choices (LR share, a = arithmetic, g = geometric):", " ".join(picks))
+    for c in [c for c in configs if c in MEL_CONFIGS]:  # a third member: equal thirds, fixed a priori
+        keys = [k for k in lr if (main, *k) in by and (c, *k) in by]
+        name = f"average of LR, {main} and {c}"
+        rows[name] = {k: (lr[k][0] + by[(main, *k)][0] + by[(c, *k)][0]) / 3 for k in keys}
+        rows[f"adapted: {name}"] = {k: (lr_a[k] + by[(main, *k)][0] + by[(c, *k)][0]) / 3 for k in keys}
     inits = [c for c in configs if c.startswith("cnn+speed+specaug+mixup init")]
     if inits:  # an ensemble of the main recipe trained from several initialisations
         members = ["cnn+speed+specaug+mixup"] + inits
@@ -302,6 +428,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("data")
     p.add_argument("--out", default=".seqdata/seq64.npz")
     p.add_argument("--seq-len", type=int, default=64)
+    p = sub.add_parser("data-mel")
+    p.add_argument("--out", default=".seqdata/mel64.npz")
+    p.add_argument("--seq-len", type=int, default=64)
     p = sub.add_parser("train")
     p.add_argument("--data", default=".seqdata/seq64.npz")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -315,6 +444,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "data":
         make_data(Path(args.out), args.seq_len)
+        return 0
+    if args.cmd == "data-mel":
+        make_mel(Path(args.out), args.seq_len)
         return 0
     return cmd_train(args) if args.cmd == "train" else cmd_report(args)
 

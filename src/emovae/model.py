@@ -155,6 +155,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import balanced_accuracy_score
 
+        from .export import round_to_half
         from .vae import train_vae
 
         fcfg, vcfg, ccfg, tcfg = self._cfgs()
@@ -250,6 +251,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             for name, arr in (("seq_mean", seq_mean), ("seq_std", seq_std), ("stats_mean", stats_mean),
                               ("stats_std", stats_std), ("z_mean", z_mean), ("z_std", z_std)):
                 getattr(net, name).copy_(torch.from_numpy(arr))
+        round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
         self.net_ = net.eval()
         self.novelty_ = self._calibrate_novelty(seq, stats, va if len(va) else tr, "inner validation actors"
                                                 if len(va) else "training clips")
@@ -424,5 +426,5 @@ def _load_state(directory: Path, torch, keys: set[str]) -> dict:
     from onnx import numpy_helper
 
     proto = onnx.load(str(directory / ONNX_FILE))
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer
-            if t.name in keys}
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32)) for t in proto.graph.initializer
+            if t.name in keys}  # float16 initializers (export.half_initializers) back to float32
