@@ -3,7 +3,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from emovae.cnn import SequenceCNN, predict_proba, spec_augment, train_cnn  # noqa: E402
+from emovae.cnn import MelCNN, MelInput, SequenceCNN, predict_proba, spec_augment, train_cnn  # noqa: E402
 
 
 def ramps(n: int, rng: np.random.Generator, F: int = 6, T: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -16,17 +16,38 @@ def ramps(n: int, rng: np.random.Generator, F: int = 6, T: int = 16) -> tuple[np
     return x, y
 
 
-def test_shapes_and_fused_network_matches():
-    net = SequenceCNN(6, 3, channels=8)
-    x = torch.randn(4, 6, 16)
+@pytest.mark.parametrize("make, shape, norm", [
+    (lambda: SequenceCNN(6, 3, channels=8), (6, 16), torch.nn.BatchNorm1d),  # (features, steps)
+    (lambda: MelCNN(3), (16, 24), torch.nn.BatchNorm2d),  # (bands, steps)
+])
+def test_shapes_and_fused_network_matches(make, shape, norm):
+    net = make()
+    x = torch.randn(4, *shape)
     net.train()
     for _ in range(3):  # move the BatchNorm running statistics away from their initial values
-        net(torch.randn(8, 6, 16) * 2 + 1)
+        net(torch.randn(8, *shape) * 2 + 1)
     net.eval()
     fused = net.fused()
     assert net(x).shape == (4, 3)
-    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+    assert any(isinstance(m, norm) for m in net.modules()) and not any(isinstance(m, norm) for m in fused.modules())
     torch.testing.assert_close(fused(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_mel_input_inverts_the_mfcc_dct_and_removes_the_level():
+    from emovae.features import _dct_matrix
+
+    rng = np.random.default_rng(0)
+    log_mel = rng.normal(-40, 10, (2, 30, 12)).astype(np.float32)  # (clips, frames, bands) in dB
+    mfcc = (log_mel @ _dct_matrix(12, 12)).astype(np.float32)  # all coefficients kept: the inverse is exact
+    frames = np.concatenate([mfcc, rng.normal(size=(2, 30, 3)).astype(np.float32)], axis=2)  # + other columns
+    layer = MelInput(12, 12)
+    layer.scale.fill_(2.0)
+    out = layer(torch.from_numpy(frames)).numpy()
+    want = (log_mel - log_mel.mean(axis=(1, 2), keepdims=True)) / 2
+    np.testing.assert_allclose(out, want.transpose(0, 2, 1), atol=1e-3)
+    louder = np.concatenate([mfcc + _dct_matrix(12, 12).sum(0) * 6, frames[..., 12:]], 2).astype(np.float32)
+    louder = layer(torch.from_numpy(louder))
+    np.testing.assert_allclose(louder.numpy(), out, atol=1e-3)  # +6 dB in every band changes nothing
 
 
 def test_spec_augment_masks_spans_with_zero():

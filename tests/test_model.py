@@ -158,27 +158,36 @@ def test_probabilities_average_the_cnn_and_the_linear_head(small_table, tmp_path
 
     X = table_features(small_table)
     m = make().fit(X, small_table.labels, groups=small_table.actors)
-    assert m.net_.cnn is not None and 1 <= m.cnn_selection_["epoch"] <= ClassifierConfig().cnn_epochs
+    assert m.net_.cnn is not None and m.net_.mel_cnn is not None
+    for arch in ("frames", "mel"):
+        assert 1 <= m.cnn_selection_[arch]["epoch"] <= ClassifierConfig().cnn_epochs
     p = m.predict_proba(X)
-    with torch.no_grad():  # silence the CNN: the output must move to the linear head's probabilities
-        for layer in (m.net_.cnn.head[1],):
+    with torch.no_grad():  # silence the CNNs: the output must move to the linear head's probabilities
+        for layer in (m.net_.cnn.head[1], m.net_.mel_cnn.head[1]):
             layer.weight.zero_()
             layer.bias.zero_()
     q = m.predict_proba(X)
     assert not np.allclose(p, q, atol=1e-3)
     np.testing.assert_allclose(q.sum(axis=1), 1, atol=1e-5)
-    assert np.all(q >= 0.5 / len(m.classes_) - 1e-6)  # half of each row is the CNN's uniform output
+    assert np.all(q >= (2 / 3) / len(m.classes_) - 1e-6)  # two thirds of each row: the CNNs' uniform outputs
+    assert np.all(q <= (2 / 3) / len(m.classes_) + 1 / 3 + 1e-6)  # the linear head holds the other third
+    assert m.net_.cnn_weight == pytest.approx(2 / 3)
 
 
-def test_model_json_without_cnn_loads_without_it(small_table, tmp_path):
+@pytest.mark.parametrize("ccfg, missing", [
+    (ClassifierConfig(cnn_channels=0, mel_cnn=False), ("cnn_channels", "mel_cnn")),  # before the CNNs
+    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5), ("mel_cnn",)),  # before the log-mel CNN
+])
+def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, missing):
     import json
 
     X = table_features(small_table)
-    old = EmotionRecognizer(FCFG, VCFG, ClassifierConfig(cnn_channels=0), TrainConfig(seed=0, val_actors=1))
+    old = EmotionRecognizer(FCFG, VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
     old.fit(X, small_table.labels, groups=small_table.actors).save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "model.json").read_text())
-    del meta["classifier_config"]["cnn_channels"]  # as written before the CNN existed
+    for key in missing:  # as written before that network existed
+        del meta["classifier_config"][key]
     (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
     back = EmotionRecognizer.load(tmp_path / "old")
-    assert back.net_.cnn is None
+    assert back.net_.mel_cnn is None and (back.net_.cnn is None) == (ccfg.cnn_channels == 0)
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))

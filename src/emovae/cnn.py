@@ -1,5 +1,6 @@
-"""The sequence classifier (torch only): a small 1-D CNN on the frame matrix, trained with speed copies,
-SpecAugment and mixup, whose probabilities are averaged with the logistic regression on the statistics.
+"""The sequence classifiers (torch only): a small 1-D CNN on the frame matrix and a small 2-D CNN on the log-mel
+bands the frames' MFCCs hold, trained with speed copies, SpecAugment and mixup, whose probabilities are averaged
+with the logistic regression on the statistics.
 
 Input x: (batch, features, seq_len), the same standardised pooled frames the VAE encodes. It reads the contour
 of each frame column over time, which the utterance statistics summarise only coarsely; on its own it scores
@@ -41,17 +42,69 @@ class SequenceCNN(nn.Module):
     def fused(self) -> "SequenceCNN":
         """The same function without BatchNorm layers: each one folded into the convolution before it (eval
         mode statistics), so the shipped graph holds only convolutions and the head."""
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
-
         conv0 = self.body[0]
-        out = SequenceCNN(conv0.in_channels, self.head[1].out_features, conv0.out_channels, batch_norm=False)
-        state = {k: v for k, v in self.state_dict().items() if k.startswith("head.")}
-        for i in (0, 3, 6):
-            conv = fuse_conv_bn_eval(self.body[i].eval(), self.body[i + 1].eval()) \
-                if isinstance(self.body[i + 1], nn.BatchNorm1d) else self.body[i]
+        return _fold_batch_norm(self, SequenceCNN(conv0.in_channels, self.head[1].out_features, conv0.out_channels,
+                                                  batch_norm=False))
+
+
+class MelCNN(nn.Module):
+    """(B, M, T) log-mel bands (see ``MelInput``) -> class logits (B, C): a small 2-D CNN over (band, step),
+    Conv2d 1 -> 8 -> 16 -> 32 -> 64 (3x3, GELU, 2x2 max-pool after the first three), mean over bands, then mean
+    and max over time. Sliding over the bands, it sees a formant pattern the same way wherever a voice puts
+    it: weaker than the frame CNN alone, but it errs differently (benchmarks/experiments.md, section 9)."""
+
+    def __init__(self, n_classes: int, widths: tuple[int, ...] = (8, 16, 32, 64), dropout: float = 0.3,
+                 batch_norm: bool = True):
+        super().__init__()
+        layers, c_in = [], 1
+        for i, c in enumerate(widths):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c) if batch_norm else nn.Identity(), nn.GELU()]
+            layers += [nn.MaxPool2d(2)] if i < len(widths) - 1 else []
+            c_in = c
+        self.widths = tuple(widths)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x[:, None]).mean(dim=2)
+        return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=1))
+
+    def fused(self) -> "MelCNN":
+        """The same function with each BatchNorm folded into the convolution before it (see SequenceCNN)."""
+        return _fold_batch_norm(self, MelCNN(self.head[1].out_features, self.widths, batch_norm=False))
+
+
+class MelInput(nn.Module):
+    """Raw pooled frames (B, T, F) whose first columns are the MFCCs -> (B, M, T) smooth log-mel bands in dB
+    (the inverse of the MFCCs' DCT: the band energies the kept coefficients describe), each clip's mean level
+    removed (gain) and divided by one fitted scale, so that every band keeps the same units."""
+
+    def __init__(self, n_mfcc: int, n_mels: int):
+        super().__init__()
+        from .features import _dct_matrix
+
+        self.register_buffer("idct", torch.from_numpy(_dct_matrix(n_mels, n_mfcc).T.astype(np.float32)))
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        mel = seq[..., : self.idct.shape[0]] @ self.idct
+        return ((mel - mel.mean(dim=(1, 2), keepdim=True)) / self.scale).transpose(1, 2)
+
+
+def _fold_batch_norm(model: nn.Module, twin: nn.Module) -> nn.Module:
+    """Load ``twin`` (the same layers with Identity for each BatchNorm) with ``model``'s weights, every BatchNorm
+    folded into the convolution before it (eval statistics)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    state = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
+    for i, layer in enumerate(model.body):
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+            norm = model.body[i + 1]
+            conv = fuse_conv_bn_eval(layer.eval(), norm.eval()) if isinstance(norm, nn.modules.batchnorm._BatchNorm) \
+                else layer
             state[f"body.{i}.weight"], state[f"body.{i}.bias"] = conv.weight.detach(), conv.bias.detach()
-        out.load_state_dict(state)
-        return out.eval()
+    twin.load_state_dict(state)
+    return twin.eval()
 
 
 def spec_augment(x: torch.Tensor, gen: torch.Generator, n_masks: int = 2, max_width: int = 8) -> torch.Tensor:
@@ -71,7 +124,8 @@ def spec_augment(x: torch.Tensor, gen: torch.Generator, n_masks: int = 2, max_wi
 
 def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.ndarray, np.ndarray] | None = None,
               epochs: int = 40, stop_after: int | None = None, channels: int = 64, seed: int = 0,
-              batch_size: int = 64, lr: float = 2e-3, mixup_alpha: float = 0.4) -> tuple[SequenceCNN, list[float]]:
+              batch_size: int = 64, lr: float = 2e-3, mixup_alpha: float = 0.4,
+              arch: str = "frames") -> tuple[nn.Module, list[float]]:
     """Train a SequenceCNN on x: (copies, N, F, T) float32 standardised frames of N clips, where copy 0 is the
     clip as recorded and the others are its speed copies (NaN rows: copy missing), with labels y (N,) in
     0..n_classes-1.
@@ -81,7 +135,8 @@ def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.nda
     one-cycle cosine schedule over ``epochs``. With ``val`` = (x_val (N_val, F, T), y_val) the balanced
     accuracy on it is recorded per epoch and the best epoch's weights are returned; else the last epoch's.
     ``stop_after``: end after that many epochs of the ``epochs``-long schedule (to retrain on all clips up to
-    the epoch chosen on validation).
+    the epoch chosen on validation). ``arch``: "frames" (a SequenceCNN of ``channels``) or "mel" (a MelCNN; x
+    holds log-mel bands (copies, N, M, T) from ``MelInput``).
     Returns (model in eval mode, validation balanced accuracy per epoch).
     """
     from sklearn.metrics import balanced_accuracy_score
@@ -94,7 +149,7 @@ def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.nda
     X = torch.nan_to_num(X)
     Y = torch.from_numpy(np.asarray(y, dtype=np.int64))
     n = X.shape[1]
-    model = SequenceCNN(X.shape[2], n_classes, channels)
+    model = SequenceCNN(X.shape[2], n_classes, channels) if arch == "frames" else MelCNN(n_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     steps = epochs * int(np.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1, anneal_strategy="cos")
@@ -129,7 +184,7 @@ def train_cnn(x: np.ndarray, y: np.ndarray, n_classes: int, *, val: tuple[np.nda
 
 
 @torch.no_grad()
-def predict_proba(model: SequenceCNN, x: np.ndarray) -> np.ndarray:
+def predict_proba(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Class probabilities (N, C) of standardised frames x (N, F, T)."""
     model.eval()
     return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))), dim=1).numpy()

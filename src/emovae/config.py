@@ -121,13 +121,15 @@ class ClassifierConfig:
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
     cnn_channels: int = 64  # a 1-D CNN on the frames (emovae.cnn) whose probabilities are averaged in; 0 = off
     cnn_epochs: int = 40  # its schedule; the epoch to stop at is chosen on the inner validation actors
-    cnn_weight: float = 0.5  # probabilities = (1 - w) x logistic regression + w x CNN (experiments.md, section 8)
+    mel_cnn: bool = True  # also a 2-D CNN on the log-mel bands the MFCCs hold (emovae.cnn.MelCNN), averaged in
+    cnn_weight: float | None = None  # probabilities = (1 - w) x logistic regression + w x mean of the CNNs;
+    # None: equal shares for the regression and each CNN (experiments.md, sections 8 and 9)
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
-        if self.cnn_channels < 0 or self.cnn_epochs < 1 or not 0 <= self.cnn_weight <= 1:
-            raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight in [0, 1]")
+        if self.cnn_channels < 0 or self.cnn_epochs < 1 or not (self.cnn_weight is None or 0 <= self.cnn_weight <= 1):
+            raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 

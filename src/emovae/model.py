@@ -63,12 +63,14 @@ def _scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
-def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig, clf_cfg: ClassifierConfig):
-    """An untrained EmotionNet of the right shapes (weights are loaded or set by fit)."""
+def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig, clf_cfg: ClassifierConfig,
+              feat_cfg: FeatureConfig | None = None):
+    """An untrained EmotionNet of the right shapes (weights are loaded or set by fit); ``feat_cfg`` gives the
+    MFCC and mel-band counts of the log-mel CNN's input."""
     import torch
     from torch import nn
 
-    from .cnn import SequenceCNN
+    from .cnn import MelCNN, MelInput, SequenceCNN
     from .vae import SequenceVAE
 
     class EmotionNet(nn.Module):
@@ -80,7 +82,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         fails on noise (flat frames are easy to rebuild). Without statistics in the VAE it is recon_mse.
         Last, probabilities_adapted (B, C): the adapted head on the statistics z-scored with the speaker's
         mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py). With a sequence
-        CNN (ClassifierConfig.cnn_channels) both heads' probabilities are averaged with the CNN's."""
+        CNN (ClassifierConfig.cnn_channels) and/or a log-mel CNN (mel_cnn) both heads' probabilities are averaged
+        with theirs (cnn_weight)."""
 
         def __init__(self):
             super().__init__()
@@ -90,6 +93,11 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             self.classifier_adapted = nn.Linear(d, n_classes)
             self.cnn = (SequenceCNN(n_frame_features, n_classes, clf_cfg.cnn_channels, batch_norm=False)
                         if clf_cfg.cnn_channels else None)  # trained with BatchNorm, shipped fused
+            fc = feat_cfg or FeatureConfig()
+            self.mel_input = MelInput(fc.n_mfcc, fc.n_mels) if clf_cfg.mel_cnn else None
+            self.mel_cnn = MelCNN(n_classes, batch_norm=False) if clf_cfg.mel_cnn else None
+            n_cnn = int(self.cnn is not None) + int(self.mel_cnn is not None)
+            self.cnn_weight = (n_cnn / (n_cnn + 1) if clf_cfg.cnn_weight is None else clf_cfg.cnn_weight) if n_cnn else 0.0
             for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
                                ("stats_mean", n_stats), ("stats_std", n_stats),
                                ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
@@ -115,9 +123,10 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             parts_a = ([s_a] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
             probs = torch.softmax(self.classifier(torch.cat(parts, dim=1)), dim=1)
             probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
-            if self.cnn is not None:  # average with the sequence CNN's probabilities
-                w = clf_cfg.cnn_weight
-                p_cnn = torch.softmax(self.cnn(x), dim=1)
+            p_cnn = ([torch.softmax(self.cnn(x), dim=1)] if self.cnn is not None else []) + (
+                [torch.softmax(self.mel_cnn(self.mel_input(seq)), dim=1)] if self.mel_cnn is not None else [])
+            if p_cnn:  # average with the CNNs' probabilities
+                w, p_cnn = self.cnn_weight, sum(p_cnn) / len(p_cnn)
                 probs, probs_a = (1 - w) * probs + w * p_cnn, (1 - w) * probs_a + w * p_cnn
             return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
 
@@ -209,6 +218,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         feats, feats_a = head_inputs(mu, stats, speakers)
         row_y, row_actor, n_orig = y, groups, len(y)
         cnn_x = [xs]  # the CNN's training frames: the clips, then each speed's copies (NaN where one failed)
+        raw_x = [seq]  # the same, raw (the log-mel CNN's input is computed from them)
         for f, copies in sorted((augmented or {}).items()):
             keep = [i for i, c in enumerate(copies) if c is not None]
             if len(copies) != len(X):
@@ -218,6 +228,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
             cnn_x.append(np.full_like(xs, np.nan))
             cnn_x[-1][keep] = ((seq_f - seq_mean) / seq_std).transpose(0, 2, 1)
+            raw_x.append(np.full_like(seq, np.nan))
+            raw_x[-1][keep] = seq_f
             single, adapted = head_inputs(encode(seq_f, stats_f), stats_f,
                                           np.array([f"{speakers[i]}@x{f:g}" for i in keep], dtype=object))
             feats, feats_a = np.vstack([feats, single]), np.vstack([feats_a, adapted])
@@ -236,10 +248,17 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         else:
             self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
             self.selection_scores_ = {}
-        net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg)
+        net = build_net(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg, fcfg)
         net.vae.load_state_dict(vae.state_dict())
+        self.cnn_selection_ = {}
         if ccfg.cnn_channels:
-            net.cnn.load_state_dict(self._fit_cnn(np.stack(cnn_x), y, tr, va, ccfg, tcfg).fused().state_dict())
+            net.cnn.load_state_dict(self._fit_cnn(np.stack(cnn_x), y, tr, va, ccfg, tcfg, "frames").fused().state_dict())
+        if ccfg.mel_cnn:
+            with torch.no_grad():
+                mel_x = np.stack([net.mel_input(torch.from_numpy(r)).numpy() for r in raw_x])  # (copies, N, M, T)
+                net.mel_input.scale.fill_(float(np.std(mel_x[0])))
+            mel_x /= net.mel_input.scale.item()
+            net.mel_cnn.load_state_dict(self._fit_cnn(mel_x, y, tr, va, ccfg, tcfg, "mel").fused().state_dict())
         self._set_head(net.classifier, make(self.c_).fit(feats, row_y))
         # adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
         self.speaker_prior_ = speaker_prior(stats, groups)
@@ -258,15 +277,17 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_cnn(self, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, ccfg: ClassifierConfig,
-                 tcfg: TrainConfig):
-        """The sequence CNN on standardised frames x (copies, N, F, T): the epoch is chosen on the inner
-        validation actors (trained on the other actors), then it is retrained on all clips up to that epoch."""
+                 tcfg: TrainConfig, arch: str):
+        """A sequence CNN (``arch``: "frames" on standardised frames x (copies, N, F, T), or "mel" on log-mel
+        bands (copies, N, M, T)): the epoch is chosen on the inner validation actors (trained on the other
+        actors), then it is retrained on all clips up to that epoch."""
         import torch
 
         from .cnn import train_cnn
 
         idx = np.array([list(self.classes_).index(v) for v in y])
-        kw = dict(n_classes=len(self.classes_), epochs=ccfg.cnn_epochs, channels=ccfg.cnn_channels, seed=tcfg.seed)
+        kw = dict(n_classes=len(self.classes_), epochs=ccfg.cnn_epochs, channels=ccfg.cnn_channels, seed=tcfg.seed,
+                  arch=arch)
         threads = torch.get_num_threads()
         torch.set_num_threads(tcfg.threads)
         try:
@@ -274,7 +295,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             if len(va):
                 _, val_ua = train_cnn(x[:, tr], idx[tr], val=(x[0, va], idx[va]), **kw)
                 stop = int(np.argmax(val_ua)) + 1
-                self.cnn_selection_ = {"epoch": stop, "val_balanced_accuracy": round(float(max(val_ua)), 4)}
+                self.cnn_selection_[arch] = {"epoch": stop, "val_balanced_accuracy": round(float(max(val_ua)), 4)}
             model, _ = train_cnn(x, idx, stop_after=stop, **kw)
         finally:
             torch.set_num_threads(threads)
@@ -409,7 +430,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.novelty_ = meta.get("novelty", {})
             obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
-            net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg)
+            net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg, fcfg)
             net.load_state_dict(_load_state(Path(directory), torch, set(net.state_dict())))
         except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
             raise ModelFormatError(f"{directory}: model files are incomplete or incompatible ({exc})") from None
