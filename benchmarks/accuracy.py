@@ -3,9 +3,11 @@
 Every system is scored on the SAME actor-grouped 5-fold split (``emovae.evaluate.actor_folds`` with the
 run's seed) of the dev actors, so the per-fold numbers are paired:
 
-  emovae                  handcrafted statistics + VAE latent mean -> logistic regression, averaged with the
-                          sequence CNN on the frames (the shipped model); its adapted head for "UA adapted"
-  emovae (no CNN)         the same without the CNN (the model shipped before it)
+  emovae                  handcrafted statistics + VAE latent mean -> logistic regression, averaged in equal
+                          thirds with the sequence CNN on the frames and the 2-D CNN on the log-mel bands (the
+                          shipped model); its adapted head for "UA adapted"
+  emovae (no log-mel CNN) the same without the log-mel CNN, half and half (the model shipped before it)
+  emovae (no CNN)         the same without either CNN
   emovae (no latent)      the same with the logistic regression on the handcrafted statistics only
   VAE latent alone        the logistic regression on the VAE latent mean only (no statistics, no CNN)
   eGeMAPSv02 + SVM        openSMILE functionals (88) -> StandardScaler + RBF SVC (C=10)
@@ -57,9 +59,10 @@ def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict],
     from emovae.model import EmotionRecognizer
 
     ccfg = {"emovae": ClassifierConfig(),
-            "emovae (no CNN)": ClassifierConfig(cnn_channels=0),
+            "emovae (no log-mel CNN)": ClassifierConfig(mel_cnn=False),
+            "emovae (no CNN)": ClassifierConfig(cnn_channels=0, mel_cnn=False),
             "emovae (no latent)": ClassifierConfig(use_latent=False),
-            "VAE latent alone": ClassifierConfig(use_stats=False, cnn_channels=0)}[variant]
+            "VAE latent alone": ClassifierConfig(use_stats=False, cnn_channels=0, mel_cnn=False)}[variant]
     vcfg = VAEConfig(epochs=5, warmup_epochs=2) if quick else VAEConfig()
 
     def make():
@@ -139,7 +142,7 @@ def main() -> None:
     peer_sets = {"eGeMAPSv02 + SVM": lambda: peers.opensmile_functionals(paths, "eGeMAPSv02"),
                  "ComParE_2016 + SVM": lambda: peers.opensmile_functionals(paths, "ComParE_2016"),
                  "MFCC-stats + SVM": lambda: peers.mfcc_stats(paths)}
-    emovae_variants = ["emovae", "emovae (no CNN)", "emovae (no latent)", "VAE latent alone"]
+    emovae_variants = ["emovae", "emovae (no log-mel CNN)", "emovae (no CNN)", "emovae (no latent)", "VAE latent alone"]
     if args.quick:
         peer_sets = {"eGeMAPSv02 + SVM": peer_sets["eGeMAPSv02 + SVM"]}
         emovae_variants = emovae_variants[:2]
@@ -151,9 +154,10 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name in emovae_variants:
         results[name] = {"folds": [], "fit_s": augment_s, "extract_s": emovae_extract_s,
-                         "dims": {"emovae": f"{table.stats.shape[1]} + latent; frames (CNN)",
+                         "dims": {"emovae": f"{table.stats.shape[1]} + latent; frames (CNN); log-mel (2-D CNN)",
+                                  "emovae (no log-mel CNN)": f"{table.stats.shape[1]} + latent; frames (CNN)",
                                   "emovae (no CNN)": f"{table.stats.shape[1]} + latent",
-                                  "emovae (no latent)": f"{table.stats.shape[1]}; frames (CNN)",
+                                  "emovae (no latent)": f"{table.stats.shape[1]}; frames (CNN); log-mel (2-D CNN)",
                                   "VAE latent alone": "latent"}[name]}
     for name, (X, seconds) in peer_X.items():
         results[name] = {"folds": [], "fit_s": 0.0, "extract_s": seconds, "dims": str(X.shape[1])}
@@ -204,13 +208,10 @@ def main() -> None:
                 diff_lines.append(f"| {seed} | {k} | {', '.join(str(x) for x in fa['test_actors'])} | "
                                   f"{fa['balanced_accuracy']:.3f} | {fb['balanced_accuracy']:.3f} | {d:+.3f} |")
     diffs = np.array(diffs)
-    cnn_diffs = np.array([fa["balanced_accuracy"] - fb["balanced_accuracy"]
-                          for si in range(len(args.seeds)) if "emovae (no CNN)" in results
-                          for fa, fb in zip(results["emovae"]["folds"][si], results["emovae (no CNN)"]["folds"][si])])
-    cnn_adapted = np.array([fa["adapted_balanced_accuracy"] - fb["adapted_balanced_accuracy"]
-                            for si in range(len(args.seeds)) if "emovae (no CNN)" in results
-                            for fa, fb in zip(results["emovae"]["folds"][si],
-                                              results["emovae (no CNN)"]["folds"][si])])
+    def paired(other: str, key: str) -> np.ndarray:
+        """Per-fold ``key`` of emovae minus that of the ablation ``other`` (same folds), all seeds."""
+        return np.array([fa[key] - fb[key] for si in range(len(args.seeds)) if other in results
+                         for fa, fb in zip(results["emovae"]["folds"][si], results[other]["folds"][si])])
 
     # ---- interpretation (written from the numbers, whichever way they go)
     ua = {n: np.mean(flat(n, "balanced_accuracy")) for n in results}
@@ -230,11 +231,12 @@ def main() -> None:
                     f"± {diffs.std():.3f} (mean ± std of the paired per-fold differences; standard error "
                     f"{se:.3f}); emovae is better on {wins} and worse on {losses} of {len(diffs)} folds: "
                     f"{verdict}.")
-    if len(cnn_diffs):
-        text.append(f"Averaging in the sequence CNN changes UA by {cnn_diffs.mean():+.3f} ± {cnn_diffs.std():.3f} "
-                    f"(paired, {int((cnn_diffs > 0).sum())} of {len(cnn_diffs)} folds better) and the adapted UA by "
-                    f"{cnn_adapted.mean():+.3f} ± {cnn_adapted.std():.3f} ({int((cnn_adapted > 0).sum())} of "
-                    f"{len(cnn_adapted)} better).")
+    for other, what in (("emovae (no CNN)", "both sequence CNNs"), ("emovae (no log-mel CNN)", "the log-mel CNN")):
+        d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
+        if len(d):
+            text.append(f"Averaging in {what} changes UA by {d.mean():+.3f} ± {d.std():.3f} (paired, "
+                        f"{int((d > 0).sum())} of {len(d)} folds better) and the adapted UA by {d_a.mean():+.3f} ± "
+                        f"{d_a.std():.3f} ({int((d_a > 0).sum())} of {len(d_a)} better).")
     if "VAE latent alone" in ua:
         text.append(f"The VAE latent alone reaches UA {ua['VAE latent alone']:.3f} (chance {CHANCE}), "
                     f"against {ua['emovae (no latent)']:.3f} for the model without it (statistics and CNN).")
