@@ -17,6 +17,9 @@ Two steps, so that the training can run on a lent GPU machine and the report her
     python benchmarks/sequence.py data --out .seqdata/seq64.npz            # pooled frames + stats of 5 speeds
     python benchmarks/sequence.py train --data .seqdata/seq64.npz --seeds 0 1 2 --out /tmp/seq.json
     python benchmarks/sequence.py report --data .seqdata/seq64.npz --runs /tmp/seq.json   # + LR, ensembles
+
+The log-mel configurations (`MEL_CONFIGS`) also need `python benchmarks/sequence.py data-mel` (written beside the
+frames file as .seqdata/mel64.npz and loaded with it).
 """
 
 from __future__ import annotations

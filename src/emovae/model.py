@@ -1,5 +1,5 @@
 """EmotionRecognizer: scaler -> VAE mean joined with handcrafted statistics -> linear heads, averaged with a
-sequence CNN on the frames (emovae.cnn); save / load.
+sequence CNN on the frames and a 2-D CNN on the log-mel bands they hold (emovae.cnn); save / load.
 
 Follows scikit-learn's estimator contract: ``__init__`` only stores parameters, ``fit`` returns self,
 learned state ends in ``_``, probability columns follow ``classes_``. X is a sequence of
@@ -97,7 +97,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             self.mel_input = MelInput(fc.n_mfcc, fc.n_mels) if clf_cfg.mel_cnn else None
             self.mel_cnn = MelCNN(n_classes, batch_norm=False) if clf_cfg.mel_cnn else None
             n_cnn = int(self.cnn is not None) + int(self.mel_cnn is not None)
-            self.cnn_weight = (n_cnn / (n_cnn + 1) if clf_cfg.cnn_weight is None else clf_cfg.cnn_weight) if n_cnn else 0.0
+            share = n_cnn / (n_cnn + 1) if clf_cfg.cnn_weight is None else clf_cfg.cnn_weight  # None: equal shares
+            self.cnn_weight = share if n_cnn else 0.0
             for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
                                ("stats_mean", n_stats), ("stats_std", n_stats),
                                ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
