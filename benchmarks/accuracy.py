@@ -303,11 +303,13 @@ def main() -> None:
                f"{len(diffs)} folds).", "",
                "| seed | fold | test actors | UA emovae | UA no latent | difference |", "|---|---|---|---|---|---|",
                *diff_lines, ""]
-    if len(cnn_diffs):
-        md += ["## Paired difference: emovae − emovae (no CNN)", "",
-               f"UA difference per fold: **{cnn_diffs.mean():+.3f} ± {cnn_diffs.std():.3f}** (strict), "
-               f"**{cnn_adapted.mean():+.3f} ± {cnn_adapted.std():.3f}** (adapted), over {len(cnn_diffs)} folds: "
-               f"[{' '.join(f'{d:+.3f}' for d in cnn_diffs)}] / [{' '.join(f'{d:+.3f}' for d in cnn_adapted)}].", ""]
+    for other in ("emovae (no CNN)", "emovae (no log-mel CNN)"):
+        d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
+        if len(d):
+            md += [f"## Paired difference: emovae − {other}", "",
+                   f"UA difference per fold: **{d.mean():+.3f} ± {d.std():.3f}** (strict), "
+                   f"**{d_a.mean():+.3f} ± {d_a.std():.3f}** (adapted), over {len(d)} folds: "
+                   f"[{' '.join(f'{x:+.3f}' for x in d)}] / [{' '.join(f'{x:+.3f}' for x in d_a)}].", ""]
     md += ["## What it shows", "", " ".join(text), ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(md))
