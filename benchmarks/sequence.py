@@ -179,7 +179,8 @@ def train_fold(job: tuple) -> dict:
         F_, C = X.shape[2], channels
         if arch == "2d":
             def block(i, o, pool=True):
-                return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU()] + ([nn.MaxPool2d(2)] if pool else [])
+                layers = [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU()]
+                return layers + ([nn.MaxPool2d(2)] if pool else [])
             C = 64
             body = nn.Sequential(*block(1, 8), *block(8, 16), *block(16, 32), *block(32, C, pool=False))
 

@@ -253,7 +253,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         net.vae.load_state_dict(vae.state_dict())
         self.cnn_selection_ = {}
         if ccfg.cnn_channels:
-            net.cnn.load_state_dict(self._fit_cnn(np.stack(cnn_x), y, tr, va, ccfg, tcfg, "frames").fused().state_dict())
+            frame_cnn = self._fit_cnn(np.stack(cnn_x), y, tr, va, ccfg, tcfg, "frames")
+            net.cnn.load_state_dict(frame_cnn.fused().state_dict())
         if ccfg.mel_cnn:
             with torch.no_grad():
                 mel_x = np.stack([net.mel_input(torch.from_numpy(r)).numpy() for r in raw_x])  # (copies, N, M, T)
