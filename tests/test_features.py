@@ -163,6 +163,43 @@ def test_centroid_matches_librosa_on_sound():
     np.testing.assert_allclose(ours, ref, rtol=1e-3)
 
 
+def test_blocked_stft_and_energy_equal_their_definitions():
+    y = voice_like(150, 2.3, seed=7)  # 231 frames: several FFT blocks and a partial last one
+    frames = F.frame_signal(y, CFG.n_fft, CFG.hop_length)
+    assert frames.shape[0] > 3 * F.FFT_BLOCK and frames.shape[0] % F.FFT_BLOCK
+    direct = np.abs(np.fft.rfft(frames * F._window(CFG.win_length, CFG.n_fft), axis=1)) ** 2
+    np.testing.assert_allclose(F.stft_power(y, CFG), direct, rtol=1e-9, atol=1e-12)
+    w = F.frame_signal(y, CFG.win_length, CFG.hop_length)
+    np.testing.assert_allclose(F.frame_energy_db(y, CFG), 10 * np.log10(np.mean(w**2, axis=1) + 1e-10), atol=1e-9)
+
+
+def _yin_direct(frame: np.ndarray, cfg: FeatureConfig) -> tuple[float, float]:
+    """YIN of one frame straight from its definition (difference function by explicit sums), no FFT."""
+    w = cfg.yin_frame_length // 2
+    tau_min, tau_max = int(cfg.sample_rate // cfg.f0_max), int(np.ceil(cfg.sample_rate / cfg.f0_min))
+    x = frame.astype(np.float64)
+    d = np.array([np.sum((x[:w] - x[tau : tau + w]) ** 2) for tau in range(tau_max + 1)])
+    cmnd = np.ones_like(d)
+    cmnd[1:] = d[1:] * np.arange(1, tau_max + 1) / np.cumsum(d[1:])
+    seg = cmnd[tau_min:]
+    dips = [i for i in range(1, len(seg) - 1) if seg[i] <= seg[i - 1] and seg[i] < seg[i + 1]
+            and seg[i] < cfg.yin_threshold]
+    i = dips[0] if dips else int(np.argmin(seg))
+    return cfg.sample_rate / (tau_min + i + F._parabolic_shift(seg[None], np.array([i]))[0]), seg[i]
+
+
+def test_yin_equals_its_definition_frame_by_frame():
+    y = voice_like(130, 1.6, seed=8) * np.linspace(0.2, 1.0, int(1.6 * SR)).astype(np.float32)
+    mask = np.zeros(1 + len(y) // CFG.hop_length, bool)
+    mask[5::2] = True  # skipped frames must stay NaN; selected ones span several blocks
+    f0, ap = F.yin(y, CFG, frames_mask=mask)
+    assert np.all(np.isnan(f0[~mask])) and np.all(ap[~mask] == 1)
+    frames = F.frame_signal(y, CFG.yin_frame_length, CFG.hop_length)
+    for t in np.flatnonzero(mask)[::7]:
+        ref_f0, ref_ap = _yin_direct(frames[t], CFG)
+        assert f0[t] == pytest.approx(ref_f0, rel=1e-6) and ap[t] == pytest.approx(ref_ap, abs=1e-6)
+
+
 def test_bad_input_errors():
     with pytest.raises(AudioError, match="too short"):
         F.extract(np.zeros(100, np.float32), SR, CFG)

@@ -22,7 +22,7 @@ from .data import EMOTIONS, Utterance, scan
 from .errors import DataError, EmovaeError
 
 #: Bump when feature code changes its output for the same config, so that caches are never stale.
-FEATURE_CODE_VERSION = 1
+FEATURE_CODE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
