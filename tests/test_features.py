@@ -106,7 +106,6 @@ def test_shape_stats_known_answers():
     """A rising glide has a positive F0 slope and a wide semitone range; a steady tone has neither; a tone that
     gets louder has a positive level slope."""
     sr, n = SR, 2 * SR
-    t = np.arange(n) / sr
     glide = (0.5 * np.sin(2 * np.pi * np.cumsum(np.linspace(150, 300, n)) / sr)).astype(np.float32)
     steady = F.extract(tone(200.0, 2.0), SR, CFG)
     rising = F.extract(glide, SR, CFG)
