@@ -9,7 +9,6 @@ Shapes: a signal is (samples,) float32; frame matrices are (frames, features) wi
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from functools import lru_cache
 
