@@ -49,6 +49,35 @@ def time_path(fn, files) -> np.ndarray:
     return np.array(out)
 
 
+def stage_times(rec, files) -> dict[str, float]:
+    """Median ms per clip of each stage of the onnxruntime path (``Recognizer.predict_file`` taken apart):
+    decode, resample, frame features, utterance statistics, network (with the prediction objects)."""
+    import soundfile as sf
+    import soxr
+
+    from emovae import features
+
+    cfg = rec.feature_config
+    out: dict[str, list[float]] = {k: [] for k in ("decode", "resample", "frame features", "statistics",
+                                                   "network and prediction")}
+    for f in [files[0], *files]:
+        t0 = time.perf_counter()
+        y, sr = sf.read(f, dtype="float32", always_2d=False)
+        y = y.mean(axis=1) if y.ndim == 2 else y
+        t1 = time.perf_counter()
+        y = soxr.resample(y, sr, cfg.sample_rate, quality="HQ").astype(np.float32, copy=False)
+        t2 = time.perf_counter()
+        frames = features.frame_features(y, cfg)
+        t3 = time.perf_counter()
+        stats = features.utterance_stats(frames, cfg)
+        t4 = time.perf_counter()
+        rec.predict_features([features.Features(frames, features.frame_names(cfg), stats, features.stat_names(cfg))])
+        t5 = time.perf_counter()
+        for k, a, b in zip(out, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            out[k].append((b - a) * 1000)
+    return {k: float(np.median(v[1:])) for k, v in out.items()}
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -109,6 +138,7 @@ def main() -> None:
     clip_s = np.mean([__import__("soundfile").info(f).duration for f in files[:200]])
     rows = {}
     rows["emovae, onnxruntime"] = time_path(onnx.predict_file, files)
+    stages = stage_times(onnx, files)
     rows["emovae, torch"] = time_path(tor.predict_file, files)
     tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
     rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
@@ -155,6 +185,9 @@ def main() -> None:
     for name, t in rows.items():
         p50, p95 = np.median(t) * 1000, np.percentile(t, 95) * 1000
         lines.append(f"| {name} | {p50:.2f} | {p95:.2f} | {p50 / 1000 / clip_s:.4f} | {np.median(t) / ref:.2f}x |")
+    lines += ["", "Where the onnxruntime path's time goes (median ms per clip of each stage, timed separately):", "",
+              "| stage | ms |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in stages.items()),
+              f"| sum | {sum(stages.values()):.2f} |"]
     lines += [
         "", "| measure | value |", "|---|---|",
         f"| model folder on disk (model.onnx + model.json) | {size / 1024:.0f} KiB |",
