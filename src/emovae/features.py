@@ -18,8 +18,9 @@ from .config import FeatureConfig
 from .errors import AudioError
 
 _EPS = 1e-10
-#: Frames per FFT block in ``stft_power`` and ``yin``: keeps each temporary near 0.25 MB, so that the allocator
-#: reuses memory instead of mapping fresh pages per clip (which cost about 2 ms of a 3.5 s clip's 5.5 ms).
+#: Frames per FFT block in ``stft_power`` and ``yin``: keeps each temporary under about 0.4 MB, so that the
+#: allocator reuses memory instead of mapping fresh pages per clip (about 2 ms per 3.75 s clip on a 2-core VM,
+#: benchmarks/results-latency.md). The result does not depend on it.
 FFT_BLOCK = 64
 STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
 RANGE_PERCENTILES = (10, 25, 75, 90)  # for the inter-quartile and 10-90 ranges of the shape statistics
