@@ -20,7 +20,7 @@ from .errors import AudioError
 _EPS = 1e-10
 #: Frames per FFT block in ``stft_power`` and ``yin``: keeps each temporary under about 0.4 MB, so that the
 #: allocator reuses memory instead of mapping fresh pages per clip (about 2 ms per 3.75 s clip on a 2-core VM,
-#: benchmarks/results-latency.md). The result does not depend on it.
+#: benchmarks/results-latency.md). Results do not depend on it beyond float rounding.
 FFT_BLOCK = 64
 STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
 RANGE_PERCENTILES = (10, 25, 75, 90)  # for the inter-quartile and 10-90 ranges of the shape statistics
