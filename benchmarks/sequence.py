@@ -67,6 +67,10 @@ MEL_CONFIGS = {
     # hold (inverse DCT, 40 -> 64 bands), so a shipped graph can compute it from its frame input
     "mfccmel2d+speed+specaug+mixup": ("mfccmel", "2d"),
 }
+# sixth round, fixed 2026-11-25 23:12 before its results: the main recipe (cnn+speed+specaug+mixup) on 128 pooled
+# steps instead of 64 (`data --seq-len 128 --out .seqdata/seq128.npz`, `train --data .seqdata/seq128.npz`), fold
+# seeds 0-5, paired by fold against the 64-step runs, alone and averaged with the LR. Rule: worth a retrain if the
+# LR + CNN average improves on both fold draws and on at least 60 % of the 30 folds.
 for _name in MEL_CONFIGS:
     CONFIGS[_name] = (True, True, True, 64, False, 40, 0)
 
