@@ -457,6 +457,43 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """One configuration from two sets of runs (say, two data files), paired by fold: alone and averaged with the
+    statistics LR (fitted here on --data's statistics, as in the report)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+
+    from emovae.evaluate import actor_folds
+
+    d = load(Path(args.data))
+    stats, y, actors = d["stats"].astype(np.float64), d["labels"], d["actors"]
+    a, _, _ = load_runs(args.runs_a)
+    b, _, _ = load_runs(args.runs_b)
+    keys = sorted(k[1:] for k in a if k[0] == args.config and (args.config, *k[1:]) in b)
+    out = {"alone": [], "averaged with the LR": []}
+    for seed, k in keys:
+        tr, te = actor_folds(actors, 5, seed)[k]
+        X = stats[:, tr].reshape(-1, stats.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+        p_lr = h.fit((X - m) / s, np.tile(y[tr], stats.shape[0])).predict_proba((stats[0, te] - m) / s)
+        pa, pb = a[(args.config, seed, k)][0], b[(args.config, seed, k)][0]
+        out["alone"].append((seed, bas(y[te], pa.argmax(1)), bas(y[te], pb.argmax(1))))
+        out["averaged with the LR"].append((seed, bas(y[te], (pa + p_lr).argmax(1)), bas(y[te], (pb + p_lr).argmax(1))))
+    print(f"{args.config}: runs A {' '.join(args.runs_a)} against runs B {' '.join(args.runs_b)}\n")
+    print("| | fold seeds | UA, A | UA, B | paired B - A | folds B better |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in out.items():
+        r = np.array(rows)
+        for group in ([s_ for s_ in set(r[:, 0]) if s_ < 3], [s_ for s_ in set(r[:, 0]) if s_ >= 3]):
+            g = r[np.isin(r[:, 0], group)]
+            if len(g):
+                diff = g[:, 2] - g[:, 1]
+                print(f"| {name} | {int(min(group))}-{int(max(group))} | {g[:, 1].mean():.3f} | {g[:, 2].mean():.3f} | "
+                      f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -476,7 +513,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("report")
     p.add_argument("--data", default=".seqdata/seq64.npz")
     p.add_argument("--runs", nargs="+", default=["/tmp/emovae-sequence.npz"])
+    p = sub.add_parser("compare")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--config", default="cnn+speed+specaug+mixup")
+    p.add_argument("--runs-a", nargs="+", required=True)
+    p.add_argument("--runs-b", nargs="+", required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "compare":
+        return cmd_compare(args)
     if args.cmd == "data":
         make_data(Path(args.out), args.seq_len)
         return 0
