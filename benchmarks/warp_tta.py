@@ -21,7 +21,6 @@ Usage: python benchmarks/warp_tta.py --runs /tmp/seqruns/*.npz [--seeds 0 1 ...]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
