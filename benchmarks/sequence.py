@@ -491,7 +491,8 @@ def cmd_compare(args) -> int:
     stats, y, actors = d["stats"].astype(np.float64), d["labels"], d["actors"]
     a, _, _ = load_runs(args.runs_a)
     b, _, _ = load_runs(args.runs_b)
-    keys = sorted(k[1:] for k in a if k[0] == args.config and (args.config, *k[1:]) in b)
+    cb = args.config_b or args.config
+    keys = sorted(k[1:] for k in a if k[0] == args.config and (cb, *k[1:]) in b)
     out = {"alone": [], "averaged with the LR": []}
     for seed, k in keys:
         tr, te = actor_folds(actors, 5, seed)[k]
@@ -499,10 +500,10 @@ def cmd_compare(args) -> int:
         m, s = X.mean(0), X.std(0) + 1e-9
         h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
         p_lr = h.fit((X - m) / s, np.tile(y[tr], stats.shape[0])).predict_proba((stats[0, te] - m) / s)
-        pa, pb = a[(args.config, seed, k)][0], b[(args.config, seed, k)][0]
+        pa, pb = a[(args.config, seed, k)][0], b[(cb, seed, k)][0]
         out["alone"].append((seed, bas(y[te], pa.argmax(1)), bas(y[te], pb.argmax(1))))
         out["averaged with the LR"].append((seed, bas(y[te], (pa + p_lr).argmax(1)), bas(y[te], (pb + p_lr).argmax(1))))
-    print(f"{args.config}: runs A {' '.join(args.runs_a)} against runs B {' '.join(args.runs_b)}\n")
+    print(f"A: {args.config} in {' '.join(args.runs_a)}; B: {cb} in {' '.join(args.runs_b)}\n")
     print("| | fold seeds | UA, A | UA, B | paired B - A | folds B better |")
     print("|---|---|---|---|---|---|")
     for name, rows in out.items():
@@ -538,6 +539,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("compare")
     p.add_argument("--data", default=".seqdata/seq64.npz")
     p.add_argument("--config", default="cnn+speed+specaug+mixup")
+    p.add_argument("--config-b", default=None, help="the configuration in runs B (default: --config)")
     p.add_argument("--runs-a", nargs="+", required=True)
     p.add_argument("--runs-b", nargs="+", required=True)
     args = ap.parse_args(argv)
