@@ -360,19 +360,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
 def geometric_mean(probs: list, weights=None) -> np.ndarray:
     """Weighted geometric mean of probability matrices (N, C), renormalised per row (equal weights by default)."""
     weights = np.full(len(probs), 1 / len(probs)) if weights is None else weights
-    z = sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs))
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    return _softmax(sum(w * np.log(p + 1e-9) for w, p in zip(weights, probs)))
 
 
 def soften(p: np.ndarray, t: float) -> np.ndarray:
     """Probabilities (N, C) with their logits divided by temperature t, renormalised per row."""
-    z = np.log(p + 1e-9) / t
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    return _softmax(np.log(p + 1e-9) / t)
 
 
 def fit_temperature(p: np.ndarray, labels: np.ndarray) -> float:
@@ -443,7 +444,6 @@ def cmd_report(args) -> int:
 
     chosen = [k for k in lr if (main, *k) in val]
     if chosen:  # the LR share and arithmetic/geometric mean chosen on the fold's inner validation actors
-
         picks, comb, comb_a = [], {}, {}
         grid = [(w, g) for g in (False, True) for w in (0.5, 0.4, 0.6, 0.3, 0.7)]
 
@@ -511,6 +511,7 @@ def cmd_report(args) -> int:
             k: (lr[k][tta].mean(0) + p[tta].mean(0)) / 2 for k, p in ens.items()}
     print(f"- {time.strftime('%Y-%m-%d %H:%M')}; training: {'; '.join(sorted(set(machines)))}; report: "
           f"{platform.platform()}; `python benchmarks/sequence.py report {' '.join(sys.argv[2:])}`\n")
+
     def fold_ua(probs, keys):
         return np.array([bas(y[actor_folds(actors, 5, k[0])[k[1]][1]], probs[k].argmax(1)) for k in keys])
 
