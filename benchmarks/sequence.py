@@ -87,7 +87,7 @@ CONSISTENCY = {"cnn+speed+specaug+mixup+consistency": 1.0}
 MEL_CONFIGS["gru+speed+specaug+mixup"] = ("frames", "gru")
 for _name in [*CONSISTENCY, "gru+speed+specaug+mixup"]:
     CONFIGS[_name] = (True, True, True, 64, False, 40, 0)
-# tenth round, fixed 2026-11-26 01:05 before its results: two auxiliary heads on the frame CNN's pooled output
+# tenth round, fixed 2026-11-26 00:44 before its results: two auxiliary heads on the frame CNN's pooled output
 # ([mean, max], 128), the main recipe otherwise. "adv": a speaker head (Linear(128 -> training actors)) behind a
 # gradient-reversal layer, so that the CNN unlearns who is speaking (domain-adversarial training, Ganin & Lempitsky
 # 2015): its weight rises as lambda_max * (2 / (1 + exp(-10 p)) - 1) over training progress p, lambda_max 0.3 or 1;
