@@ -159,6 +159,45 @@ def make_data(out: Path, seq_len: int) -> None:
                         frame_names=np.array(table.frame_names))
 
 
+def _copy_frames(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled frames (seq_len, F), statistics (S,)) of one clip perturbed as `augment.perturb` names it."""
+    i, path, name, seq_len = job
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from augment import perturb
+
+    from emovae import audio, features
+    from emovae.config import FeatureConfig
+
+    cfg = FeatureConfig()
+    y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
+    f = features.extract(perturb(y, cfg.sample_rate, name, np.random.default_rng(i)), cfg.sample_rate, cfg)
+    return features.pool_frames(f.frames, seq_len), f.stats
+
+
+def add_copy(data: Path, name: str, out: Path) -> None:
+    """``data`` with one more copy of every clip appended after its speeds (say reverb0.4), quantised with the
+    data file's own ranges, so that the existing copies stay bit-identical and runs on both files pair by fold."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.data import scan
+
+    with np.load(data) as z:
+        d = {k: z[k] for k in z.files}
+    utterances, _ = scan(DATA)
+    if [u.actor for u in utterances] != list(d["actors"]) or [u.label for u in utterances] != list(d["labels"]):
+        raise SystemExit("the data file's clip order differs from scan(DATA): rebuild it with `data`")
+    seq_len = d["q"].shape[2]
+    with ProcessPoolExecutor() as pool:
+        pairs = list(pool.map(_copy_frames, [(i, u.path, name, seq_len) for i, u in enumerate(utterances)],
+                              chunksize=16))
+    seq = np.stack([p[0] for p in pairs])
+    q = np.clip(np.round((seq - d["lo"]) / (d["hi"] - d["lo"]) * 255), 0, 255).astype(np.uint8)
+    d["q"] = np.concatenate([d["q"], q[None]])
+    d["stats"] = np.concatenate([d["stats"], np.stack([p[1] for p in pairs]).astype(np.float16)[None]])
+    d["copies"] = np.array([f"speed{f:g}" for f in d["speeds"]] + [name])
+    np.savez_compressed(out, **d)
+
+
 def make_mel(out: Path, seq_len: int) -> None:
     """Write the speech span's log-mel bands (dB) pooled to seq_len steps, (speeds, N, seq_len, n_mels) uint8
     over one global range, in the clip order of `make_data` (the package's extraction order)."""
@@ -657,6 +696,56 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_compare_stack(args) -> int:
+    """The shipped stack (equal thirds of the statistics LR, the frame CNN and the log-mel CNN) built from data A
+    and runs A against the same built from data B and runs B, paired by fold and printed per fold draw, strict and
+    adapted (section 19 of experiments.md)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+
+    from emovae.evaluate import actor_folds
+    from emovae.features import speaker_normalize
+
+    members = ("cnn+speed+specaug+mixup", "mfccmel2d+speed+specaug+mixup")
+    sides = []
+    for data, runs in ((args.data_a, args.runs_a), (args.data_b, args.runs_b)):
+        d = load(Path(data))
+        by, _, _ = load_runs(runs)
+        stats = d["stats"].astype(np.float64)
+        norm = np.stack([speaker_normalize(stats[c], d["actors"]) for c in range(len(stats))]).astype(np.float64)
+        sides.append((d, by, stats, norm))
+    y, actors = sides[0][0]["labels"], sides[0][0]["actors"]
+    rows = []
+    for seed in args.seeds:
+        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
+            ua = []
+            for d, by, stats, norm in sides:
+                X = stats[:, tr].reshape(-1, stats.shape[-1])
+                m, s = X.mean(0), X.std(0) + 1e-9
+                h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+                p_lr = h.fit((X - m) / s, np.tile(y[tr], len(stats))).predict_proba((stats[0, te] - m) / s)
+                h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+                h.fit(norm[:, tr].reshape(-1, stats.shape[-1]), np.tile(y[tr], len(stats)))
+                p_lr_a = h.predict_proba(norm[0, te])
+                cnn = sum(by[(c, seed, k)][0] for c in members)
+                ua.append((bas(y[te], (p_lr + cnn).argmax(1)), bas(y[te], (p_lr_a + cnn).argmax(1))))
+            rows.append((seed, *ua[0], *ua[1]))
+            print(f"seed {seed} fold {k}: strict {ua[0][0]:.3f} -> {ua[1][0]:.3f}, "
+                  f"adapted {ua[0][1]:.3f} -> {ua[1][1]:.3f}", flush=True)
+    r = np.array(rows)
+    print(f"\nA: {args.data_a} with {' '.join(args.runs_a)}\nB: {args.data_b} with {' '.join(args.runs_b)}\n")
+    print("| mode | fold seeds | UA, A | UA, B | paired B - A | folds B better |")
+    print("|---|---|---|---|---|---|")
+    for mode, (ia, ib) in (("strict", (1, 3)), ("adapted", (2, 4))):
+        draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
+        for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+            g = r[np.isin(r[:, 0], group)]
+            diff = g[:, ib] - g[:, ia]
+            print(f"| {mode} | {','.join(map(str, group))} | {g[:, ia].mean():.3f} | {g[:, ib].mean():.3f} | "
+                  f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -682,9 +771,24 @@ def main(argv=None) -> int:
     p.add_argument("--config-b", default=None, help="the configuration in runs B (default: --config)")
     p.add_argument("--runs-a", nargs="+", required=True)
     p.add_argument("--runs-b", nargs="+", required=True)
+    p = sub.add_parser("data-copy", help="the data file with one more perturbed copy of every clip appended")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--copy", required=True, help="a copy as benchmarks/augment.py names it, say reverb0.4")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("compare-stack")
+    p.add_argument("--data-a", default=".seqdata/seq64.npz")
+    p.add_argument("--data-b", required=True)
+    p.add_argument("--runs-a", nargs="+", required=True)
+    p.add_argument("--runs-b", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
     args = ap.parse_args(argv)
     if args.cmd == "compare":
         return cmd_compare(args)
+    if args.cmd == "compare-stack":
+        return cmd_compare_stack(args)
+    if args.cmd == "data-copy":
+        add_copy(Path(args.data), args.copy, Path(args.out))
+        return 0
     if args.cmd == "data":
         make_data(Path(args.out), args.seq_len)
         return 0
