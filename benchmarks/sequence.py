@@ -696,12 +696,30 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _stack_fold(job: tuple) -> tuple:
+    """Strict and adapted UA of the equal-thirds stack on one fold, for each side's statistics and CNN outputs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+
+    seed, tr, te, y, sides = job
+    out = [seed]
+    for stats, norm, cnn in sides:
+        X = stats[:, tr].reshape(-1, stats.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+        p_lr = h.fit((X - m) / s, np.tile(y[tr], len(stats))).predict_proba((stats[0, te] - m) / s)
+        h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+        h.fit(norm[:, tr].reshape(-1, stats.shape[-1]), np.tile(y[tr], len(stats)))
+        p_lr_a = h.predict_proba(norm[0, te])
+        out += [bas(y[te], (p_lr + cnn).argmax(1)), bas(y[te], (p_lr_a + cnn).argmax(1))]
+    return tuple(out)
+
+
 def cmd_compare_stack(args) -> int:
     """The shipped stack (equal thirds of the statistics LR, the frame CNN and the log-mel CNN) built from data A
     and runs A against the same built from data B and runs B, paired by fold and printed per fold draw, strict and
     adapted (section 19 of experiments.md)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score as bas
+    from concurrent.futures import ProcessPoolExecutor
 
     from emovae.evaluate import actor_folds
     from emovae.features import speaker_normalize
@@ -709,31 +727,17 @@ def cmd_compare_stack(args) -> int:
     members = ("cnn+speed+specaug+mixup", "mfccmel2d+speed+specaug+mixup")
     sides = []
     for data, runs in ((args.data_a, args.runs_a), (args.data_b, args.runs_b)):
-        d = load(Path(data))
+        with np.load(data) as z:
+            stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
         by, _, _ = load_runs(runs)
-        stats = d["stats"].astype(np.float64)
-        norm = np.stack([speaker_normalize(stats[c], d["actors"]) for c in range(len(stats))]).astype(np.float64)
-        sides.append((d, by, stats, norm))
-    y, actors = sides[0][0]["labels"], sides[0][0]["actors"]
-    rows = []
-    for seed in args.seeds:
-        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
-            ua = []
-            for d, by, stats, norm in sides:
-                X = stats[:, tr].reshape(-1, stats.shape[-1])
-                m, s = X.mean(0), X.std(0) + 1e-9
-                h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
-                p_lr = h.fit((X - m) / s, np.tile(y[tr], len(stats))).predict_proba((stats[0, te] - m) / s)
-                h = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
-                h.fit(norm[:, tr].reshape(-1, stats.shape[-1]), np.tile(y[tr], len(stats)))
-                p_lr_a = h.predict_proba(norm[0, te])
-                cnn = sum(by[(c, seed, k)][0] for c in members)
-                ua.append((bas(y[te], (p_lr + cnn).argmax(1)), bas(y[te], (p_lr_a + cnn).argmax(1))))
-            rows.append((seed, *ua[0], *ua[1]))
-            print(f"seed {seed} fold {k}: strict {ua[0][0]:.3f} -> {ua[1][0]:.3f}, "
-                  f"adapted {ua[0][1]:.3f} -> {ua[1][1]:.3f}", flush=True)
+        norm = np.stack([speaker_normalize(stats[c], actors) for c in range(len(stats))]).astype(np.float64)
+        sides.append((stats, norm, by))
+    jobs = [(seed, tr, te, y, [(st, nm, sum(by[(c, seed, k)][0] for c in members)) for st, nm, by in sides])
+            for seed in args.seeds for k, (tr, te) in enumerate(actor_folds(actors, 5, seed))]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(_stack_fold, jobs))
     r = np.array(rows)
-    print(f"\nA: {args.data_a} with {' '.join(args.runs_a)}\nB: {args.data_b} with {' '.join(args.runs_b)}\n")
+    print(f"A: {args.data_a} with {' '.join(args.runs_a)}\nB: {args.data_b} with {' '.join(args.runs_b)}\n")
     print("| mode | fold seeds | UA, A | UA, B | paired B - A | folds B better |")
     print("|---|---|---|---|---|---|")
     for mode, (ia, ib) in (("strict", (1, 3)), ("adapted", (2, 4))):
@@ -743,6 +747,8 @@ def cmd_compare_stack(args) -> int:
             diff = g[:, ib] - g[:, ia]
             print(f"| {mode} | {','.join(map(str, group))} | {g[:, ia].mean():.3f} | {g[:, ib].mean():.3f} | "
                   f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |")
+    print("\nper fold (seed, strict A, adapted A, strict B, adapted B): "
+          + " ".join(f"({int(a)}, {b:.3f}, {c:.3f}, {d:.3f}, {e:.3f})" for a, b, c, d, e in rows))
     return 0
 
 
@@ -781,6 +787,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs-a", nargs="+", required=True)
     p.add_argument("--runs-b", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args(argv)
     if args.cmd == "compare":
         return cmd_compare(args)
