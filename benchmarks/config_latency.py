@@ -4,9 +4,11 @@ columns of benchmarks/experiments.md's summary table).
 Each ablation of the shipped model (no log-mel CNN, no CNN, no latent) is trained as the shipped one was (all
 dev clips, seed 0, the four speed copies), saved and exported like ``emovae train`` does, into a temporary
 folder; the shipped model is used as it ships. Then every model predicts the same clips from FLAC through
-onnxruntime on one thread, the models taking turns clip by clip (the order rotating), so that the machine's load
-falls on all of them alike. Reported: parameters, bytes on disk, p50 / p90 ms per clip, and p50 relative to the
-shipped model's in the same run.
+onnxruntime on one thread, the models taking turns clip by clip in a random order, so that the machine's load,
+and what the previous call left in the caches, falls on all of them alike (a fixed rotation put the shipped model
+after the peer four times in five, which cost it about 0.7 ms per clip); the peer, openSMILE eGeMAPSv02 + RBF SVM (fitted on the timed clips, as in
+benchmarks/latency.py), takes its turn too when opensmile is installed. Reported: parameters, bytes on disk,
+p50 / p90 ms per clip, p50 relative to the shipped model's and the peer's in the same run.
 
 Usage: python benchmarks/config_latency.py [--limit 400] [--out benchmarks/results-config-latency.md]
 """
@@ -33,6 +35,21 @@ DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
 VARIANTS = {"emovae (no log-mel CNN)": {"mel_cnn": False},
             "emovae (no CNN)": {"cnn_channels": 0, "mel_cnn": False},
             "emovae (no latent)": {"use_latent": False}}
+
+
+PEER = "openSMILE eGeMAPSv02 + SVM (peer)"
+
+
+def egemaps_svm(files: list[str]):
+    """The peer's per-clip path (``peers.egemaps_svm_path``), or None without opensmile."""
+    import importlib.util
+
+    if importlib.util.find_spec("opensmile") is None:
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import peers
+
+    return peers.egemaps_svm_path(files)
 
 
 def train_variant(table, classifier: dict, out: Path) -> float:
@@ -81,15 +98,19 @@ def main(argv=None) -> int:
         print(f"{name}: trained in {fit_s[name]:.0f} s", flush=True)
 
     files = sorted(str(p) for p in Path(args.data).rglob("*.flac"))[::3][: args.limit]
-    recs = {name: Recognizer.load(d, backend="onnx", threads=1) for name, d in dirs.items()}
-    for rec in recs.values():  # warm-up
-        rec.predict_file(files[0])
-    names = list(recs)
+    paths = {name: Recognizer.load(d, backend="onnx", threads=1).predict_file for name, d in dirs.items()}
+    peer = egemaps_svm(files)
+    if peer is not None:
+        paths[PEER] = peer
+    for fn in paths.values():  # warm-up
+        fn(files[0])
+    names = list(paths)
     ms: dict[str, list[float]] = {n: [] for n in names}
-    for i, f in enumerate(files):
-        for n in names[i % len(names):] + names[: i % len(names)]:
+    order = np.random.default_rng(0)
+    for f in files:  # a fresh random order per clip: each path follows each other one equally often on average
+        for n in order.permutation(names):
             t0 = time.perf_counter()
-            recs[n].predict_file(f)
+            paths[n](f)
             ms[n].append((time.perf_counter() - t0) * 1000)
 
     def size(d: Path) -> int:
@@ -103,19 +124,24 @@ def main(argv=None) -> int:
         f"{os.cpu_count()} cores, Python {platform.python_version()}; one onnxruntime thread per model",
         f"- Command: `python benchmarks/config_latency.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
         .rstrip("` ") + "`",
-        f"- {len(files)} clips (every third dev file), FLAC decode to probabilities, the models taking turns clip "
-        f"by clip; the ablations trained here as the shipped model was (all dev clips, seed 0, speed copies): "
+        f"- {len(files)} clips (every third dev file), FLAC decode to probabilities, the paths taking turns clip "
+        f"by clip in a random order; the ablations trained here as the shipped model was (all dev clips, seed 0, speed copies): "
         + ", ".join(f"{n} {s:.0f} s" for n, s in fit_s.items()) + f"; whole run {time.time() - t_start:.0f} s",
         "",
-        "| configuration | parameters | model.onnx + model.json bytes | p50 ms | p90 ms | p50 / shipped p50 |",
-        "|---|---|---|---|---|---|",
+        "| configuration | parameters | model.onnx + model.json bytes | p50 ms | p90 ms | p50 / shipped p50 | "
+        "peer p50 / p50 |",
+        "|---|---|---|---|---|---|---|",
     ]
+    peer_p50 = float(np.median(ms[PEER])) if PEER in ms else float("nan")
     for n in names:
-        meta = json.loads((dirs[n] / "model.json").read_text())
-        params = meta.get("n_parameters", "?")
         a = np.array(ms[n])
-        lines.append(f"| {n} | {params:,} | {size(dirs[n]):,} | {np.median(a):.2f} | {np.percentile(a, 90):.2f} | "
-                     f"{np.median(a) / ref:.3f} |")
+        if n == PEER:
+            params, nbytes = "—", "—"
+        else:
+            params = f"{json.loads((dirs[n] / 'model.json').read_text()).get('n_parameters', 0):,}"
+            nbytes = f"{size(dirs[n]):,}"
+        lines.append(f"| {n} | {params} | {nbytes} | {np.median(a):.2f} | {np.percentile(a, 90):.2f} | "
+                     f"{np.median(a) / ref:.3f} | {peer_p50 / np.median(a):.2f}x |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

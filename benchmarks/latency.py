@@ -143,28 +143,10 @@ def main() -> None:
     tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
     rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
     if not args.skip_opensmile:
-        import opensmile
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import SVC
-
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import peers
 
-        from emovae import audio
-        from emovae.data import parse_name
-
-        X, _ = peers.opensmile_functionals(files, "eGeMAPSv02")
-        svm = make_pipeline(StandardScaler(), SVC(C=10)).fit(X, [parse_name(f).label for f in files])
-        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                                feature_level=opensmile.FeatureLevel.Functionals)
-
-        def egemaps(path):
-            y = audio.load(path, 16000)
-            feats = smile.process_signal(y, 16000).to_numpy()
-            return svm.predict(np.nan_to_num(feats))
-
-        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(egemaps, files)
+        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(peers.egemaps_svm_path(files), files)
 
     size = du(model_dir)
     onnx_size = (model_dir / "model.onnx").stat().st_size

@@ -132,6 +132,28 @@ def opensmile_functionals(
 # --- MFCC statistics (the classic repo baseline) --------------------------------------------------
 
 
+def egemaps_svm_path(files: Sequence[str]) -> Callable[[str], np.ndarray]:
+    """The peer as a per-clip path for latency benchmarks: file -> label from eGeMAPSv02 functionals and an RBF
+    SVM (C = 10) fitted on ``files`` (their functionals come from the cache)."""
+    import opensmile
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from emovae import audio
+    from emovae.data import parse_name
+
+    X, _ = opensmile_functionals(files, "eGeMAPSv02")
+    svm = make_pipeline(StandardScaler(), SVC(C=10)).fit(X, [parse_name(f).label for f in files])
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.Functionals)
+
+    def predict(path: str) -> np.ndarray:
+        return svm.predict(np.nan_to_num(smile.process_signal(audio.load(path, 16000), 16000).to_numpy()))
+
+    return predict
+
+
 def _mfcc_one(path: str) -> np.ndarray:
     """40 MFCC mean, 40 MFCC std, spectral-centroid mean and std of one file -> (82,) float64."""
     import librosa
