@@ -715,6 +715,63 @@ def _stack_fold(job: tuple) -> tuple:
     return tuple(out)
 
 
+def _mlp_fold(job: tuple) -> tuple:
+    """Strict and adapted UA on one fold of: the shipped thirds (LR, frame CNN, log-mel CNN); quarters with an MLP
+    on the statistics as a fourth member; thirds whose statistics member is the average of LR and MLP."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from sklearn.neural_network import MLPClassifier
+
+    seed, tr, te, y, stats, norm, cnn = job
+    out = [seed]
+    for mode, X_all in (("strict", stats), ("adapted", norm)):
+        X = X_all[:, tr].reshape(-1, X_all.shape[-1])
+        m, s = (X.mean(0), X.std(0) + 1e-9) if mode == "strict" else (0.0, 1.0)
+        yt = np.tile(y[tr], len(X_all))
+        Xte = (X_all[0, te] - m) / s
+        p_lr = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000).fit((X - m) / s, yt).predict_proba(Xte)
+        mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1.0, max_iter=200, early_stopping=False, random_state=seed)
+        p_mlp = mlp.fit((X - m) / s, yt).predict_proba(Xte)
+        c1 = cnn / 2  # the two CNNs' mean
+        out += [bas(y[te], (p_lr + 2 * c1).argmax(1)), bas(y[te], (p_lr + p_mlp + 2 * c1).argmax(1)),
+                bas(y[te], ((p_lr + p_mlp) / 2 + 2 * c1).argmax(1)), bas(y[te], p_mlp.argmax(1)),
+                bas(y[te], p_lr.argmax(1))]
+    return tuple(out)
+
+
+def cmd_mlp_member(args) -> int:
+    """Section 20 of experiments.md: an MLP on the statistics beside the shipped members, paired by fold."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.evaluate import actor_folds
+    from emovae.features import speaker_normalize
+
+    members = ("cnn+speed+specaug+mixup", "mfccmel2d+speed+specaug+mixup")
+    with np.load(args.data) as z:
+        stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
+    by, _, _ = load_runs(args.runs)
+    norm = np.stack([speaker_normalize(stats[c], actors) for c in range(len(stats))]).astype(np.float64)
+    jobs = [(seed, tr, te, y, stats, norm, sum(by[(c, seed, k)][0] for c in members))
+            for seed in args.seeds for k, (tr, te) in enumerate(actor_folds(actors, 5, seed))]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        r = np.array(list(pool.map(_mlp_fold, jobs)))
+    names = ["thirds (shipped)", "quarters: + MLP as a fourth member", "thirds, statistics member = (LR + MLP) / 2",
+             "MLP alone", "LR alone"]
+    print(f"- {time.strftime('%Y-%m-%d %H:%M')}; {platform.platform()}; runs {' '.join(args.runs)}\n")
+    print("| mode | system | fold seeds | UA | paired vs thirds | folds better |")
+    print("|---|---|---|---|---|---|")
+    draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
+    for mi, mode in enumerate(("strict", "adapted")):
+        base = 1 + 5 * mi
+        for j, name in enumerate(names):
+            for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+                g = r[np.isin(r[:, 0], group)]
+                diff = g[:, base + j] - g[:, base]
+                print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, base + j].mean():.3f} | "
+                      f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |", flush=True)
+    return 0
+
+
 def cmd_compare_stack(args) -> int:
     """The shipped stack (equal thirds of the statistics LR, the frame CNN and the log-mel CNN) built from data A
     and runs A against the same built from data B and runs B, paired by fold and printed per fold draw, strict and
@@ -788,7 +845,14 @@ def main(argv=None) -> int:
     p.add_argument("--runs-b", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p = sub.add_parser("mlp-member", help="an MLP on the statistics beside the shipped members (section 20)")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args(argv)
+    if args.cmd == "mlp-member":
+        return cmd_mlp_member(args)
     if args.cmd == "compare":
         return cmd_compare(args)
     if args.cmd == "compare-stack":
