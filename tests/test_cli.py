@@ -150,3 +150,12 @@ def test_predict_tta_flag(tiny_model_dir, tmp_path, capsys):
     assert row["probabilities"] == pytest.approx(expected, abs=1e-5)
     assert main(["predict", str(clip), "--model", str(tiny_model_dir), "--tta", "--speaker-from", "folder"]) == 2
     assert "--tta" in capsys.readouterr().err
+
+
+def test_stats_mlp_option_reaches_the_classifier_config():
+    from emovae.cli import _model_configs, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "128"])
+    assert _model_configs(args)[1].stats_mlp == 128
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert _model_configs(args)[1].stats_mlp == 0  # off unless asked

@@ -174,9 +174,59 @@ def test_probabilities_average_the_cnn_and_the_linear_head(small_table, tmp_path
     assert m.net_.cnn_weight == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_mlp_copied_into_the_graph_matches_scikit_learn(n_classes):
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 10))
+    names = np.array(EMOTIONS[:n_classes])
+    y = names[(X[:, 0] > 0).astype(int) + (2 * (X[:, 1] > 0) if n_classes == 4 else 0)]
+    m = EmotionRecognizer()
+    m.classes_ = names[::-1].copy()  # an output order unlike scikit-learn's sorted classes_
+    mlp = m._fit_mlp(X, y, 6, seed=0)
+    seq = nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, n_classes))
+    m._set_mlp(seq, mlp)
+    with torch.no_grad():
+        p = torch.softmax(seq(torch.from_numpy(X).float()), dim=1).numpy()
+    expected = mlp.predict_proba(X)[:, [list(mlp.classes_).index(c) for c in m.classes_]]
+    np.testing.assert_allclose(p, expected, atol=1e-5)
+
+
+def test_stats_mlp_averages_with_the_linear_head_and_survives_export(small_table, tmp_path):
+    import torch
+
+    from emovae.export import export_model_dir
+    from emovae.runtime import Recognizer
+
+    X = table_features(small_table)
+    ccfg = ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=16)
+    m = EmotionRecognizer(FCFG, VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
+    m.fit(X, small_table.labels, groups=small_table.actors)
+    assert isinstance(m.net_.classifier_mlp[0], torch.nn.Linear) and m.net_.classifier_mlp[0].out_features == 16
+    p = m.predict_proba(X)
+    with torch.no_grad():  # a uniform MLP: the output must become the average of the linear head and 1 / C
+        m.net_.classifier_mlp[2].weight.zero_()
+        m.net_.classifier_mlp[2].bias.zero_()
+    q = m.predict_proba(X)
+    assert not np.allclose(p, q, atol=1e-3)
+    assert np.all(q >= 0.5 / len(m.classes_) - 1e-6) and np.all(q <= 0.5 / len(m.classes_) + 0.5 + 1e-6)
+    m = EmotionRecognizer(FCFG, VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
+    m.fit(X, small_table.labels, groups=small_table.actors)
+    m.save(tmp_path / "mlp")
+    export_model_dir(m, tmp_path / "mlp")
+    rec = Recognizer.load(tmp_path / "mlp", backend="onnx")  # the graph holds the MLP: same probabilities
+    onnx_p = np.array([[r.probabilities[c] for c in m.classes_] for r in rec.predict_features(X)])
+    np.testing.assert_allclose(onnx_p, m.predict_proba(X), atol=1e-4)
+    (tmp_path / "mlp" / "weights.pt").unlink()  # the ONNX initializers alone rebuild it
+    back = EmotionRecognizer.load(tmp_path / "mlp")
+    np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X), atol=1e-6)
+
+
 @pytest.mark.parametrize("ccfg, missing", [
-    (ClassifierConfig(cnn_channels=0, mel_cnn=False), ("cnn_channels", "mel_cnn")),  # before the CNNs
-    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5), ("mel_cnn",)),  # before the log-mel CNN
+    (ClassifierConfig(cnn_channels=0, mel_cnn=False), ("cnn_channels", "mel_cnn", "stats_mlp")),  # before the CNNs
+    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5), ("mel_cnn", "stats_mlp")),  # before the log-mel CNN
 ])
 def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, missing):
     import json

@@ -66,6 +66,8 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
+    if getattr(args, "stats_mlp", None) is not None:
+        ckw["stats_mlp"] = args.stats_mlp
     tkw = {"seed": args.seed}
     if getattr(args, "speed_perturb", None) is not None:
         tkw["speed_perturb"] = tuple(args.speed_perturb)
@@ -335,6 +337,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="maximum VAE epochs (default 80; early stopping on inner split)")
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
+    g.add_argument("--stats-mlp", type=int, dest="stats_mlp", metavar="UNITS",
+                   help="also an MLP with this many hidden units beside the single-clip linear head, averaged with "
+                        "it (default 0 = off; 128 measured +0.4 UA strict, about 258 KB more model)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")

@@ -91,6 +91,9 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             self.classifier_adapted = nn.Linear(d, n_classes)
+            self.classifier_mlp = (nn.Sequential(nn.Linear(d, clf_cfg.stats_mlp), nn.ReLU(),
+                                                 nn.Linear(clf_cfg.stats_mlp, n_classes))
+                                   if clf_cfg.stats_mlp else None)
             self.cnn = (SequenceCNN(n_frame_features, n_classes, clf_cfg.cnn_channels, batch_norm=False)
                         if clf_cfg.cnn_channels else None)  # trained with BatchNorm, shipped fused
             fc = feat_cfg or FeatureConfig()
@@ -122,7 +125,10 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             parts = ([s] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
             s_a = (stats - spk_mean) / spk_std  # the speaker-normalised statistics of the adapted head
             parts_a = ([s_a] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
-            probs = torch.softmax(self.classifier(torch.cat(parts, dim=1)), dim=1)
+            h = torch.cat(parts, dim=1)
+            probs = torch.softmax(self.classifier(h), dim=1)
+            if self.classifier_mlp is not None:  # the single-clip statistics member: linear head and MLP, averaged
+                probs = 0.5 * (probs + torch.softmax(self.classifier_mlp(h), dim=1))
             probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
             p_cnn = ([torch.softmax(self.cnn(x), dim=1)] if self.cnn is not None else []) + (
                 [torch.softmax(self.mel_cnn(self.mel_input(seq)), dim=1)] if self.mel_cnn is not None else [])
@@ -262,6 +268,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             mel_x /= net.mel_input.scale.item()
             net.mel_cnn.load_state_dict(self._fit_cnn(mel_x, y, tr, va, ccfg, tcfg, "mel").fused().state_dict())
         self._set_head(net.classifier, make(self.c_).fit(feats, row_y))
+        if ccfg.stats_mlp:
+            self._set_mlp(net.classifier_mlp, self._fit_mlp(feats, row_y, ccfg.stats_mlp, tcfg.seed))
         # adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
@@ -314,6 +322,35 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             layer.weight.copy_(torch.from_numpy(coef[order]).float())
             layer.bias.copy_(torch.from_numpy(intercept[order]).float())
+
+    @staticmethod
+    def _fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, seed: int):
+        """scikit-learn's MLP on the head's rows, with the recipe measured in experiments.md section 20 (one ReLU
+        layer, alpha 1.0, 200 Adam iterations; it may stop short of convergence, as measured)."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        mlp = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1.0, max_iter=200, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return mlp.fit(x, y)
+
+    def _set_mlp(self, seq, mlp) -> None:
+        """Copy a fitted one-hidden-layer MLPClassifier into Sequential(Linear, ReLU, Linear), outputs in
+        classes_ order (softmax of them gives its predict_proba)."""
+        import torch
+
+        order = [list(mlp.classes_).index(c) for c in self.classes_]
+        w, b = mlp.coefs_[1].T, mlp.intercepts_[1]
+        if w.shape[0] == 1:  # binary: logistic output, sigmoid(z) == softmax([0, z])
+            w, b = np.vstack([np.zeros_like(w), w]), np.array([0.0, b[0]])
+        with torch.no_grad():
+            seq[0].weight.copy_(torch.from_numpy(mlp.coefs_[0].T).float())
+            seq[0].bias.copy_(torch.from_numpy(mlp.intercepts_[0]).float())
+            seq[2].weight.copy_(torch.from_numpy(w[order]).float())
+            seq[2].bias.copy_(torch.from_numpy(b[order]).float())
 
     def _calibrate_novelty(self, seq, stats, idx, where: str, percentile: float = 99.0) -> dict:
         """Novelty threshold: the ``percentile`` of the scores of clips the VAE was not trained on (the inner

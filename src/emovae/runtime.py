@@ -54,6 +54,7 @@ def _check_meta(meta, where: str) -> dict:
     if isinstance(meta.get("classifier_config"), dict):  # written before the sequence CNN: without it
         meta["classifier_config"].setdefault("cnn_channels", 0)
         meta["classifier_config"].setdefault("mel_cnn", False)  # written before the log-mel CNN: without it
+        meta["classifier_config"].setdefault("stats_mlp", 0)  # written before the statistics MLP: without it
     return meta
 
 
