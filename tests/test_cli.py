@@ -155,7 +155,7 @@ def test_predict_tta_flag(tiny_model_dir, tmp_path, capsys):
 def test_stats_mlp_option_reaches_the_classifier_config():
     from emovae.cli import _model_configs, build_parser
 
-    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "128"])
-    assert _model_configs(args)[1].stats_mlp == 128
-    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
-    assert _model_configs(args)[1].stats_mlp == 0  # off unless asked
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "0"])
+    assert _model_configs(args)[1].stats_mlp == 0
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "32"])
+    assert _model_configs(args)[1].stats_mlp == 32

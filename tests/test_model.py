@@ -225,8 +225,9 @@ def test_stats_mlp_averages_with_the_linear_head_and_survives_export(small_table
 
 
 @pytest.mark.parametrize("ccfg, missing", [
-    (ClassifierConfig(cnn_channels=0, mel_cnn=False), ("cnn_channels", "mel_cnn", "stats_mlp")),  # before the CNNs
-    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5), ("mel_cnn", "stats_mlp")),  # before the log-mel CNN
+    (ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=0), ("cnn_channels", "mel_cnn", "stats_mlp")),
+    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5, stats_mlp=0), ("mel_cnn", "stats_mlp")),  # before the log-mel CNN
+    (ClassifierConfig(stats_mlp=0), ("stats_mlp",)),  # before the statistics MLP
 ])
 def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, missing):
     import json
@@ -239,5 +240,6 @@ def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, mi
         del meta["classifier_config"][key]
     (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
     back = EmotionRecognizer.load(tmp_path / "old")
-    assert back.net_.mel_cnn is None and (back.net_.cnn is None) == (ccfg.cnn_channels == 0)
+    assert back.net_.classifier_mlp is None and (back.net_.mel_cnn is None) == (not ccfg.mel_cnn)
+    assert (back.net_.cnn is None) == (ccfg.cnn_channels == 0)
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))

@@ -338,8 +338,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
     g.add_argument("--stats-mlp", type=int, dest="stats_mlp", metavar="UNITS",
-                   help="also an MLP with this many hidden units beside the single-clip linear head, averaged with "
-                        "it (default 0 = off; 128 measured +0.4 UA strict, about 258 KB more model)")
+                   help="hidden units of an MLP beside the single-clip linear head, averaged with it (default 128: "
+                        "+0.4 UA strict measured, about 258 KB of the model; 0 = off)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")

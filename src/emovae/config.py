@@ -124,8 +124,8 @@ class ClassifierConfig:
     mel_cnn: bool = True  # also a 2-D CNN on the log-mel bands the MFCCs hold (emovae.cnn.MelCNN), averaged in
     cnn_weight: float | None = None  # probabilities = (1 - w) x logistic regression + w x mean of the CNNs;
     # None: equal shares for the regression and each CNN (experiments.md, sections 8 and 9)
-    stats_mlp: int = 0  # hidden units of an MLP on the single-clip head's inputs whose probabilities are averaged
-    # with the linear head's (that member's share stays the same); 0 = off. +0.4 UA strict over 45 folds
+    stats_mlp: int = 128  # hidden units of an MLP on the single-clip head's inputs whose probabilities are
+    # averaged with the linear head's (that member's share stays the same); 0 = off. +0.4 UA strict over 45 folds
     # (experiments.md, section 20); about 129 k parameters at 128 units
 
     def __post_init__(self):
