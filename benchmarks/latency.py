@@ -83,11 +83,14 @@ def du(path: Path) -> int:
 
 
 def runtime_install(venv: Path) -> tuple[Path, int]:
-    """A venv with only emovae's runtime extra (built when missing); returns (python, site-packages bytes)."""
+    """A venv with only emovae's runtime extra (built when missing; emovae itself, with its shipped model,
+    reinstalled from the working tree on every run so that a stale copy is never timed); returns (python,
+    site-packages bytes)."""
     py = venv / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[runtime]"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     return py, du(site)
 
