@@ -83,7 +83,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         Last, probabilities_adapted (B, C): the adapted head on the statistics z-scored with the speaker's
         mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py). With a sequence
         CNN (ClassifierConfig.cnn_channels) and/or a log-mel CNN (mel_cnn) both heads' probabilities are averaged
-        with theirs (cnn_weight)."""
+        with theirs (cnn_weight). With an MLP (stats_mlp), the single-clip head's probabilities are first averaged
+        with the MLP's on the same inputs."""
 
         def __init__(self):
             super().__init__()
