@@ -1,0 +1,219 @@
+"""Issue 7, the path toward 0.75: is the one speech encoder that ships inside a wheel a teacher worth distilling?
+
+Resemblyzer (Apache-2.0, `pip install resemblyzer webrtcvad-wheels`; benchmark only, never a package dependency)
+carries its pretrained GE2E speaker encoder (Wan et al. 2018: 40 log-mel bands at 16 kHz, a 3-layer LSTM of 256,
+a linear layer to a 256-d unit embedding; 1.42 M parameters, trained for speaker verification on LibriSpeech and
+VoxCeleb, never on RAVDESS) inside its wheel. It is not a self-supervised model like WavLM; it is the only
+pretrained speech model a package here holds. Too big to ship (1.42 M parameters, 2.8 MB at half precision), it
+could only be a teacher. This script measures what it knows about emotion on unseen speakers before anyone
+builds a distillation.
+
+Fixed 2026-11-26 03:45, before any result (section 21 of experiments.md):
+
+- Teacher features per clip and per speed copy (1, 0.8, 0.9, 1.1, 1.2x: `emovae.audio.speed_perturb` on the
+  16 kHz clip, as the package's copies), after resemblyzer's own `preprocess_wav` (level to -30 dBFS, long
+  pauses cut by its VAD):
+  - *embedding*: `VoiceEncoder.embed_utterance` (mean of the 1.6 s partial embeddings, unit length), 256;
+  - *hidden*: mean and std over all frames of the last LSTM layer's output on the whole clip, 512.
+- Heads, per actor-grouped fold (fold seeds 0-8, 45 folds, the folds of every earlier section): z-scored with
+  the training fold, logistic regression (class-balanced), C chosen from (0.001, 0.01, 0.1, 1) on the inner
+  actor-disjoint split (`emovae.model.inner_split`, 3 actors), trained on the clips and their speed copies;
+  scored on the test clips at speed 1. Adapted mode: the same on features z-scored per speaker.
+- Systems, paired by fold against the shipped recipe's thirds as the harness rebuilds them (statistics member =
+  (LR + MLP) / 2 on the 981 statistics, frame CNN, log-mel CNN; the stored CNN runs):
+  the teacher head alone; the shipped thirds + the teacher head as an equal fourth member (the ceiling of a
+  student that learned the teacher's answers perfectly); the statistics member trained on statistics ‖ teacher
+  features (the ceiling of a student that learned its features).
+- Rule: distilling this teacher is worth building if the fourth member on the *embedding* (primary; *hidden* is
+  secondary) raises strict UA by at least +1.0 point over the 45 folds, gains in each of the three fold draws,
+  and is better on at least 60 % of the folds. Otherwise the script's numbers say how far this teacher is from
+  one that would be.
+
+    python benchmarks/teacher.py embed --out .seqdata/ge2e.npz            # about 6000 clip copies
+    python benchmarks/teacher.py evaluate --teacher .seqdata/ge2e.npz --runs RUNS...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+warnings.filterwarnings("ignore")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess-speech"
+SPEEDS = (1.0, 0.8, 0.9, 1.1, 1.2)
+C_GRID = (0.001, 0.01, 0.1, 1.0)
+MEMBERS = ("cnn+speed+specaug+mixup", "mfccmel2d+speed+specaug+mixup")
+
+
+def _embed_clip(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(speeds, 256) embeddings and (speeds, 512) hidden-state statistics of one clip."""
+    import torch
+    from resemblyzer import VoiceEncoder, preprocess_wav
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    from emovae.audio import load, speed_perturb
+
+    global _ENCODER
+    if "_ENCODER" not in globals():
+        torch.set_num_threads(1)
+        _ENCODER = VoiceEncoder("cpu", verbose=False)
+    y = load(path, 16000)
+    emb, hid = [], []
+    for f in SPEEDS:
+        wav = preprocess_wav(speed_perturb(y, 16000, f), 16000)
+        emb.append(_ENCODER.embed_utterance(wav))
+        mel = torch.from_numpy(wav_to_mel_spectrogram(wav))[None]
+        with torch.no_grad():
+            out, _ = _ENCODER.lstm(mel)
+        out = out[0].numpy()
+        hid.append(np.concatenate([out.mean(0), out.std(0)]))
+    return np.stack(emb), np.stack(hid)
+
+
+def cmd_embed(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.data import scan
+
+    utterances, _ = scan(DATA)
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        res = list(pool.map(_embed_clip, [u.path for u in utterances], chunksize=8))
+    emb = np.stack([r[0] for r in res], axis=1).astype(np.float32)  # (speeds, N, 256)
+    hid = np.stack([r[1] for r in res], axis=1).astype(np.float32)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, embedding=emb, hidden=hid, speeds=np.array(SPEEDS),
+                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds in {time.time() - t0:.0f} s ({args.jobs} processes)")
+    return 0
+
+
+def _lr(X: np.ndarray, y: np.ndarray, Xte: np.ndarray, C: float) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=3000).fit(X, y).predict_proba(Xte)
+
+
+def _teacher_head(T: np.ndarray, y: np.ndarray, actors: np.ndarray, tr: np.ndarray, te: np.ndarray,
+                  seed: int) -> tuple[np.ndarray, float]:
+    """Teacher LR test probabilities: C chosen on the inner split, refitted on the training fold (all copies)."""
+    from sklearn.metrics import balanced_accuracy_score as bas
+
+    from emovae.model import inner_split
+
+    itr, iva = inner_split(actors[tr], 3, seed)
+    itr, iva = tr[itr], tr[iva]
+
+    def fit(rows, test_rows, C):
+        X = T[:, rows].reshape(-1, T.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        return _lr((X - m) / s, np.tile(y[rows], len(T)), (T[0, test_rows] - m) / s, C)
+
+    scores = [bas(y[iva], fit(itr, iva, C).argmax(1)) for C in C_GRID]
+    C = C_GRID[int(np.argmax(scores))]
+    return fit(tr, te, C), C
+
+
+def _fold(job: tuple) -> tuple:
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from sklearn.neural_network import MLPClassifier
+
+    seed, tr, te, y, actors, modes, cnn = job
+    out = [seed]
+    for stats, teachers in modes:  # strict, adapted
+        X = stats[:, tr].reshape(-1, stats.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        yt = np.tile(y[tr], len(stats))
+        Xte = (stats[0, te] - m) / s
+        p_lr = _lr((X - m) / s, yt, Xte, 0.01)
+        mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1.0, max_iter=200, random_state=seed)
+        p_stat = (p_lr + mlp.fit((X - m) / s, yt).predict_proba(Xte)) / 2
+        out.append(bas(y[te], (p_stat + cnn).argmax(1)))
+        for T in teachers:
+            p_t, C = _teacher_head(T, y, actors, tr, te, seed)
+            J = np.concatenate([stats, T], axis=-1)
+            XJ = J[:, tr].reshape(-1, J.shape[-1])
+            mj, sj = XJ.mean(0), XJ.std(0) + 1e-9
+            p_j = _lr((XJ - mj) / sj, yt, (J[0, te] - mj) / sj, 0.01)
+            out += [bas(y[te], p_t.argmax(1)), bas(y[te], (p_stat + cnn + p_t).argmax(1)),
+                    bas(y[te], (p_j + cnn).argmax(1)), C]
+    return tuple(out)
+
+
+def cmd_evaluate(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.evaluate import actor_folds
+    from emovae.features import speaker_normalize
+    from sequence import load_runs
+
+    with np.load(args.data) as z:
+        stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
+    with np.load(args.teacher) as z:
+        if list(z["actors"]) != list(actors) or list(z["labels"]) != list(y):
+            raise SystemExit("teacher file and data file list the clips in different orders")
+        teachers = {k: z[k].astype(np.float64) for k in ("embedding", "hidden")}
+    by, _, _ = load_runs(args.runs)
+
+    def norm(a):
+        return np.stack([speaker_normalize(a[c], actors) for c in range(len(a))]).astype(np.float64)
+
+    modes = [(stats, list(teachers.values())), (norm(stats), [norm(t) for t in teachers.values()])]
+    jobs = [(seed, tr, te, y, actors, modes, sum(by[(c, seed, k)][0] for c in MEMBERS))
+            for seed in args.seeds for k, (tr, te) in enumerate(actor_folds(actors, 5, seed))]
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        r = np.array(list(pool.map(_fold, jobs)))
+    print(f"- {time.strftime('%Y-%m-%d %H:%M')}; {platform.platform()}; {os.cpu_count()} cores; "
+          f"{time.time() - t0:.0f} s; runs {' '.join(args.runs)}\n")
+    print("| mode | system | fold seeds | UA | paired vs thirds | folds better |")
+    print("|---|---|---|---|---|---|")
+    draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
+    width = 1 + 4 * len(teachers)
+    for mi, mode in enumerate(("strict", "adapted")):
+        base = 1 + width * mi
+        rows = [("shipped thirds (statistics (LR + MLP) / 2, frame CNN, log-mel CNN)", base)]
+        for ti, name in enumerate(teachers):
+            b = base + 1 + 4 * ti
+            rows += [(f"{name}: teacher LR alone", b), (f"{name}: thirds + teacher LR as a fourth member", b + 1),
+                     (f"{name}: thirds, statistics LR on statistics ‖ teacher", b + 2)]
+        for name, col in rows:
+            for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+                g = r[np.isin(r[:, 0], group)]
+                diff = g[:, col] - g[:, base]
+                print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, col].mean():.3f} | "
+                      f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |", flush=True)
+        for ti, name in enumerate(teachers):
+            cs = r[:, base + 4 + 4 * ti]
+            print(f"\n{mode}, {name}: C chosen on the inner split: "
+                  + ", ".join(f"{c:g} x{int((cs == c).sum())}" for c in C_GRID))
+        print()
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("embed")
+    p.add_argument("--out", default=".seqdata/ge2e.npz")
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p = sub.add_parser("evaluate")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--teacher", default=".seqdata/ge2e.npz")
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
+    args = ap.parse_args(argv)
+    return cmd_embed(args) if args.cmd == "embed" else cmd_evaluate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
