@@ -8,7 +8,7 @@ pretrained speech model a package here holds. Too big to ship (1.42 M parameters
 could only be a teacher. This script measures what it knows about emotion on unseen speakers before anyone
 builds a distillation.
 
-Fixed 2026-11-26 03:45, before any result (section 21 of experiments.md):
+Fixed 2026-11-26 03:20, before any result (section 21 of experiments.md):
 
 - Teacher features per clip and per speed copy (1, 0.8, 0.9, 1.1, 1.2x: `emovae.audio.speed_perturb` on the
   16 kHz clip, as the package's copies), after resemblyzer's own `preprocess_wav` (level to -30 dBFS, long
