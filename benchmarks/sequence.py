@@ -95,7 +95,7 @@ for _name in [*CONSISTENCY, "gru+speed+specaug+mixup"]:
 # names of the training clips), weight 0.3, as a second task. Both heads are dropped at test time (no size or latency
 # cost). Fold seeds 0-5, paired by fold against the main recipe (`compare`). Rule, as before: worth building into
 # the package if the LR + CNN average improves on both fold draws and on at least 60 % of the 30 folds.
-# (section 23, fixed 2026-11-26 03:58 before its results: `mlp-sizes`. Section 20's MLP (128 hidden units) gained
+# (section 23, fixed 2026-11-26 03:49 before its results: `mlp-sizes`. Section 20's MLP (128 hidden units) gained
 # +0.4 strict and +1.3 adapted, but only the single-clip head got it: a second one of 128 would push the model past
 # 1 MB. Two MLPs of 64 units cost what one of 128 does. Measured per fold, fold seeds 0-8, with the stored CNN runs:
 # the thirds whose statistics member is (LR + MLP h) / 2 for h = 128 and 64, in both modes. Rule: ship an MLP of 64
