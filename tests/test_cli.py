@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from emovae.cli import main
 from emovae.data import EMOTIONS
 
@@ -125,8 +127,6 @@ def test_demo_command(tiny_model_dir, tmp_path, capsys):
 
 
 def test_serve_bad_limits_exit_cleanly(capsys):
-    import pytest
-
     pytest.importorskip("fastapi")
     assert main(["serve", "--max-mb", "0"]) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -135,7 +135,6 @@ def test_serve_bad_limits_exit_cleanly(capsys):
 def test_predict_tta_flag(tiny_model_dir, tmp_path, capsys):
     import json
 
-    import pytest
     import soundfile as sf
 
     from emovae.runtime import Recognizer
@@ -152,10 +151,10 @@ def test_predict_tta_flag(tiny_model_dir, tmp_path, capsys):
     assert "--tta" in capsys.readouterr().err
 
 
-def test_stats_mlp_option_reaches_the_classifier_config():
+@pytest.mark.parametrize("option, key", [("--stats-mlp", "stats_mlp"), ("--adapted-mlp", "adapted_mlp")])
+def test_mlp_options_reach_the_classifier_config(option, key):
     from emovae.cli import _model_configs, build_parser
 
-    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "0"])
-    assert _model_configs(args)[1].stats_mlp == 0
-    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--stats-mlp", "32"])
-    assert _model_configs(args)[1].stats_mlp == 32
+    for units in (0, 32):
+        args = build_parser().parse_args(["train", "--data", "d", "--out", "o", option, str(units)])
+        assert getattr(_model_configs(args)[1], key) == units

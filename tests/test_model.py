@@ -194,7 +194,7 @@ def test_mlp_copied_into_the_graph_matches_scikit_learn(n_classes):
     np.testing.assert_allclose(p, expected, atol=1e-5)
 
 
-def test_stats_mlp_averages_with_the_linear_head_and_survives_export(small_table, tmp_path):
+def test_mlps_average_with_the_linear_heads_and_survive_export(small_table, tmp_path):
     import copy
 
     import torch
@@ -203,18 +203,21 @@ def test_stats_mlp_averages_with_the_linear_head_and_survives_export(small_table
     from emovae.runtime import Recognizer
 
     X = table_features(small_table)
-    ccfg = ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=16)
+    ccfg = ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=16, adapted_mlp=8)
     m = EmotionRecognizer(FCFG, VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
     m.fit(X, small_table.labels, groups=small_table.actors)
     assert isinstance(m.net_.classifier_mlp[0], torch.nn.Linear) and m.net_.classifier_mlp[0].out_features == 16
-    p = m.predict_proba(X)
-    silenced = copy.deepcopy(m)
-    with torch.no_grad():  # a uniform MLP: the output must become the average of the linear head and 1 / C
-        silenced.net_.classifier_mlp[2].weight.zero_()
-        silenced.net_.classifier_mlp[2].bias.zero_()
-    q = silenced.predict_proba(X)
-    assert not np.allclose(p, q, atol=1e-3)
-    assert np.all(q >= 0.5 / len(m.classes_) - 1e-6) and np.all(q <= 0.5 / len(m.classes_) + 0.5 + 1e-6)
+    assert m.net_.classifier_adapted_mlp[0].out_features == 8
+    groups = small_table.actors
+    for name, mine, other in (("classifier_mlp", None, groups), ("classifier_adapted_mlp", groups, None)):
+        silenced = copy.deepcopy(m)
+        with torch.no_grad():  # a uniform MLP: its head's output must become the average of the linear head and 1 / C
+            getattr(silenced.net_, name)[2].weight.zero_()
+            getattr(silenced.net_, name)[2].bias.zero_()
+        q = silenced.predict_proba(X, groups=mine)
+        assert not np.allclose(m.predict_proba(X, groups=mine), q, atol=1e-3)
+        assert np.all(q >= 0.5 / len(m.classes_) - 1e-6) and np.all(q <= 0.5 / len(m.classes_) + 0.5 + 1e-6)
+        np.testing.assert_array_equal(silenced.predict_proba(X, groups=other), m.predict_proba(X, groups=other))
     m.save(tmp_path / "mlp")
     export_model_dir(m, tmp_path / "mlp")
     rec = Recognizer.load(tmp_path / "mlp", backend="onnx")  # the graph holds the MLP: same probabilities
@@ -223,12 +226,16 @@ def test_stats_mlp_averages_with_the_linear_head_and_survives_export(small_table
     (tmp_path / "mlp" / "weights.pt").unlink()  # the ONNX initializers alone rebuild it
     back = EmotionRecognizer.load(tmp_path / "mlp")
     np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(back.predict_proba(X, groups=groups), m.predict_proba(X, groups=groups), atol=1e-6)
 
 
 @pytest.mark.parametrize("ccfg, missing", [
-    (ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=0), ("cnn_channels", "mel_cnn", "stats_mlp")),
-    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5, stats_mlp=0), ("mel_cnn", "stats_mlp")),  # before the log-mel CNN
-    (ClassifierConfig(stats_mlp=0), ("stats_mlp",)),  # before the statistics MLP
+    (ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=0, adapted_mlp=0),
+     ("cnn_channels", "mel_cnn", "stats_mlp", "adapted_mlp")),
+    (ClassifierConfig(mel_cnn=False, cnn_weight=0.5, stats_mlp=0, adapted_mlp=0),
+     ("mel_cnn", "stats_mlp", "adapted_mlp")),  # before the log-mel CNN
+    (ClassifierConfig(stats_mlp=0, adapted_mlp=0), ("stats_mlp", "adapted_mlp")),  # before the statistics MLP
+    (ClassifierConfig(adapted_mlp=0), ("adapted_mlp",)),  # before the adapted head's MLP
 ])
 def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, missing):
     import json
@@ -241,6 +248,7 @@ def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, mi
         del meta["classifier_config"][key]
     (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
     back = EmotionRecognizer.load(tmp_path / "old")
-    assert back.net_.classifier_mlp is None and (back.net_.mel_cnn is None) == (not ccfg.mel_cnn)
+    assert (back.net_.classifier_mlp is None) == (ccfg.stats_mlp == 0) and back.net_.classifier_adapted_mlp is None
+    assert (back.net_.mel_cnn is None) == (not ccfg.mel_cnn)
     assert (back.net_.cnn is None) == (ccfg.cnn_channels == 0)
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))

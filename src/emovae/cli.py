@@ -66,8 +66,9 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    if getattr(args, "stats_mlp", None) is not None:
-        ckw["stats_mlp"] = args.stats_mlp
+    for key in ("stats_mlp", "adapted_mlp"):
+        if getattr(args, key, None) is not None:
+            ckw[key] = getattr(args, key)
     tkw = {"seed": args.seed}
     if getattr(args, "speed_perturb", None) is not None:
         tkw["speed_perturb"] = tuple(args.speed_perturb)
@@ -340,6 +341,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stats-mlp", type=int, dest="stats_mlp", metavar="UNITS",
                    help="hidden units of an MLP beside the single-clip linear head, averaged with it (default 128: "
                         "+0.4 UA strict measured, about 258 KB of the model; 0 = off)")
+    g.add_argument("--adapted-mlp", type=int, dest="adapted_mlp", metavar="UNITS",
+                   help="the same beside the adapted (speaker-normalised) head (default 0 = off)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")

@@ -127,14 +127,15 @@ class ClassifierConfig:
     stats_mlp: int = 128  # hidden units of an MLP on the single-clip head's inputs whose probabilities are
     # averaged with the linear head's (that member's share stays the same); 0 = off. +0.4 UA strict over 45 folds
     # (experiments.md, section 20); about 129 k parameters at 128 units
+    adapted_mlp: int = 0  # the same for the adapted head (needs adapted_head); 0 = off
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
         if self.cnn_channels < 0 or self.cnn_epochs < 1 or not (self.cnn_weight is None or 0 <= self.cnn_weight <= 1):
             raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
-        if self.stats_mlp < 0:
-            raise ParameterError("ClassifierConfig: stats_mlp (hidden units) must be >= 0")
+        if self.stats_mlp < 0 or self.adapted_mlp < 0:
+            raise ParameterError("ClassifierConfig: stats_mlp and adapted_mlp (hidden units) must be >= 0")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 

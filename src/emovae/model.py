@@ -73,6 +73,9 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
     from .cnn import MelCNN, MelInput, SequenceCNN
     from .vae import SequenceVAE
 
+    def mlp(d: int, hidden: int):
+        return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_classes)) if hidden else None
+
     class EmotionNet(nn.Module):
         """(seq (B, T, F), stats (B, S), spk_mean (B, S), spk_std (B, S)) raw -> probabilities (B, C) of the
         single-clip head, mu (B, L), recon_mse (B,) of the frames,
@@ -83,7 +86,7 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         Last, probabilities_adapted (B, C): the adapted head on the statistics z-scored with the speaker's
         mean and std (spk_mean, spk_std: estimated from that speaker's clips, see session.py). With a sequence
         CNN (ClassifierConfig.cnn_channels) and/or a log-mel CNN (mel_cnn) both heads' probabilities are averaged
-        with theirs (cnn_weight). With an MLP (stats_mlp), the single-clip head's probabilities are first averaged
+        with theirs (cnn_weight). With an MLP (stats_mlp, adapted_mlp), a head's probabilities are first averaged
         with the MLP's on the same inputs."""
 
         def __init__(self):
@@ -92,9 +95,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             self.classifier_adapted = nn.Linear(d, n_classes)
-            self.classifier_mlp = (nn.Sequential(nn.Linear(d, clf_cfg.stats_mlp), nn.ReLU(),
-                                                 nn.Linear(clf_cfg.stats_mlp, n_classes))
-                                   if clf_cfg.stats_mlp else None)
+            self.classifier_mlp = mlp(d, clf_cfg.stats_mlp)
+            self.classifier_adapted_mlp = mlp(d, clf_cfg.adapted_mlp if clf_cfg.adapted_head else 0)
             self.cnn = (SequenceCNN(n_frame_features, n_classes, clf_cfg.cnn_channels, batch_norm=False)
                         if clf_cfg.cnn_channels else None)  # trained with BatchNorm, shipped fused
             fc = feat_cfg or FeatureConfig()
@@ -130,7 +132,10 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             probs = torch.softmax(self.classifier(h), dim=1)
             if self.classifier_mlp is not None:  # the single-clip statistics member: linear head and MLP, averaged
                 probs = 0.5 * (probs + torch.softmax(self.classifier_mlp(h), dim=1))
-            probs_a = torch.softmax(self.classifier_adapted(torch.cat(parts_a, dim=1)), dim=1)
+            h_a = torch.cat(parts_a, dim=1)
+            probs_a = torch.softmax(self.classifier_adapted(h_a), dim=1)
+            if self.classifier_adapted_mlp is not None:  # the same for the adapted head
+                probs_a = 0.5 * (probs_a + torch.softmax(self.classifier_adapted_mlp(h_a), dim=1))
             p_cnn = ([torch.softmax(self.cnn(x), dim=1)] if self.cnn is not None else []) + (
                 [torch.softmax(self.mel_cnn(self.mel_input(seq)), dim=1)] if self.mel_cnn is not None else [])
             if p_cnn:  # average with the CNNs' probabilities
@@ -275,6 +280,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
             self._set_head(net.classifier_adapted, make(self.c_).fit(feats_a, row_y))
+            if ccfg.adapted_mlp:
+                self._set_mlp(net.classifier_adapted_mlp, self._fit_mlp(feats_a, row_y, ccfg.adapted_mlp, tcfg.seed))
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
         with torch.no_grad():

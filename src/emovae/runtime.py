@@ -55,6 +55,7 @@ def _check_meta(meta, where: str) -> dict:
         meta["classifier_config"].setdefault("cnn_channels", 0)
         meta["classifier_config"].setdefault("mel_cnn", False)  # written before the log-mel CNN: without it
         meta["classifier_config"].setdefault("stats_mlp", 0)  # written before the statistics MLP: without it
+        meta["classifier_config"].setdefault("adapted_mlp", 0)  # before the adapted head's MLP: without it
     return meta
 
 
