@@ -734,23 +734,31 @@ def _stack_fold(job: tuple) -> tuple:
     return tuple(out)
 
 
-def _mlp_fold(job: tuple) -> tuple:
-    """Strict and adapted UA on one fold of: the shipped thirds (LR, frame CNN, log-mel CNN); quarters with an MLP
-    on the statistics as a fourth member; thirds whose statistics member is the average of LR and MLP."""
+def _statistics_lr(stats: np.ndarray, norm: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray):
+    """Per mode (strict: z-scored with the training fold; adapted: speaker-normalised): (training rows, clips and
+    copies; their labels; the test clips; the statistics LR's test probabilities, C = 0.01)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score as bas
-    from sklearn.neural_network import MLPClassifier
 
-    seed, tr, te, y, stats, norm, cnn = job
-    out = [seed]
     for mode, X_all in (("strict", stats), ("adapted", norm)):
         X = X_all[:, tr].reshape(-1, X_all.shape[-1])
         m, s = (X.mean(0), X.std(0) + 1e-9) if mode == "strict" else (0.0, 1.0)
         yt = np.tile(y[tr], len(X_all))
         Xte = (X_all[0, te] - m) / s
-        p_lr = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000).fit((X - m) / s, yt).predict_proba(Xte)
+        lr = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000)
+        yield (X - m) / s, yt, Xte, lr.fit((X - m) / s, yt).predict_proba(Xte)
+
+
+def _mlp_fold(job: tuple) -> tuple:
+    """Strict and adapted UA on one fold of: the shipped thirds (LR, frame CNN, log-mel CNN); quarters with an MLP
+    on the statistics as a fourth member; thirds whose statistics member is the average of LR and MLP."""
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from sklearn.neural_network import MLPClassifier
+
+    seed, tr, te, y, stats, norm, cnn = job
+    out = [seed]
+    for Xs, yt, Xte, p_lr in _statistics_lr(stats, norm, y, tr, te):
         mlp = MLPClassifier(hidden_layer_sizes=(128,), alpha=1.0, max_iter=200, early_stopping=False, random_state=seed)
-        p_mlp = mlp.fit((X - m) / s, yt).predict_proba(Xte)
+        p_mlp = mlp.fit(Xs, yt).predict_proba(Xte)
         c1 = cnn / 2  # the two CNNs' mean
         out += [bas(y[te], (p_lr + 2 * c1).argmax(1)), bas(y[te], (p_lr + p_mlp + 2 * c1).argmax(1)),
                 bas(y[te], ((p_lr + p_mlp) / 2 + 2 * c1).argmax(1)), bas(y[te], p_mlp.argmax(1)),
@@ -758,10 +766,9 @@ def _mlp_fold(job: tuple) -> tuple:
     return tuple(out)
 
 
-def cmd_mlp_member(args) -> int:
-    """Section 20 of experiments.md: an MLP on the statistics beside the shipped members, paired by fold."""
-    from concurrent.futures import ProcessPoolExecutor
-
+def stack_jobs(args) -> list[tuple]:
+    """One job per fold of ``args.seeds``: (seed, train idx, test idx, labels, statistics (copies, N, S),
+    speaker-normalised statistics, the sum of the shipped CNNs' test probabilities from ``args.runs``)."""
     from emovae.evaluate import actor_folds
     from emovae.features import speaker_normalize
 
@@ -770,8 +777,21 @@ def cmd_mlp_member(args) -> int:
         stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
     by, _, _ = load_runs(args.runs)
     norm = np.stack([speaker_normalize(stats[c], actors) for c in range(len(stats))]).astype(np.float64)
-    jobs = [(seed, tr, te, y, stats, norm, sum(by[(c, seed, k)][0] for c in members))
+    return [(seed, tr, te, y, stats, norm, sum(by[(c, seed, k)][0] for c in members))
             for seed in args.seeds for k, (tr, te) in enumerate(actor_folds(actors, 5, seed))]
+
+
+def fold_draws(seeds: list[int]) -> list[list[int]]:
+    """The fold seeds in draws of three, then all of them together (when there is more than one draw)."""
+    draws = [list(seeds[i:i + 3]) for i in range(0, len(seeds), 3)]
+    return draws + ([list(seeds)] if len(draws) > 1 else [])
+
+
+def cmd_mlp_member(args) -> int:
+    """Section 20 of experiments.md: an MLP on the statistics beside the shipped members, paired by fold."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = stack_jobs(args)
     with ProcessPoolExecutor(args.jobs) as pool:
         r = np.array(list(pool.map(_mlp_fold, jobs)))
     names = ["thirds (shipped)", "quarters: + MLP as a fourth member", "thirds, statistics member = (LR + MLP) / 2",
@@ -779,11 +799,10 @@ def cmd_mlp_member(args) -> int:
     print(f"- {time.strftime('%Y-%m-%d %H:%M')}; {platform.platform()}; runs {' '.join(args.runs)}\n")
     print("| mode | system | fold seeds | UA | paired vs thirds | folds better |")
     print("|---|---|---|---|---|---|")
-    draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
     for mi, mode in enumerate(("strict", "adapted")):
         base = 1 + 5 * mi
         for j, name in enumerate(names):
-            for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+            for group in fold_draws(args.seeds):
                 g = r[np.isin(r[:, 0], group)]
                 diff = g[:, base + j] - g[:, base]
                 print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, base + j].mean():.3f} | "
@@ -794,22 +813,16 @@ def cmd_mlp_member(args) -> int:
 def _mlp_sizes_fold(job: tuple) -> tuple:
     """Strict and adapted UA on one fold of the shipped thirds with the statistics member = LR alone, then = (LR +
     MLP of h hidden units) / 2 for each h in ``sizes`` (section 23)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score as bas
     from sklearn.neural_network import MLPClassifier
 
     seed, tr, te, y, stats, norm, cnn, sizes = job
     out = [seed]
-    for mode, X_all in (("strict", stats), ("adapted", norm)):
-        X = X_all[:, tr].reshape(-1, X_all.shape[-1])
-        m, s = (X.mean(0), X.std(0) + 1e-9) if mode == "strict" else (0.0, 1.0)
-        yt = np.tile(y[tr], len(X_all))
-        Xte = (X_all[0, te] - m) / s
-        p_lr = LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000).fit((X - m) / s, yt).predict_proba(Xte)
+    for Xs, yt, Xte, p_lr in _statistics_lr(stats, norm, y, tr, te):
         out.append(bas(y[te], (p_lr + cnn).argmax(1)))
         for h in sizes:
             mlp = MLPClassifier(hidden_layer_sizes=(h,), alpha=1.0, max_iter=200, random_state=seed)
-            p_mlp = mlp.fit((X - m) / s, yt).predict_proba(Xte)
+            p_mlp = mlp.fit(Xs, yt).predict_proba(Xte)
             out.append(bas(y[te], ((p_lr + p_mlp) / 2 + cnn).argmax(1)))
     return tuple(out)
 
@@ -818,16 +831,7 @@ def cmd_mlp_sizes(args) -> int:
     """Section 23 of experiments.md: the statistics MLP's width, in the single-clip and the adapted head."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from emovae.evaluate import actor_folds
-    from emovae.features import speaker_normalize
-
-    members = ("cnn+speed+specaug+mixup", "mfccmel2d+speed+specaug+mixup")
-    with np.load(args.data) as z:
-        stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
-    by, _, _ = load_runs(args.runs)
-    norm = np.stack([speaker_normalize(stats[c], actors) for c in range(len(stats))]).astype(np.float64)
-    jobs = [(seed, tr, te, y, stats, norm, sum(by[(c, seed, k)][0] for c in members), tuple(args.hidden))
-            for seed in args.seeds for k, (tr, te) in enumerate(actor_folds(actors, 5, seed))]
+    jobs = [job + (tuple(args.hidden),) for job in stack_jobs(args)]
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
         r = np.array(list(pool.map(_mlp_sizes_fold, jobs)))
@@ -836,13 +840,12 @@ def cmd_mlp_sizes(args) -> int:
     print("| mode | statistics member of the thirds | fold seeds | UA | paired vs LR alone | folds better | "
           f"paired vs MLP {args.hidden[0]} | folds better |")
     print("|---|---|---|---|---|---|---|---|")
-    draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
     width = 1 + len(args.hidden)
     for mi, mode in enumerate(("strict", "adapted")):
         base = 1 + width * mi
         names = ["LR alone"] + [f"(LR + MLP {h}) / 2" for h in args.hidden]
         for j, name in enumerate(names):
-            for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+            for group in fold_draws(args.seeds):
                 g = r[np.isin(r[:, 0], group)]
                 d0, d1 = g[:, base + j] - g[:, base], g[:, base + j] - g[:, base + 1]
                 print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, base + j].mean():.3f} | "

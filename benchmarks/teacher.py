@@ -153,7 +153,7 @@ def cmd_evaluate(args) -> int:
 
     from emovae.evaluate import actor_folds
     from emovae.features import speaker_normalize
-    from sequence import load_runs
+    from sequence import fold_draws, load_runs
 
     with np.load(args.data) as z:
         stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
@@ -176,7 +176,6 @@ def cmd_evaluate(args) -> int:
           f"{time.time() - t0:.0f} s; runs {' '.join(args.runs)}\n")
     print("| mode | system | fold seeds | UA | paired vs thirds | folds better |")
     print("|---|---|---|---|---|---|")
-    draws = [list(args.seeds[i:i + 3]) for i in range(0, len(args.seeds), 3)]
     width = 1 + 4 * len(teachers)
     for mi, mode in enumerate(("strict", "adapted")):
         base = 1 + width * mi
@@ -186,7 +185,7 @@ def cmd_evaluate(args) -> int:
             rows += [(f"{name}: teacher LR alone", b), (f"{name}: thirds + teacher LR as a fourth member", b + 1),
                      (f"{name}: thirds, statistics LR on statistics ‖ teacher", b + 2)]
         for name, col in rows:
-            for group in draws + ([list(args.seeds)] if len(draws) > 1 else []):
+            for group in fold_draws(args.seeds):
                 g = r[np.isin(r[:, 0], group)]
                 diff = g[:, col] - g[:, base]
                 print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, col].mean():.3f} | "
