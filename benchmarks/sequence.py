@@ -113,6 +113,16 @@ for _name in AUXILIARY:
 # schedule). Both CNNs, fold seeds 0-8; the shipped thirds rebuilt from the new runs against those from the stored
 # runs (`compare-stack --members-b`, the same data on both sides). Rule: worth building into the package if the
 # strict thirds improve in each of the three fold draws and on at least 60 % of the 45 folds.
+# thirteenth round, fixed 2026-11-26 06:20 before its results (section 24b of experiments.md): distil the GE2E
+# teacher's hidden-state statistics (section 21: mean and std of its last LSTM layer over the clip, 512, from
+# `teacher.py embed`, per speed copy) into both CNNs. A linear head on each CNN's pooled output (128) regresses
+# them, z-scored with the training fold, mean squared error x 1.0 added to the loss (targets mixed as the inputs
+# are when mixup mixes); the head is dropped at test time (no size or latency cost). The teacher file sits beside
+# the data file as ge2e.npz.
+AUXILIARY.update({"cnn+speed+specaug+mixup+ge2e": ("ge2e", 1.0), "mfccmel2d+speed+specaug+mixup+ge2e": ("ge2e", 1.0)})
+MEL_CONFIGS["mfccmel2d+speed+specaug+mixup+ge2e"] = ("mfccmel", "2d")
+for _name in AUXILIARY:
+    CONFIGS[_name] = (True, True, True, 64, False, 40, 0)
 ANNEAL = {"cnn+speed+specaug+mixup+anneal", "mfccmel2d+speed+specaug+mixup+anneal"}
 MEL_CONFIGS["mfccmel2d+speed+specaug+mixup+anneal"] = ("mfccmel", "2d")
 for _name in ANNEAL:
@@ -288,6 +298,11 @@ def train_fold(job: tuple) -> dict:
         seq = np.concatenate([seq, d["mel"]], axis=-1)
     n_copies = seq.shape[0] if speed else 1
     dev = torch.device(device)
+    if aux_kind == "ge2e":
+        with np.load(Path(data_path).with_name("ge2e.npz")) as z:
+            if list(z["labels"]) != list(y) or list(z["actors"]) != list(actors):
+                raise SystemExit("ge2e.npz lists the clips in another order than the data file")
+            teacher = z["hidden"].astype(np.float32)  # (copies, N, 512), copies in the data file's order
 
     def fit(rows, val_rows, n_epochs, seed_, sched_epochs=epochs):
         torch.manual_seed(seed_)
@@ -343,8 +358,13 @@ def train_fold(job: tuple) -> dict:
             aux_target = torch.from_numpy(np.array([ids.get(a, 0) for a in actors])).to(dev)
         elif aux_kind == "intensity":
             aux_target = torch.from_numpy(intensities(actors, y)).to(dev)
+        elif aux_kind == "ge2e":
+            tm = teacher[:n_copies, rows].reshape(-1, teacher.shape[-1]).mean(0)
+            ts = teacher[:n_copies, rows].reshape(-1, teacher.shape[-1]).std(0) + 1e-6
+            aux_target = torch.from_numpy(((teacher - tm) / ts).astype(np.float32)).to(dev)  # (copies, N, 512)
         if aux_kind:
-            aux_head = nn.Linear(2 * C, len(ids) if aux_kind == "speaker" else 2).to(dev)
+            aux_head = nn.Linear(2 * C, {"speaker": len(ids) if aux_kind == "speaker" else 0, "intensity": 2,
+                                         "ge2e": teacher.shape[-1] if aux_kind == "ge2e" else 0}[aux_kind]).to(dev)
             params += list(aux_head.parameters())
         opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-2)
         steps_per_epoch = int(np.ceil(len(rows) / 64))
@@ -419,9 +439,13 @@ def train_fold(job: tuple) -> dict:
                         h, w_aux = _Reverse.apply(h, aux_weight * ramp), 1.0
                     else:
                         w_aux = aux_weight
-                    o, t = aux_head(h), aux_target[idx]
-                    ce = nn.functional.cross_entropy
-                    aux = lam * ce(o, t) + (1 - lam) * ce(o, t[perm]) if mixup else ce(o, t)
+                    if aux_kind == "ge2e":
+                        o, t = aux_head(h), aux_target[cp, idx]
+                        aux = ((o - (lam * t + (1 - lam) * t[perm] if mixup else t)) ** 2).mean()
+                    else:
+                        o, t = aux_head(h), aux_target[idx]
+                        ce = nn.functional.cross_entropy
+                        aux = lam * ce(o, t) + (1 - lam) * ce(o, t[perm]) if mixup else ce(o, t)
                     loss = loss + w_aux * aux
                 pooled.clear()
                 step += 1

@@ -78,6 +78,61 @@ def _embed_clip(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(emb), np.stack(hid)
 
 
+def _split_layers(lstm) -> list:
+    """The teacher's stacked LSTM as one single-layer ``torch.nn.LSTM`` per layer, same weights."""
+    import torch
+
+    layers = []
+    for k in range(lstm.num_layers):
+        one = torch.nn.LSTM(lstm.input_size if k == 0 else lstm.hidden_size, lstm.hidden_size, 1, batch_first=True)
+        one.load_state_dict({n.replace(f"_l{k}", "_l0"): v for n, v in lstm.state_dict().items()
+                             if n.endswith(f"_l{k}")})
+        layers.append(one)
+    return layers
+
+
+def _layers_clip(path: str) -> np.ndarray:
+    """(speeds, 3, 512): mean and std over frames of each LSTM layer's output (section 24: a truncated teacher)."""
+    import torch
+    from resemblyzer import VoiceEncoder, preprocess_wav
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    from emovae.audio import load, speed_perturb
+
+    global _ENCODER
+    if "_ENCODER" not in globals():
+        torch.set_num_threads(1)
+        _ENCODER = VoiceEncoder("cpu", verbose=False)
+    layers = _split_layers(_ENCODER.lstm)
+    y = load(path, 16000)
+    out = []
+    for f in SPEEDS:
+        x = torch.from_numpy(wav_to_mel_spectrogram(preprocess_wav(speed_perturb(y, 16000, f), 16000)))[None]
+        per = []
+        with torch.no_grad():
+            for layer in layers:
+                x, _ = layer(x)
+                h = x[0].numpy()
+                per.append(np.concatenate([h.mean(0), h.std(0)]))
+        out.append(np.stack(per))
+    return np.stack(out)
+
+
+def cmd_embed_layers(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.data import scan
+
+    utterances, _ = scan(DATA)
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        res = np.stack(list(pool.map(_layers_clip, [u.path for u in utterances], chunksize=8)), axis=1)
+    np.savez_compressed(args.out, layers=res.astype(np.float32), speeds=np.array(SPEEDS),
+                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {res.shape[2]} layers in {time.time() - t0:.0f} s")
+    return 0
+
+
 def cmd_embed(args) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -160,7 +215,10 @@ def cmd_evaluate(args) -> int:
     with np.load(args.teacher) as z:
         if list(z["actors"]) != list(actors) or list(z["labels"]) != list(y):
             raise SystemExit("teacher file and data file list the clips in different orders")
-        teachers = {k: z[k].astype(np.float64) for k in ("embedding", "hidden")}
+        if "layers" in z.files:  # section 24: one teacher per chosen LSTM layer
+            teachers = {f"layer {k}": z["layers"][:, :, k - 1].astype(np.float64) for k in args.layers}
+        else:
+            teachers = {k: z[k].astype(np.float64) for k in ("embedding", "hidden")}
     by, _, _ = load_runs(args.runs)
 
     def norm(a):
@@ -204,14 +262,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("embed")
     p.add_argument("--out", default=".seqdata/ge2e.npz")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p = sub.add_parser("embed-layers")
+    p.add_argument("--out", default=".seqdata/ge2e-layers.npz")
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
     p = sub.add_parser("evaluate")
     p.add_argument("--data", default=".seqdata/seq64.npz")
     p.add_argument("--teacher", default=".seqdata/ge2e.npz")
     p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--layers", nargs="+", type=int, default=[1, 2],
+                   help="with a file from embed-layers: the LSTM layers whose statistics are teachers")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args(argv)
-    return cmd_embed(args) if args.cmd == "embed" else cmd_evaluate(args)
+    return {"embed": cmd_embed, "embed-layers": cmd_embed_layers, "evaluate": cmd_evaluate}[args.cmd](args)
 
 
 if __name__ == "__main__":
