@@ -113,7 +113,7 @@ for _name in AUXILIARY:
 # schedule). Both CNNs, fold seeds 0-8; the shipped thirds rebuilt from the new runs against those from the stored
 # runs (`compare-stack --members-b`, the same data on both sides). Rule: worth building into the package if the
 # strict thirds improve in each of the three fold draws and on at least 60 % of the 45 folds.
-# thirteenth round, fixed 2026-11-26 06:20 before its results (section 24b of experiments.md): distil the GE2E
+# thirteenth round, fixed 2026-11-26 06:13 before its results (section 24b of experiments.md): distil the GE2E
 # teacher's hidden-state statistics (section 21: mean and std of its last LSTM layer over the clip, 512, from
 # `teacher.py embed`, per speed copy) into both CNNs. A linear head on each CNN's pooled output (128) regresses
 # them, z-scored with the training fold, mean squared error x 1.0 added to the loss (targets mixed as the inputs
