@@ -18,6 +18,7 @@ def test_export_parity_and_metadata(tiny_model_dir, tmp_path):
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert {p.key for p in proto.metadata_props} == {"emovae_model_json"}
     assert [i.name for i in proto.graph.input] == ["seq", "stats", "spk_mean", "spk_std"]
+    assert not any(n.metadata_props for n in proto.graph.node) and not proto.graph.value_info  # strip_trace
     rng = np.random.default_rng(1)
     T, F, S = model.net_.vae.seq_len, len(model.frame_names_), len(model.stat_names_)
     seq = (rng.standard_normal((5, T, F)) * 3).astype(np.float32)

@@ -55,6 +55,7 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     quiet.setLevel(level)
     proto = onnx.load(str(path))
     half_initializers(proto)
+    strip_trace(proto)
     keep = onnx_metadata(meta)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(keep)
@@ -91,6 +92,14 @@ def half_initializers(proto, min_size: int = 64) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     return len(casts)
+
+
+def strip_trace(proto) -> None:
+    """Drop what the exporter records for debugging (each node's source-stack metadata, the intermediate
+    value shapes): about 100 KB of a 870 KB file that onnxruntime never reads."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    del proto.graph.value_info[:]
 
 
 def round_to_half(module) -> None:
