@@ -118,6 +118,45 @@ def _layers_clip(path: str) -> np.ndarray:
     return np.stack(out)
 
 
+VOICE_VARIANTS = {"int4 10ms": (4, 160), "int4 20ms": (4, 320), "int4 30ms": (4, 480), "float 10ms": (32, 160)}
+
+
+def _voice_clip(path: str) -> np.ndarray:
+    """(variants, speeds, 512): the package's voice statistics (``emovae.voice``: level, speech span, 40 mel
+    bands, the encoder's first two layers) of one clip and its speed copies, per encoder file and frame step."""
+    from emovae import voice
+    from emovae.audio import load, speed_perturb
+    from emovae.config import FeatureConfig
+    from emovae.features import frame_energy_db, speech_span
+
+    cfg = FeatureConfig()
+    y = load(path, 16000)
+    out = np.zeros((len(VOICE_VARIANTS), len(SPEEDS), 512), np.float32)
+    for j, f in enumerate(SPEEDS):
+        c = speed_perturb(y, 16000, f) if f != 1.0 else y
+        span = speech_span(frame_energy_db(c, cfg), cfg)
+        c = voice.level(c[span.start * cfg.hop_length: span.stop * cfg.hop_length])
+        for i, (bits, hop) in enumerate(VOICE_VARIANTS.values()):
+            mel = voice.encoder_mel(c)[:: hop // voice.HOP]
+            out[i, j] = voice._session(f"/tmp/voice{bits}.onnx").run(None, {"mel": mel[None]})[0][0]
+    return out
+
+
+def cmd_voice_data(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.data import scan
+
+    utterances, _ = scan(DATA)
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        res = np.stack(list(pool.map(_voice_clip, [u.path for u in utterances], chunksize=8)), axis=2)
+    np.savez_compressed(args.out, voice=res, variants=np.array(list(VOICE_VARIANTS)), speeds=np.array(SPEEDS),
+                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {len(VOICE_VARIANTS)} variants in {time.time() - t0:.0f} s")
+    return 0
+
+
 def cmd_embed_layers(args) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -158,7 +197,7 @@ def _lr(X: np.ndarray, y: np.ndarray, Xte: np.ndarray, C: float) -> np.ndarray:
 
 
 def _teacher_head(T: np.ndarray, y: np.ndarray, actors: np.ndarray, tr: np.ndarray, te: np.ndarray,
-                  seed: int) -> tuple[np.ndarray, float]:
+                  seed: int, grid: tuple = C_GRID, mlp: int = 0) -> tuple[np.ndarray, float]:
     """Teacher LR test probabilities: C chosen on the inner split, refitted on the training fold (all copies)."""
     from sklearn.metrics import balanced_accuracy_score as bas
 
@@ -172,9 +211,17 @@ def _teacher_head(T: np.ndarray, y: np.ndarray, actors: np.ndarray, tr: np.ndarr
         m, s = X.mean(0), X.std(0) + 1e-9
         return _lr((X - m) / s, np.tile(y[rows], len(T)), (T[0, test_rows] - m) / s, C)
 
-    scores = [bas(y[iva], fit(itr, iva, C).argmax(1)) for C in C_GRID]
-    C = C_GRID[int(np.argmax(scores))]
-    return fit(tr, te, C), C
+    scores = [bas(y[iva], fit(itr, iva, C).argmax(1)) for C in grid]
+    C = grid[int(np.argmax(scores))]
+    p = fit(tr, te, C)
+    if mlp:  # section 25's S3: averaged with an MLP on the same rows
+        from sklearn.neural_network import MLPClassifier
+
+        X = T[:, tr].reshape(-1, T.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        net = MLPClassifier(hidden_layer_sizes=(mlp,), alpha=1.0, max_iter=200, random_state=seed)
+        p = (p + net.fit((X - m) / s, np.tile(y[tr], len(T))).predict_proba((T[0, te] - m) / s)) / 2
+    return p, C
 
 
 def _fold(job: tuple) -> tuple:
@@ -201,6 +248,98 @@ def _fold(job: tuple) -> tuple:
             out += [bas(y[te], p_t.argmax(1)), bas(y[te], (p_stat + cnn + p_t).argmax(1)),
                     bas(y[te], (p_j + cnn).argmax(1)), C]
     return tuple(out)
+
+
+VOICE_GRID = (0.001, 0.003, 0.01, 0.03)
+
+
+def _voice_fold(job: tuple) -> tuple:
+    """Section 25's systems on one fold: S0 (statistics (LR + MLP 64) / 2), then per voice variant S1 (voice LR),
+    S2 (LR on statistics ‖ voice), S3 ((S2 + MLP 64) / 2), strict then adapted; plus S2 / S3 in thirds with the
+    CNNs where their runs are given."""
+    from sklearn.metrics import balanced_accuracy_score as bas
+    from sklearn.neural_network import MLPClassifier
+
+    seed, tr, te, y, actors, modes, cnn, systems = job
+    out = [seed]
+    for stats, voices in modes:
+        X = stats[:, tr].reshape(-1, stats.shape[-1])
+        m, s = X.mean(0), X.std(0) + 1e-9
+        yt = np.tile(y[tr], len(stats))
+        Xte = (stats[0, te] - m) / s
+        mlp = MLPClassifier(hidden_layer_sizes=(64,), alpha=1.0, max_iter=200, random_state=seed)
+        p0 = (_lr((X - m) / s, yt, Xte, 0.01) + mlp.fit((X - m) / s, yt).predict_proba(Xte)) / 2
+        out.append(bas(y[te], p0.argmax(1)))
+        for V in voices:
+            row = [np.nan] * 6
+            if "S1" in systems:
+                row[0] = bas(y[te], _teacher_head(V, y, actors, tr, te, seed, VOICE_GRID)[0].argmax(1))
+            J = np.concatenate([stats, V], axis=-1)
+            if "S2" in systems or "S3" in systems:
+                p2, _ = _teacher_head(J, y, actors, tr, te, seed, VOICE_GRID)
+                row[1] = bas(y[te], p2.argmax(1))
+                if cnn is not None:
+                    row[3] = bas(y[te], (p2 + cnn).argmax(1))
+            if "S3" in systems:
+                p3, _ = _teacher_head(J, y, actors, tr, te, seed, VOICE_GRID, mlp=64)
+                row[2] = bas(y[te], p3.argmax(1))
+                if cnn is not None:
+                    row[4] = bas(y[te], (p3 + cnn).argmax(1))
+            out += row
+    return tuple(out)
+
+
+def cmd_voice_eval(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emovae.evaluate import actor_folds
+    from emovae.features import speaker_normalize
+    from sequence import fold_draws, load_runs
+
+    with np.load(args.data) as z:
+        stats, y, actors = z["stats"].astype(np.float64), z["labels"], z["actors"]
+    with np.load(args.voice) as z:
+        if list(z["actors"]) != list(actors) or list(z["labels"]) != list(y):
+            raise SystemExit("voice file and data file list the clips in different orders")
+        names = list(z["variants"])
+        voices = [z["voice"][names.index(v)].astype(np.float64) for v in args.variants]
+    by = load_runs(args.runs)[0] if args.runs else {}
+
+    def norm(a):
+        return np.stack([speaker_normalize(a[c], actors) for c in range(len(a))]).astype(np.float64)
+
+    modes = [(stats, voices), (norm(stats), [norm(v) for v in voices])]
+    jobs = []
+    for seed in args.seeds:
+        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
+            keys = [(c, seed, k) for c in MEMBERS]
+            cnn = sum(by[key][0] for key in keys) if all(key in by for key in keys) else None
+            jobs.append((seed, tr, te, y, actors, modes, cnn, tuple(args.systems)))
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        r = np.array(list(pool.map(_voice_fold, jobs)), dtype=np.float64)
+    print(f"- {time.strftime('%Y-%m-%d %H:%M')}; {platform.platform()}; {os.cpu_count()} cores; "
+          f"{time.time() - t0:.0f} s; voice {args.voice}; runs {' '.join(args.runs or ['none'])}\n")
+    print("| mode | system | fold seeds | UA | paired vs S0 | folds better |")
+    print("|---|---|---|---|---|---|")
+    labels = ("S1 voice LR", "S2 LR on statistics ‖ voice", "S3 (S2 + MLP 64) / 2", "S2 + frame CNN + log-mel CNN",
+              "S3 + frame CNN + log-mel CNN")
+    width = 1 + 6 * len(voices)
+    for mi, mode in enumerate(("strict", "adapted")):
+        base = 1 + width * mi
+        rows = [("S0 statistics (LR + MLP 64) / 2", base)]
+        for vi, v in enumerate(args.variants):
+            rows += [(f"{v}: {lab}", base + 1 + 6 * vi + j) for j, lab in enumerate(labels)]
+        for name, col in rows:
+            for group in fold_draws(args.seeds):
+                g = r[np.isin(r[:, 0], group)]
+                g = g[~np.isnan(g[:, col])]
+                if not len(g):
+                    continue
+                diff = g[:, col] - g[:, base]
+                print(f"| {mode} | {name} | {','.join(map(str, group))} | {g[:, col].mean():.3f} | "
+                      f"{diff.mean():+.4f} ± {diff.std():.4f} | {int((diff > 0).sum())}/{len(diff)} |", flush=True)
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -265,6 +404,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("embed-layers")
     p.add_argument("--out", default=".seqdata/ge2e-layers.npz")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p = sub.add_parser("voice-data", help="section 25: the package's voice statistics per encoder variant")
+    p.add_argument("--out", default=".seqdata/voice.npz")
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p = sub.add_parser("voice-eval", help="section 25's systems S0-S3 on the voice statistics")
+    p.add_argument("--data", default=".seqdata/seq64.npz")
+    p.add_argument("--voice", default=".seqdata/voice.npz")
+    p.add_argument("--variants", nargs="+", default=["int4 10ms"])
+    p.add_argument("--systems", nargs="+", default=["S1", "S2", "S3"], choices=["S1", "S2", "S3"])
+    p.add_argument("--runs", nargs="*", default=[])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
+    p.add_argument("--jobs", type=int, default=os.cpu_count())
     p = sub.add_parser("evaluate")
     p.add_argument("--data", default=".seqdata/seq64.npz")
     p.add_argument("--teacher", default=".seqdata/ge2e.npz")
@@ -274,7 +424,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5, 6, 7, 8])
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args(argv)
-    return {"embed": cmd_embed, "embed-layers": cmd_embed_layers, "evaluate": cmd_evaluate}[args.cmd](args)
+    return {"embed": cmd_embed, "embed-layers": cmd_embed_layers, "evaluate": cmd_evaluate,
+            "voice-data": cmd_voice_data, "voice-eval": cmd_voice_eval}[args.cmd](args)
 
 
 if __name__ == "__main__":
