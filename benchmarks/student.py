@@ -106,6 +106,7 @@ def _head(F, y, actors, tr, te, seed: int, grid=(0.001, 0.003, 0.01, 0.03)):
 
     itr, iva = inner_split(actors[tr], 3, seed)
     itr, iva = tr[itr], tr[iva]
+    F = F.double()
     Y = torch.from_numpy(y).to(F.device)
 
     def fit(rows, test_rows, C):
@@ -158,7 +159,7 @@ def cmd_run(args) -> int:
 
     rows, saved = [], {}
     for seed in args.seeds:
-        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
+        for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)[:args.max_folds]):
             copies_tr = np.concatenate([tr + j * n_clips for j in range(n_copies)])
             ct = torch.from_numpy(copies_tr).to(dev)
             mt = mask[ct].bool()
@@ -215,14 +216,14 @@ def cmd_run(args) -> int:
                     row[f"{mode} {name}"], row[f"{mode} {name} C"] = _head(FF, y, actors, tr, te, seed)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "student-rows.json").write_text(json.dumps({"machine": platform.platform(), "device": str(dev),
-                                                           "gpu": torch.cuda.get_device_name() if dev.type == "cuda"
-                                                           else None, "args": vars(args), "rows": rows,
-                                                           "seconds": time.time() - t_start}))
+            out_dir = Path(args.out)  # written after every fold, so a run cut short keeps what it measured
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "student-rows.json").write_text(json.dumps({
+                "machine": platform.platform(), "device": str(dev),
+                "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None, "args": vars(args),
+                "rows": rows, "seconds": time.time() - t_start}))
     if saved:
-        np.savez_compressed(out_dir / "student-stats-seed0.npz", **saved)
+        np.savez_compressed(Path(args.out) / "student-stats-seed0.npz", **saved)
     print(f"done in {time.time() - t_start:.0f} s", flush=True)
     return 0
 
@@ -257,6 +258,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-folds", type=int, default=5, help="folds per seed (fewer for a quick check)")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/student"))
     args = ap.parse_args(argv)
     return {"data": cmd_data, "run": cmd_run}[args.cmd](args)
