@@ -160,6 +160,8 @@ def cmd_run(args) -> int:
     rows, saved = [], {}
     for seed in args.seeds:
         for k, (tr, te) in enumerate(actor_folds(actors, 5, seed)[:args.max_folds]):
+            if args.only and f"{seed}:{k}" not in args.only:
+                continue
             copies_tr = np.concatenate([tr + j * n_clips for j in range(n_copies)])
             ct = torch.from_numpy(copies_tr).to(dev)
             mt = mask[ct].bool()
@@ -211,7 +213,7 @@ def cmd_run(args) -> int:
                 feats[f"student{hidden} hidden"] = by_copy(torch.cat(hid_stats))
                 if seed == args.seeds[0] and hidden == args.hidden[0]:
                     saved[f"fold{k}"] = feats[f"student{hidden}"].cpu().numpy().astype(np.float16)
-            for name, F in feats.items():
+            for name, F in feats.items() if not args.skip_heads else ():
                 for mode, FF in (("strict", F), ("adapted", norm(F))):
                     row[f"{mode} {name}"], row[f"{mode} {name} C"] = _head(FF, y, actors, tr, te, seed)
             rows.append(row)
@@ -259,6 +261,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--max-folds", type=int, default=5, help="folds per seed (fewer for a quick check)")
+    p.add_argument("--only", nargs="*", default=[], help="run only these folds, as SEED:FOLD")
+    p.add_argument("--skip-heads", action="store_true", help="train the students and save the first seed's "
+                   "student statistics (student-stats-seed0.npz) without scoring heads")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/student"))
     args = ap.parse_args(argv)
     return {"data": cmd_data, "run": cmd_run}[args.cmd](args)
