@@ -94,3 +94,38 @@ def test_encoder_mel_puts_a_tone_in_its_band_every_10_ms():
 def test_voice_names_match_the_encoder_output():
     names = voice.voice_names()
     assert len(names) == 512 and names[0] == "voice_mean_0" and names[-1] == "voice_std_255"
+
+
+def test_a_student_learns_a_teacher_and_its_graph_computes_the_same_statistics():
+    pytest.importorskip("torch")
+    import torch
+
+    rng = np.random.default_rng(3)
+    teacher = _random_layers(rng, ((40, 6),))
+    mels = [(rng.random((int(rng.integers(20, 40)), 40)) * 10 ** rng.uniform(-1, 0.5, 40)).astype(np.float32)
+            for _ in range(24)]
+    targets = voice.teacher_frames(mels, teacher)
+    assert [t.shape for t in targets] == [(len(m), 6) for m in mels]
+    ref = _lstm_reference(mels[0].astype(np.float64), teacher)
+    np.testing.assert_allclose(targets[0], ref, atol=2e-3)  # float16 frames of the teacher
+    student = voice.train_student(mels, targets, hidden=16, epochs=60, batch=8, lr=1e-2)
+    assert student["loss"][-1] < 0.4 * student["loss"][0]  # it learns (z-scored targets: 1.0 = the mean)
+    # the exported graph = log, standardise, the student's LSTM, its linear map, mean and std over frames
+    out = _run(voice.build_voice_onnx(student["layers"], bits=None, log_scaler=student["log_scaler"],
+                                      projection=student["projection"]), mels[1][None])
+    lstm = voice._torch_lstm(student["layers"])
+    m, s = student["log_scaler"]
+    x = torch.from_numpy(((10 * np.log10(mels[1] + 1e-10) - m) / s).astype(np.float32))[None]
+    with torch.no_grad():
+        h = lstm(x)[0][0].numpy() @ student["projection"][0].T + student["projection"][1]
+    np.testing.assert_allclose(out[0], np.concatenate([h.mean(0), h.std(0)]), atol=1e-4)
+    half = _run(voice.build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
+                                       projection=student["projection"]), mels[1][None])
+    assert np.abs(half - out).max() < 0.05
+
+
+def test_teacher_weights_load_as_two_layers_of_256():
+    if not voice.TEACHER_FILE.is_file():
+        pytest.skip("teacher weights not built")
+    layers = voice.load_teacher()
+    assert len(layers) == 2 and layers[0]["weight_ih"].shape == (1024, 40) and layers[1]["weight_hh"].shape == (1024, 256)

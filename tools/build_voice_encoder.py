@@ -1,9 +1,11 @@
-"""Write emovae's voice encoder (src/emovae/voice/ge2e-2layers.onnx) from Resemblyzer's pretrained GE2E weights.
+"""Write the GE2E teacher's first two LSTM layers from Resemblyzer's pretrained weights: the float16 state dict
+that emovae trains its voice student from (src/emovae/teacher/ge2e-2layers.npz, `--npz`), or an ONNX graph of
+them at 4, 8 or 32 bits (`--onnx`, benchmarks/experiments.md section 25).
 
-Needs `pip install resemblyzer webrtcvad-wheels` (build time only; emovae never imports it). The first two of
-the encoder's three LSTM layers are kept (benchmarks/experiments.md, sections 24 and 25), weights at 4 bits.
+Needs `pip install resemblyzer webrtcvad-wheels` (build time only; emovae never imports it).
 
-    python tools/build_voice_encoder.py [--bits 4] [--out src/emovae/voice/ge2e-2layers.onnx]
+    python tools/build_voice_encoder.py --npz src/emovae/teacher/ge2e-2layers.npz
+    python tools/build_voice_encoder.py --onnx /tmp/voice4.onnx --bits 4
 """
 
 from __future__ import annotations
@@ -25,20 +27,28 @@ def teacher_layers(n_layers: int = 2) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    import onnx
-
-    from emovae.voice import VOICE_FILE, build_voice_onnx
+    import numpy as np
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bits", type=int, default=4, choices=[4, 8, 32], help="32: float32 weights")
+    ap.add_argument("--npz", help="write the float16 state dict here")
+    ap.add_argument("--onnx", help="write an ONNX graph of the layers here")
+    ap.add_argument("--bits", type=int, default=4, choices=[4, 8, 16, 32], help="the ONNX graph's weights")
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--out", default=str(VOICE_FILE))
     args = ap.parse_args(argv)
-    model = build_voice_onnx(teacher_layers(args.layers), None if args.bits == 32 else args.bits)
-    onnx.checker.check_model(model)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, args.out)
-    print(f"{args.out}: {Path(args.out).stat().st_size} bytes")
+    layers = teacher_layers(args.layers)
+    if args.npz:
+        np.savez_compressed(args.npz, **{f"{n}_l{k}": a.astype(np.float16) for k, layer in enumerate(layers)
+                                         for n, a in layer.items()})
+        print(f"{args.npz}: {Path(args.npz).stat().st_size} bytes")
+    if args.onnx:
+        import onnx
+
+        from emovae.voice import build_voice_onnx
+
+        model = build_voice_onnx(layers, None if args.bits == 32 else args.bits)
+        onnx.checker.check_model(model)
+        onnx.save(model, args.onnx)
+        print(f"{args.onnx}: {Path(args.onnx).stat().st_size} bytes")
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Voice statistics (features stage): how a frozen speaker encoder's middle layer sees the clip.
+"""Voice statistics: how a speaker encoder's middle layer sees a clip, and a small student that learns it.
 
 The first two LSTM layers of Resemblyzer's GE2E speaker encoder (Wan et al. 2018; weights Apache-2.0, see
-``voice/NOTICE.md``) run over 40 mel bands of the clip's speech span; the mean and std over frames of the second
-layer's output (512 values) join the utterance statistics. A linear head on them alone reaches 0.70 balanced
-accuracy on unseen speakers (benchmarks/experiments.md, sections 24 and 25). The encoder ships as one ONNX file
-with 4-bit weights (``VOICE_FILE``) and runs in onnxruntime; ``build_voice_onnx`` writes it from float weights.
+``teacher/NOTICE.md``) run over 40 mel bands of the clip's speech span; the mean and std over frames of the second
+layer's output (512 values) carry emotion across speakers: a linear head on them alone reaches 0.69 balanced
+accuracy on unseen speakers (benchmarks/experiments.md, sections 24-25). The two layers are too big and slow to
+ship (830 k parameters, 5 ms per clip), so they serve as a teacher: ``train_student`` fits a one-layer LSTM of
+128 units to reproduce them frame by frame, which keeps most of that (0.66, section 26). ``build_voice_onnx``
+writes either as an ONNX graph (mel power in, the 512 statistics out) that onnxruntime runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import numpy as np
 
 from .errors import EmovaeError
 
-VOICE_FILE = Path(__file__).parent / "voice" / "ge2e-2layers.onnx"
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms Hann window, 10 ms step: the encoder's own input
 HOP = 160
@@ -67,11 +68,104 @@ def _session(path: str):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def voice_statistics(y: np.ndarray, path: str | Path = VOICE_FILE) -> np.ndarray:
+def voice_statistics(y: np.ndarray, path: str | Path) -> np.ndarray:
     """(512,) float32: mean and std over frames of the encoder's second layer on a 16 kHz speech signal
     (already cut to its speech span)."""
     mel = encoder_mel(level(np.asarray(y, dtype=np.float32)))
     return _session(str(path)).run(None, {"mel": mel[None]})[0][0]
+
+
+# -------------------------------------------------------------------------------- a student of the teacher
+TEACHER_FILE = Path(__file__).parent / "teacher" / "ge2e-2layers.npz"  # float16 state dict: training only
+
+
+def load_teacher(path: str | Path = TEACHER_FILE) -> list[dict]:
+    """The teacher's LSTM layers as state-dict arrays (float32), from ``TEACHER_FILE``."""
+    if not Path(path).is_file():
+        raise EmovaeError(f"teacher weights {path} are missing: reinstall emovae (the voice student needs them "
+                          "to train)")
+    with np.load(path) as z:
+        n = len({k.rsplit("_l", 1)[1] for k in z.files})
+        return [{w: z[f"{w}_l{k}"].astype(np.float32) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                for k in range(n)]
+
+
+def _torch_lstm(layers: list[dict]):
+    import torch
+
+    lstm = torch.nn.LSTM(layers[0]["weight_ih"].shape[1], layers[0]["weight_hh"].shape[1], len(layers),
+                         batch_first=True)
+    lstm.load_state_dict({f"{w}_l{k}": torch.from_numpy(np.asarray(a, np.float32)) for k, layer in enumerate(layers)
+                          for w, a in layer.items()})
+    return lstm.eval()
+
+
+def _padded(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T_max, D) zero-padded float32 and the lengths (N,)."""
+    lengths = np.array([len(a) for a in seqs])
+    out = np.zeros((len(seqs), int(lengths.max()), seqs[0].shape[1]), np.float32)
+    for i, a in enumerate(seqs):
+        out[i, :len(a)] = a
+    return out, lengths
+
+
+def teacher_frames(mels: list[np.ndarray], layers: list[dict], batch: int = 128) -> list[np.ndarray]:
+    """The teacher's last-layer output (frames, units) of each mel power matrix (frames, 40), float16."""
+    import torch
+
+    lstm, out = _torch_lstm(layers), []
+    with torch.no_grad():
+        for i in range(0, len(mels), batch):
+            x, lengths = _padded(mels[i:i + batch])
+            h = lstm(torch.from_numpy(x))[0].numpy()
+            out += [h[j, :n].astype(np.float16) for j, n in enumerate(lengths)]
+    return out
+
+
+def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: int = 128, epochs: int = 40,
+                  batch: int = 64, lr: float = 3e-3, seed: int = 0) -> dict:
+    """Fit a one-layer LSTM of ``hidden`` units and a linear map to reproduce a teacher frame by frame: mels,
+    per clip (frames, 40) mel power; targets, the teacher's output (frames, units) of each. The student reads the
+    log of the bands standardised per band; its outputs are the targets z-scored per unit (mean squared error
+    over the clips' frames; AdamW, one-cycle schedule, gradients clipped at 1). Returns the arguments of
+    ``build_voice_onnx``: {"layers", "projection", "log_scaler"}, and "loss" per epoch."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    db = [10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels]
+    flat = np.concatenate(db)
+    in_mean, in_std = flat.mean(0), flat.std(0) + 1e-6
+    tflat = np.concatenate(targets).astype(np.float64)
+    t_mean, t_std = tflat.mean(0), tflat.std(0) + 1e-6
+    x, lengths = _padded([((d - in_mean) / in_std).astype(np.float32) for d in db])
+    t, _ = _padded([((a - t_mean) / t_std).astype(np.float32) for a in targets])
+    X, T, L = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(lengths)
+    lstm = nn.LSTM(x.shape[2], hidden, 1, batch_first=True)
+    out = nn.Linear(hidden, t.shape[2])
+    params = list(lstm.parameters()) + list(out.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * int(np.ceil(len(x) / batch)),
+                                                pct_start=0.1)
+    losses = []
+    for _ in range(epochs):
+        total, frames = 0.0, 0
+        for idx in torch.randperm(len(x), generator=gen).split(batch):
+            n = int(L[idx].max())
+            mask = (torch.arange(n)[None] < L[idx, None]).float()[:, :, None]
+            loss = (((out(lstm(X[idx, :n])[0]) - T[idx, :n]) ** 2) * mask).sum() / (mask.sum() * t.shape[2])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            total, frames = total + float(loss.detach()) * float(mask.sum()), frames + float(mask.sum())
+        losses.append(total / frames)
+    state = {k: v.detach().numpy().copy() for k, v in lstm.state_dict().items()}
+    return {"layers": [{w: state[f"{w}_l0"] for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}],
+            "projection": (out.weight.detach().numpy().copy(), out.bias.detach().numpy().copy()),
+            "log_scaler": (in_mean.astype(np.float32), in_std.astype(np.float32)), "loss": losses}
 
 
 # ------------------------------------------------------------------------------------------- building
@@ -91,19 +185,31 @@ def quantize_blocks(w: np.ndarray, bits: int = 4, block: int = 64) -> tuple[np.n
     return q.reshape(rows, nb * bs)[:, :cols].astype(np.int8), scale
 
 
-def build_voice_onnx(layers: list[dict], bits: int | None = 4, block: int = 64):
-    """An ONNX model ``mel`` (batch, frames, 40) -> ``voice`` (batch, 512) from stacked LSTM layers given as
-    torch state-dict arrays {weight_ih, weight_hh, bias_ih, bias_hh}; weights stored at ``bits`` (4 or 8: block
-    quantised, read through DequantizeLinear) or float32 (None)."""
+def build_voice_onnx(layers: list[dict], bits: int | None = 4, block: int = 64, *,
+                     log_scaler: tuple[np.ndarray, np.ndarray] | None = None,
+                     projection: tuple[np.ndarray, np.ndarray] | None = None, frames: bool = False):
+    """An ONNX model ``mel`` (batch, frames, 40) -> ``voice`` (batch, 2 x units) from stacked LSTM layers given as
+    torch state-dict arrays {weight_ih, weight_hh, bias_ih, bias_hh}: the mean and std over frames of the last
+    layer's output. Weights stored at ``bits``: 4 or 8 (block quantised, read through DequantizeLinear), 16 (float16)
+    or None (float32). ``log_scaler`` (mean, std), each (40,): the layers read (10 log10(mel) - mean) / std instead
+    of the mel power (a student's input). ``projection`` (W (units, H), b (units,)): a linear map of every frame
+    before the statistics. ``frames``: output ``frames`` (frames, batch, units) instead (the teacher's targets)."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
 
+    def const(name: str, a: np.ndarray) -> str:
+        if bits == 16 and a.size >= 64:
+            inits.append(numpy_helper.from_array(a.astype(np.float16), f"{name}_half"))
+            nodes.append(helper.make_node("Cast", [f"{name}_half"], [name], to=TensorProto.FLOAT))
+        else:
+            inits.append(numpy_helper.from_array(a.astype(np.float32), name))
+        return name
+
     def weight(name: str, w: np.ndarray) -> str:
         w = w.reshape(-1, w.shape[-1])  # (4H, in)
-        if bits is None:
-            inits.append(numpy_helper.from_array(w[None].astype(np.float32), name))
-            return name
+        if bits in (None, 16):
+            return const(name, w[None])
         q, scale = quantize_blocks(w, bits, block)
         if bits == 4:  # two values per byte, the first in the low nibble
             nib = (q.ravel() & 0x0F).astype(np.uint8)
@@ -119,7 +225,19 @@ def build_voice_onnx(layers: list[dict], bits: int | None = 4, block: int = 64):
         nodes.append(helper.make_node("Cast", [f"{name}_half"], [name], to=TensorProto.FLOAT))
         return name
 
-    nodes.append(helper.make_node("Transpose", ["mel"], ["mel_t"], perm=[1, 0, 2]))  # (frames, batch, 40)
+    x = "mel"
+    if log_scaler is not None:
+        inits += [numpy_helper.from_array(np.array(1e-10, np.float32), "floor"),
+                  numpy_helper.from_array(np.array(10 / np.log(10), np.float32), "to_db"),
+                  numpy_helper.from_array(np.asarray(log_scaler[0], np.float32), "in_mean"),
+                  numpy_helper.from_array(np.asarray(log_scaler[1], np.float32), "in_std")]
+        nodes += [helper.make_node("Add", ["mel", "floor"], ["mel_floor"]),
+                  helper.make_node("Log", ["mel_floor"], ["mel_ln"]),
+                  helper.make_node("Mul", ["mel_ln", "to_db"], ["mel_db"]),
+                  helper.make_node("Sub", ["mel_db", "in_mean"], ["mel_c"]),
+                  helper.make_node("Div", ["mel_c", "in_std"], ["mel_in"])]
+        x = "mel_in"
+    nodes.append(helper.make_node("Transpose", [x], ["mel_t"], perm=[1, 0, 2]))  # (frames, batch, 40)
     x = "mel_t"
     for k, layer in enumerate(layers):
         hidden = layer["weight_hh"].shape[1]
@@ -137,20 +255,29 @@ def build_voice_onnx(layers: list[dict], bits: int | None = 4, block: int = 64):
         inits.append(numpy_helper.from_array(np.array([1], np.int64), f"axis1_{k}"))
         nodes.append(helper.make_node("Squeeze", [f"Y{k}", f"axis1_{k}"], [f"h{k}"]))  # (frames, batch, H)
         x = f"h{k}"
-    inits.append(numpy_helper.from_array(np.array([0], np.int64), "time_axis"))
-    nodes += [helper.make_node("ReduceMean", [x, "time_axis"], ["mean"], keepdims=1),
-              helper.make_node("Sub", [x, "mean"], ["centred"]),
-              helper.make_node("Mul", ["centred", "centred"], ["squared"]),
-              helper.make_node("ReduceMean", ["squared", "time_axis"], ["var"], keepdims=0),
-              helper.make_node("Sqrt", ["var"], ["std"]),
-              helper.make_node("Squeeze", ["mean", "time_axis"], ["mean_flat"]),
-              helper.make_node("Concat", ["mean_flat", "std"], ["voice"], axis=1)]
+    if projection is not None:
+        nodes.append(helper.make_node("MatMul", [x, const("proj_w", np.asarray(projection[0]).T)], ["proj_xw"]))
+        nodes.append(helper.make_node("Add", ["proj_xw", const("proj_b", np.asarray(projection[1]))], ["proj"]))
+        x = "proj"
+    if frames:
+        nodes.append(helper.make_node("Identity", [x], ["frames"]))
+        output = helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["frames", "batch", "units"])
+    else:
+        inits.append(numpy_helper.from_array(np.array([0], np.int64), "time_axis"))
+        nodes += [helper.make_node("ReduceMean", [x, "time_axis"], ["mean"], keepdims=1),
+                  helper.make_node("Sub", [x, "mean"], ["centred"]),
+                  helper.make_node("Mul", ["centred", "centred"], ["squared"]),
+                  helper.make_node("ReduceMean", ["squared", "time_axis"], ["var"], keepdims=0),
+                  helper.make_node("Sqrt", ["var"], ["std"]),
+                  helper.make_node("Squeeze", ["mean", "time_axis"], ["mean_flat"]),
+                  helper.make_node("Concat", ["mean_flat", "std"], ["voice"], axis=1)]
+        output = helper.make_tensor_value_info("voice", TensorProto.FLOAT, ["batch", "features"])
     graph = helper.make_graph(nodes, "emovae_voice", [helper.make_tensor_value_info("mel", TensorProto.FLOAT,
                                                                                     ["batch", "frames", N_MELS])],
-                              [helper.make_tensor_value_info("voice", TensorProto.FLOAT, ["batch", "features"])],
-                              inits)
+                              [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="emovae")
     model.ir_version = 10
-    model.doc_string = ("First two LSTM layers of Resemblyzer's GE2E speaker encoder (Apache-2.0), mean and std "
-                        "of the second layer over frames; see emovae/voice/NOTICE.md")
+    model.doc_string = ("LSTM layers over 40 mel bands (the first two of Resemblyzer's GE2E speaker encoder, "
+                        "Apache-2.0, or a student of them), mean and std of the last over frames; see "
+                        "emovae/teacher/NOTICE.md")
     return model
