@@ -252,3 +252,42 @@ def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, mi
     assert (back.net_.mel_cnn is None) == (not ccfg.mel_cnn)
     assert (back.net_.cnn is None) == (ccfg.cnn_channels == 0)
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))
+
+
+def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_path):
+    """--voice: the model trains a student of the GE2E teacher on its clips, appends its 512 statistics to
+    the utterance statistics, saves it as voice.onnx, and both backends give the same probabilities."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from emovae.cli import main
+    from emovae.runtime import Recognizer
+    from emovae.voice import voice_names
+
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2, 3, 4), emotions=(1, 3, 5, 8))
+    rc = main(["-q", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--no-cache",
+               "--jobs", "1", "--n-mfcc", "13", "--latent-dim", "4", "--epochs", "3", "--voice", "8",
+               "--voice-epochs", "2", "--cnn-channels", "0", "--no-mel-cnn", "--stats-mlp", "0",
+               "--adapted-mlp", "0", "--speed-perturb"])
+    assert rc == 0
+    model_dir = tmp_path / "model"
+    assert (model_dir / "voice.onnx").is_file()
+    onnx_rec = Recognizer.load(model_dir, backend="onnx")
+    torch_rec = Recognizer.load(model_dir, backend="torch")
+    clip = sorted((tmp_path / "data").rglob("*.wav"))[0]
+    f = onnx_rec.features(*_read(clip))
+    assert f.stat_names[-512:] == voice_names() and np.all(np.isfinite(f.stats[-512:]))
+    assert np.std(f.stats[-512:]) > 0  # the student's statistics, not a constant filler
+    p_onnx = onnx_rec.predict_file(clip).probabilities
+    p_torch = torch_rec.predict_file(clip).probabilities
+    np.testing.assert_allclose([p_onnx[k] for k in p_torch], list(p_torch.values()), atol=1e-4)
+    # the folder without its student is refused with a clear message, not a shape error deep in onnxruntime
+    (model_dir / "voice.onnx").unlink()
+    with pytest.raises(Exception, match="voice"):
+        Recognizer.load(model_dir, backend="onnx")
+
+
+def _read(path):
+    import soundfile as sf
+
+    y, sr = sf.read(str(path), dtype="float32")
+    return y, sr

@@ -20,7 +20,7 @@ def _feature_config(args: argparse.Namespace):
     from .config import FeatureConfig
 
     kw = {}
-    for name in ("sample_rate", "n_mfcc", "pitch_method"):
+    for name in ("sample_rate", "n_mfcc", "pitch_method", "voice"):
         value = getattr(args, name, None)
         if value is not None:
             kw[name] = value
@@ -66,9 +66,11 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    for key in ("stats_mlp", "adapted_mlp"):
+    for key in ("stats_mlp", "adapted_mlp", "voice_epochs", "cnn_channels"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
+    if getattr(args, "no_mel_cnn", False):
+        ckw["mel_cnn"] = False
     tkw = {"seed": args.seed}
     if getattr(args, "speed_perturb", None) is not None:
         tkw["speed_perturb"] = tuple(args.speed_perturb)
@@ -328,6 +330,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = EmotionRecognizer.load(src)
     path = export_onnx(model, args.onnx, read_model_json(src))
     print(f"{src} -> {path} ({path.stat().st_size / 1024:.0f} KiB; parity with torch checked)")
+    if getattr(model, "voice_onnx_", None) is not None:  # the voice student travels beside the network
+        from .model import VOICE_FILE
+
+        (path.parent / VOICE_FILE).write_bytes(model.voice_onnx_)
+        print(f"  + {path.parent / VOICE_FILE} (the model's voice student; keep it beside {path.name})")
     return 0
 
 
@@ -344,6 +351,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adapted-mlp", type=int, dest="adapted_mlp", metavar="UNITS",
                    help="the same beside the adapted (speaker-normalised) head (default 64: +1.2 UA adapted "
                         "measured; 0 = off)")
+    g.add_argument("--cnn-channels", type=int, dest="cnn_channels", metavar="N",
+                   help="channels of the CNN on the frames averaged into the heads (default 64; 0 = off)")
+    g.add_argument("--no-mel-cnn", action="store_true", dest="no_mel_cnn",
+                   help="leave out the 2-D CNN on the log-mel bands")
+    g.add_argument("--voice-epochs", type=int, dest="voice_epochs", metavar="N",
+                   help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
@@ -358,6 +371,9 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-mfcc", type=int, dest="n_mfcc", help="number of MFCCs (default 40)")
     g.add_argument("--pitch", choices=["yin", "max"], dest="pitch_method",
                    help="yin: F0 over voiced frames (default); max: highest spectral peak per frame (source design)")
+    g.add_argument("--voice", type=int, dest="voice", metavar="UNITS",
+                   help="train a voice student of this many LSTM units on the GE2E teacher and join its 512 "
+                        "statistics to the utterance statistics (experiments.md sections 24-26; default 0 = off)")
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")

@@ -60,6 +60,9 @@ class FeatureConfig:
     shape_stats: bool = True  # also skewness, kurtosis, slope, ranges per column, F0 contour, MFCC acceleration
     voice_quality: bool = True  # also HNR, loudness, jitter and shimmer per frame (+1 UA strict, experiments.md 7c)
     min_duration: float = 0.25  # seconds; shorter clips are rejected
+    voice: int = 0  # units of a voice student (emovae.voice): > 0 keeps each clip's 40 mel bands, and a model
+    # trained on them learns a student of the GE2E teacher whose 512 voice statistics join the utterance
+    # statistics (experiments.md, sections 24-26); 0 = off
 
     def __post_init__(self):
         errors = []
@@ -81,6 +84,8 @@ class FeatureConfig:
             errors.append("ber_split_hz must be in (0, sample_rate / 2)")
         if any(not 0 <= p <= 100 for p in self.percentiles):
             errors.append("percentiles must be in [0, 100]")
+        if self.voice < 0 or (self.voice and self.sample_rate != 16000):
+            errors.append("voice must be >= 0, and the voice student needs sample_rate 16000")
         if errors:
             raise ParameterError("FeatureConfig: " + "; ".join(errors))
 
@@ -129,12 +134,15 @@ class ClassifierConfig:
     # at 64 units, +0.4 at 128 (experiments.md, sections 20 and 23); about 64 k parameters at 64 units
     adapted_mlp: int = 64  # the same for the adapted head (needs adapted_head); 0 = off. +1.2 UA adapted over 45
     # folds (section 23); two MLPs of 64 cost what one of 128 does, which keeps the model under 1 MB
+    voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
         if self.cnn_channels < 0 or self.cnn_epochs < 1 or not (self.cnn_weight is None or 0 <= self.cnn_weight <= 1):
             raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
+        if self.voice_epochs < 1:
+            raise ParameterError("ClassifierConfig: voice_epochs must be at least 1")
         if self.stats_mlp < 0 or self.adapted_mlp < 0:
             raise ParameterError("ClassifierConfig: stats_mlp and adapted_mlp (hidden units) must be >= 0")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):

@@ -91,7 +91,8 @@ def _outputs_in_emotion_order(model, X: list[Features], groups=None) -> dict[str
 
 def table_features(table: FeatureTable) -> list[Features]:
     """The table's clips as Features objects (the estimator's X)."""
-    return [Features(f, table.frame_names, s, table.stat_names) for f, s in zip(table.frames, table.stats)]
+    mels = table.mels if table.mels is not None else [None] * len(table)
+    return [Features(f, table.frame_names, s, table.stat_names, m) for f, s, m in zip(table.frames, table.stats, mels)]
 
 
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,

@@ -49,7 +49,8 @@ class FeatureCache:
             return None
         try:
             with np.load(f) as z:
-                return features.Features(z["frames"], tuple(z["frame_names"]), z["stats"], tuple(z["stat_names"]))
+                return features.Features(z["frames"], tuple(z["frame_names"]), z["stats"], tuple(z["stat_names"]),
+                                         z["mel"] if "mel" in z.files else None)
         except Exception:  # a truncated or foreign file: recompute
             return None
 
@@ -58,7 +59,7 @@ class FeatureCache:
         f = self.dir / f"{self.key(path)}.npz"
         tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, frames=feats.frames, stats=feats.stats, frame_names=np.array(feats.frame_names),
-                 stat_names=np.array(feats.stat_names))
+                 stat_names=np.array(feats.stat_names), **({} if feats.mel is None else {"mel": feats.mel}))
         os.replace(tmp, f)
 
 
@@ -128,7 +129,8 @@ def extract_files(
 class FeatureTable:
     """Features of a labelled corpus: one row per clip, in ``utterances`` order.
 
-    stats: (clips, n_stats) float32; frames: one (frames_i, n_frame_features) array per clip.
+    stats: (clips, n_stats) float32; frames: one (frames_i, n_frame_features) array per clip; mels: with
+    ``FeatureConfig.voice``, one (frames_i, 40) float16 mel band array per clip (the voice student's input).
     """
 
     utterances: list[Utterance]
@@ -138,6 +140,7 @@ class FeatureTable:
     frame_names: tuple[str, ...]
     config: FeatureConfig
     augmented: dict = field(default_factory=dict)  # speed factor -> [Features or None] per clip (training only)
+    mels: list | None = None
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -160,7 +163,8 @@ class FeatureTable:
         idx = list(np.asarray(idx, dtype=int))
         return FeatureTable([self.utterances[i] for i in idx], self.stats[idx], self.stat_names,
                             [self.frames[i] for i in idx], self.frame_names, self.config,
-                            {f: [a[i] for i in idx] for f, a in self.augmented.items()})
+                            {f: [a[i] for i in idx] for f, a in self.augmented.items()},
+                            None if self.mels is None else [self.mels[i] for i in idx])
 
     def augment(self, factors, *, cache_dir=None, n_jobs=None, progress=True) -> "FeatureTable":
         """Add the features of every clip played at each speed in ``factors`` (``self.augmented``); a clip
@@ -184,10 +188,14 @@ class FeatureTable:
         path.parent.mkdir(parents=True, exist_ok=True)
         lengths = np.array([f.shape[0] for f in self.frames], dtype=np.int64)
         frames = np.concatenate(self.frames) if self.frames else np.zeros((0, len(self.frame_names)), np.float32)
+        mels = {}
+        if self.mels is not None:
+            mel_lengths = np.array([m.shape[0] for m in self.mels], dtype=np.int64)
+            mels = {"mels": np.concatenate(self.mels), "mel_offsets": np.concatenate([[0], np.cumsum(mel_lengths)])}
         np.savez_compressed(
             path, stats=self.stats, stat_names=np.array(self.stat_names), frames=frames,
             frame_offsets=np.concatenate([[0], np.cumsum(lengths)]), frame_names=np.array(self.frame_names),
-            paths=np.array(self.paths), config=json.dumps(to_dict(self.config)),
+            paths=np.array(self.paths), config=json.dumps(to_dict(self.config)), **mels,
         )
         csv_path = path.with_suffix(".csv")
         with open(csv_path, "w", newline="") as fh:
@@ -207,8 +215,13 @@ class FeatureTable:
             with np.load(path) as z:
                 off, all_frames = z["frame_offsets"], z["frames"]  # each z[...] access decompresses anew
                 frames = [all_frames[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+                mels = None
+                if "mels" in z.files:
+                    moff, all_mels = z["mel_offsets"], z["mels"]
+                    mels = [all_mels[moff[i] : moff[i + 1]] for i in range(len(moff) - 1)]
                 return cls([parse_name(p) for p in z["paths"]], z["stats"], tuple(z["stat_names"]), frames,
-                           tuple(z["frame_names"]), from_dict(FeatureConfig, json.loads(str(z["config"]))))
+                           tuple(z["frame_names"]), from_dict(FeatureConfig, json.loads(str(z["config"]))),
+                           mels=mels)
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(f"{path}: not an emovae feature table ({exc})") from None
 
@@ -240,6 +253,7 @@ def extract_dataset(
         [feats[i].frames for i in keep],
         feats[keep[0]].frame_names,
         cfg,
+        mels=[feats[i].mel for i in keep] if cfg.voice else None,
     )
     return table, skipped + failures
 

@@ -31,12 +31,15 @@ F0_CONTOUR_STATS = ("f0_st__std", "f0_st__p5", "f0_st__p25", "f0_st__p75", "f0_s
 
 @dataclass(frozen=True)
 class Features:
-    """Features of one clip: frame matrix (frames, n_frame_features) and utterance statistics (n_stats,)."""
+    """Features of one clip: frame matrix (frames, n_frame_features) and utterance statistics (n_stats,); with
+    ``FeatureConfig.voice``, also the voice student's input: mel band power (frames, 40) of the levelled speech
+    span (``emovae.voice.encoder_mel``), float16."""
 
     frames: np.ndarray
     frame_names: tuple[str, ...]
     stats: np.ndarray
     stat_names: tuple[str, ...]
+    mel: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------------------- framing, STFT
@@ -469,7 +472,14 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Feature
                          f"load it with emovae.audio.load(path, sr={cfg.sample_rate})")
     y = np.asarray(y, dtype=np.float32)
     frames = frame_features(y, cfg)
-    return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg))
+    mel = None
+    if cfg.voice:
+        from .voice import encoder_mel, level
+
+        span = speech_span(frame_energy_db(y, cfg), cfg)
+        speech = y[span.start * cfg.hop_length: span.stop * cfg.hop_length]
+        mel = encoder_mel(level(speech if speech.size else y)).astype(np.float16)
+    return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg), mel)
 
 
 def pool_frames(frames: np.ndarray, seq_len: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from .features import Features, model_inputs, speaker_moments, speaker_prior
 from .runtime import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, ONNX_FILE, read_model_json, speaker_inputs
 
 WEIGHTS_FILE = "weights.pt"
+VOICE_FILE = "voice.onnx"  # the voice student's graph, beside model.onnx (FeatureConfig.voice)
 OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
 
 try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
@@ -189,6 +190,9 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             raise DataError(f"training needs clips of at least 2 emotions; got only {present}")
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
+        self.voice_onnx_ = None
+        if fcfg.voice:  # a student of the GE2E teacher, trained on these clips: its statistics join theirs
+            X, augmented = self._fit_voice(list(X), augmented or {}, fcfg, ccfg, tcfg)
         seq, stats = model_inputs(X, vcfg.seq_len)
         self.frame_names_, self.stat_names_ = tuple(X[0].frame_names), tuple(X[0].stat_names)
         seq_mean, seq_std = _scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
@@ -294,6 +298,43 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                                 if len(va) else "training clips")
         return self
 
+    def _fit_voice(self, X: list, augmented: dict, fcfg: FeatureConfig, ccfg: ClassifierConfig,
+                   tcfg: TrainConfig) -> tuple[list, dict]:
+        """Train the voice student on the mel bands of the clips and their copies (the teacher's second layer
+        as targets, emovae.voice), keep its graph (``voice_onnx_``, float16 weights), and return X and the
+        copies with its 512 statistics appended to theirs."""
+        import torch
+
+        from .voice import build_voice_onnx, load_teacher, teacher_frames, train_student, voice_session, with_voice
+
+        rows = X + [c for copies in augmented.values() for c in copies if c is not None]
+        if any(f.mel is None for f in rows):
+            raise ParameterError("FeatureConfig.voice is set but these features carry no mel bands: extract "
+                                 "them with that config")
+        mels = [f.mel.astype(np.float32) for f in rows]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(tcfg.threads)
+        try:
+            student = train_student(mels, teacher_frames(mels, load_teacher()), hidden=fcfg.voice,
+                                    epochs=ccfg.voice_epochs, seed=tcfg.seed)
+        finally:
+            torch.set_num_threads(threads)
+        self.voice_loss_ = [round(v, 5) for v in student["loss"]]
+        self.voice_onnx_ = build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
+                                            projection=student["projection"]).SerializeToString()
+        session = voice_session(self.voice_onnx_)
+        return with_voice(X, session), {f: with_voice(c, session) for f, c in augmented.items()}
+
+    def prepare(self, X: Sequence[Features]) -> list:
+        """X with the voice statistics appended when the model has a student and X does not carry them yet."""
+        if getattr(self, "voice_onnx_", None) is None or not X or X[0].stat_names[-1].startswith("voice_"):
+            return list(X)
+        from .voice import voice_session, with_voice
+
+        if getattr(self, "_voice_session", None) is None:
+            self._voice_session = voice_session(self.voice_onnx_)
+        return with_voice(list(X), self._voice_session)
+
     def _fit_cnn(self, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, ccfg: ClassifierConfig,
                  tcfg: TrainConfig, arch: str):
         """A sequence CNN (``arch``: "frames" on standardised frames x (copies, N, F, T), or "mel" on log-mel
@@ -391,6 +432,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         ``spk_mean``/``spk_std`` (N, S) when given, else with all clips of its speaker in X when ``groups``
         (the speaker of each clip) is given (batch adaptation), else with the prior."""
         self._check_fitted()
+        X = self.prepare(X)
         if X and tuple(X[0].stat_names) != self.stat_names_:
             raise ParameterError("these features were computed with another feature config than the model's")
         seq, stats = model_inputs(X, self.net_.vae.seq_len)
@@ -451,6 +493,9 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "history": self.history_,
             "metrics": metrics if metrics is not None else getattr(self, "metrics_", {}),
         }
+        if getattr(self, "voice_onnx_", None) is not None:
+            (d / VOICE_FILE).write_bytes(self.voice_onnx_)
+            meta["voice"] = {"file": VOICE_FILE, "units": fcfg.voice, "loss": getattr(self, "voice_loss_", [])}
         extra = getattr(self, "extra_", None)
         if extra:
             meta.update(extra)
@@ -479,6 +524,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             net = build_net(len(obj.frame_names_), len(obj.stat_names_), len(obj.classes_), vcfg, ccfg, fcfg)
             net.load_state_dict(_load_state(Path(directory), torch, set(net.state_dict())))
+            obj.voice_onnx_ = (Path(directory) / meta["voice"]["file"]).read_bytes() if meta.get("voice") else None
         except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
             raise ModelFormatError(f"{directory}: model files are incomplete or incompatible ({exc})") from None
         obj.net_ = net.eval()

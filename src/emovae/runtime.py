@@ -103,11 +103,28 @@ class OnnxNetwork:
         self.meta = meta
         self.classes_ = np.array(meta["classes"])
         self.seq_len = int(meta["vae_config"]["seq_len"])
+        self.voice = None
+        if meta.get("voice"):  # the model's voice student, a second graph beside this one
+            from .voice import voice_session
+
+            voice_path = Path(path).parent / meta["voice"]["file"]
+            if not voice_path.is_file():
+                raise ModelFormatError(f"{path}: this model needs its voice student {voice_path.name} beside it")
+            self.voice = voice_session(voice_path)
+
+    def prepare(self, X: list[Features]) -> list[Features]:
+        """X with the voice student's statistics appended, when the model has one and X lacks them."""
+        if self.voice is None or not X or X[0].stat_names[-1].startswith("voice_"):
+            return X
+        from .voice import with_voice
+
+        return with_voice(list(X), self.voice)
 
     def forward(self, X: list[Features], groups=None, spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
         """Network outputs for clips X (as ``EmotionRecognizer.forward``). The adapted head uses the given
         speaker moments (N, S), or the moments of each speaker's clips in X when ``groups`` is given, else the
         prior (only ``probabilities_adapted`` depends on them)."""
+        X = self.prepare(X)
         seq, stats = model_inputs(X, self.seq_len)
         spk_mean, spk_std = speaker_inputs(stats, groups, spk_mean, spk_std, self.meta.get("speaker_prior"))
         feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
@@ -240,8 +257,8 @@ class Recognizer:
         if audio.is_silent(y, SILENCE_DB):
             raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
         speeds = self.test_time_speeds if copies else ()
-        return [extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f), cfg.sample_rate, cfg)
-                for f in (1.0, *speeds)]
+        return self.network.prepare([extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f),
+                                             cfg.sample_rate, cfg) for f in (1.0, *speeds)])
 
     # ---------------------------------------------------------------------------------------- predictions
     def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,

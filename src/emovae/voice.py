@@ -75,6 +75,36 @@ def voice_statistics(y: np.ndarray, path: str | Path) -> np.ndarray:
     return _session(str(path)).run(None, {"mel": mel[None]})[0][0]
 
 
+def voice_session(model_bytes_or_path):
+    """An onnxruntime session of a voice graph (``build_voice_onnx``), from a file or serialised bytes."""
+    if isinstance(model_bytes_or_path, (str, Path)):
+        return _session(str(model_bytes_or_path))
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
+
+
+def with_voice(X: list, session) -> list:
+    """Features X with the voice statistics of each clip's mel (``Features.mel``) appended to its utterance
+    statistics (names from ``voice_names``); None entries stay None."""
+    from dataclasses import replace
+
+    out = []
+    for f in X:
+        if f is None:
+            out.append(None)
+            continue
+        if f.mel is None:
+            raise EmovaeError("this model needs the voice student's mel bands: extract features with the model's "
+                              "feature config (FeatureConfig.voice)")
+        v = session.run(None, {"mel": f.mel.astype(np.float32)[None]})[0][0]
+        out.append(replace(f, stats=np.concatenate([f.stats, v.astype(np.float32)]),
+                           stat_names=tuple(f.stat_names) + voice_names(), mel=None))
+    return out
+
+
 # -------------------------------------------------------------------------------- a student of the teacher
 TEACHER_FILE = Path(__file__).parent / "teacher" / "ge2e-2layers.npz"  # float16 state dict: training only
 
