@@ -271,9 +271,13 @@ def _voice_fold(job: tuple) -> tuple:
         p0 = (_lr((X - m) / s, yt, Xte, 0.01) + mlp.fit((X - m) / s, yt).predict_proba(Xte)) / 2
         out.append(bas(y[te], p0.argmax(1)))
         for V in voices:
-            row = [np.nan] * 6
+            row = [np.nan] * 8
             if "S1" in systems:
-                row[0] = bas(y[te], _teacher_head(V, y, actors, tr, te, seed, VOICE_GRID)[0].argmax(1))
+                p1 = _teacher_head(V, y, actors, tr, te, seed, VOICE_GRID)[0]
+                row[0] = bas(y[te], p1.argmax(1))
+                row[6] = bas(y[te], (p1 + p0).argmax(1))  # S4: late fusion with the statistics member
+                if cnn is not None:
+                    row[7] = bas(y[te], (p1 + p0 + cnn).argmax(1))  # S5: quarters with the two CNNs
             J = np.concatenate([stats, V], axis=-1)
             if "S2" in systems or "S3" in systems:
                 p2, _ = _teacher_head(J, y, actors, tr, te, seed, VOICE_GRID)
@@ -323,13 +327,13 @@ def cmd_voice_eval(args) -> int:
     print("| mode | system | fold seeds | UA | paired vs S0 | folds better |")
     print("|---|---|---|---|---|---|")
     labels = ("S1 voice LR", "S2 LR on statistics ‖ voice", "S3 (S2 + MLP 64) / 2", "S2 + frame CNN + log-mel CNN",
-              "S3 + frame CNN + log-mel CNN")
-    width = 1 + 6 * len(voices)
+              "S3 + frame CNN + log-mel CNN", "", "S4 (S1 + S0) / 2", "S5 S1 + S0 + frame CNN + log-mel CNN")
+    width = 1 + 8 * len(voices)
     for mi, mode in enumerate(("strict", "adapted")):
         base = 1 + width * mi
         rows = [("S0 statistics (LR + MLP 64) / 2", base)]
         for vi, v in enumerate(args.variants):
-            rows += [(f"{v}: {lab}", base + 1 + 6 * vi + j) for j, lab in enumerate(labels)]
+            rows += [(f"{v}: {lab}", base + 1 + 8 * vi + j) for j, lab in enumerate(labels) if lab]
         for name, col in rows:
             for group in fold_draws(args.seeds):
                 g = r[np.isin(r[:, 0], group)]

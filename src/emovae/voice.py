@@ -181,7 +181,11 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
     losses = []
     for _ in range(epochs):
         total, frames = 0.0, 0
-        for idx in torch.randperm(len(x), generator=gen).split(batch):
+        # batches of clips of similar length (less padding to run through), in a random order
+        by_len = np.lexsort((torch.randperm(len(x), generator=gen).numpy(), lengths))
+        batches = [torch.from_numpy(by_len[i:i + batch]) for i in range(0, len(x), batch)]
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            idx = batches[b]
             n = int(L[idx].max())
             mask = (torch.arange(n)[None] < L[idx, None]).float()[:, :, None]
             loss = (((out(lstm(X[idx, :n])[0]) - T[idx, :n]) ** 2) * mask).sum() / (mask.sum() * t.shape[2])
