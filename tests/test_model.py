@@ -254,9 +254,11 @@ def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, mi
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))
 
 
-def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_path):
+@pytest.mark.parametrize("head_stats", ["all", "voice"])
+def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_path, head_stats):
     """--voice: the model trains a student of the GE2E teacher on its clips, appends its 512 statistics to
-    the utterance statistics, saves it as voice.onnx, and both backends give the same probabilities."""
+    the utterance statistics, saves it as voice.onnx, and both backends give the same probabilities; with
+    --head-stats voice the heads read those 512 (and the latent) only."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from emovae.cli import main
@@ -267,10 +269,13 @@ def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_pat
     rc = main(["-q", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--no-cache",
                "--jobs", "1", "--n-mfcc", "13", "--latent-dim", "4", "--epochs", "3", "--voice", "8",
                "--voice-epochs", "2", "--cnn-channels", "0", "--no-mel-cnn", "--stats-mlp", "0",
-               "--adapted-mlp", "0", "--speed-perturb"])
+               "--adapted-mlp", "0", "--speed-perturb", "--head-stats", head_stats])
     assert rc == 0
     model_dir = tmp_path / "model"
     assert (model_dir / "voice.onnx").is_file()
+    net = EmotionRecognizer.load(model_dir).net_
+    n_stats = len(EmotionRecognizer.load(model_dir).stat_names_)
+    assert net.classifier.in_features == (512 if head_stats == "voice" else n_stats) + 4  # + the latent
     onnx_rec = Recognizer.load(model_dir, backend="onnx")
     torch_rec = Recognizer.load(model_dir, backend="torch")
     clip = sorted((tmp_path / "data").rglob("*.wav"))[0]
@@ -291,3 +296,9 @@ def _read(path):
 
     y, sr = sf.read(str(path), dtype="float32")
     return y, sr
+
+
+def test_voice_heads_need_a_voice_student(small_table):
+    with pytest.raises(ParameterError, match="voice student"):
+        EmotionRecognizer(classifier_config=ClassifierConfig(head_stats="voice")).fit(
+            table_features(small_table), small_table.labels, groups=small_table.actors)

@@ -66,7 +66,7 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    for key in ("stats_mlp", "adapted_mlp", "voice_epochs", "cnn_channels"):
+    for key in ("stats_mlp", "adapted_mlp", "voice_epochs", "cnn_channels", "head_stats"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
     if getattr(args, "no_mel_cnn", False):
@@ -355,6 +355,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="channels of the CNN on the frames averaged into the heads (default 64; 0 = off)")
     g.add_argument("--no-mel-cnn", action="store_true", dest="no_mel_cnn",
                    help="leave out the 2-D CNN on the log-mel bands")
+    g.add_argument("--head-stats", choices=["all", "voice"], dest="head_stats",
+                   help="statistics the heads read: all (default) or only the voice student's 512 (with --voice)")
     g.add_argument("--voice-epochs", type=int, dest="voice_epochs", metavar="N",
                    help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",

@@ -135,6 +135,8 @@ class ClassifierConfig:
     adapted_mlp: int = 64  # the same for the adapted head (needs adapted_head); 0 = off. +1.2 UA adapted over 45
     # folds (section 23); two MLPs of 64 cost what one of 128 does, which keeps the model under 1 MB
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
+    head_stats: str = "all"  # the statistics the heads read: "all", or "voice" (only the voice student's 512;
+    # alone they beat every mix with the hand-made statistics on unseen speakers, experiments.md section 25)
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
@@ -143,6 +145,8 @@ class ClassifierConfig:
             raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
         if self.voice_epochs < 1:
             raise ParameterError("ClassifierConfig: voice_epochs must be at least 1")
+        if self.head_stats not in ("all", "voice"):
+            raise ParameterError(f"ClassifierConfig: head_stats must be 'all' or 'voice', not {self.head_stats!r}")
         if self.stats_mlp < 0 or self.adapted_mlp < 0:
             raise ParameterError("ClassifierConfig: stats_mlp and adapted_mlp (hidden units) must be >= 0")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):

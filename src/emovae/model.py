@@ -64,6 +64,13 @@ def _scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
+def n_head_stats(n_stats: int, clf_cfg: ClassifierConfig) -> int:
+    """How many of the (last) statistics the heads read: all, or the voice student's 512."""
+    from .voice import VOICE_DIM
+
+    return VOICE_DIM if clf_cfg.head_stats == "voice" else n_stats
+
+
 def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig, clf_cfg: ClassifierConfig,
               feat_cfg: FeatureConfig | None = None):
     """An untrained EmotionNet of the right shapes (weights are loaded or set by fit); ``feat_cfg`` gives the
@@ -93,7 +100,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         def __init__(self):
             super().__init__()
             self.vae = SequenceVAE(n_frame_features, vae_cfg, n_stats if vae_cfg.with_stats else 0)
-            d = (n_stats if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
+            self.n_head = n_head_stats(n_stats, clf_cfg)  # the heads read the last n_head statistics
+            d = (self.n_head if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             self.classifier_adapted = nn.Linear(d, n_classes)
             self.classifier_mlp = mlp(d, clf_cfg.stats_mlp)
@@ -126,8 +134,8 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
             kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1)
             novelty = stats_mse if with_stats else recon_mse
             z = (mu - self.z_mean) / self.z_std
-            parts = ([s] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
-            s_a = (stats - spk_mean) / spk_std  # the speaker-normalised statistics of the adapted head
+            parts = ([s[:, -self.n_head:]] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
+            s_a = ((stats - spk_mean) / spk_std)[:, -self.n_head:]  # speaker-normalised, for the adapted head
             parts_a = ([s_a] if clf_cfg.use_stats else []) + ([z] if clf_cfg.use_latent else [])
             h = torch.cat(parts, dim=1)
             probs = torch.softmax(self.classifier(h), dim=1)
@@ -191,6 +199,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
         self.voice_onnx_ = None
+        if ccfg.head_stats == "voice" and not fcfg.voice:
+            raise ParameterError("ClassifierConfig.head_stats='voice' needs a voice student (FeatureConfig.voice)")
         if fcfg.voice:  # a student of the GE2E teacher, trained on these clips: its statistics join theirs
             X, augmented = self._fit_voice(list(X), augmented or {}, fcfg, ccfg, tcfg)
         seq, stats = model_inputs(X, vcfg.seq_len)
@@ -221,13 +231,16 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 return vae.encode(torch.from_numpy(xs_), torch.from_numpy((stats_ - stats_mean) / stats_std)
                                   if vcfg.with_stats else None)[0].numpy()
 
+        n_head = n_head_stats(stats.shape[1], ccfg)
+
         def head_inputs(mu_, stats_, speakers_):
             """(single-clip head inputs, adapted head inputs), each (n, D) float64, of clips of ``speakers_``."""
-            ss_ = (stats_ - stats_mean) / stats_std
+            ss_ = ((stats_ - stats_mean) / stats_std)[:, -n_head:]
             z_ = [(mu_ - z_mean) / z_std] if ccfg.use_latent else []
             spk_mean, spk_std = speaker_moments(stats_, speakers_)
             single = np.concatenate(([ss_] if ccfg.use_stats else []) + z_, axis=1).astype(np.float64)
-            adapted = np.concatenate(([(stats_ - spk_mean) / spk_std] if ccfg.use_stats else []) + z_, axis=1)
+            adapted = np.concatenate(([((stats_ - spk_mean) / spk_std)[:, -n_head:]] if ccfg.use_stats else [])
+                                     + z_, axis=1)
             return single, adapted.astype(np.float64)
 
         # rows of the heads: the clips, then their speed-perturbed copies (pseudo-speakers: actor @ speed)

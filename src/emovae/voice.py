@@ -24,6 +24,7 @@ HOP = 160
 N_MELS = 40
 TARGET_DBFS = -30.0  # clips quieter than this are levelled up to it (never down), as the encoder was trained
 HIDDEN = 256
+VOICE_DIM = 2 * HIDDEN  # voice statistics per clip: mean and std of 256 units
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # torch stacks gates (i, f, g, o); ONNX (i, o, f, c)
 
 
