@@ -72,6 +72,8 @@ def _model_configs(args: argparse.Namespace):
     if getattr(args, "no_mel_cnn", False):
         ckw["mel_cnn"] = False
     tkw = {"seed": args.seed}
+    if getattr(args, "threads", None) is not None:
+        tkw["threads"] = args.threads
     if getattr(args, "speed_perturb", None) is not None:
         tkw["speed_perturb"] = tuple(args.speed_perturb)
     return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(**tkw)
@@ -362,6 +364,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
+    g.add_argument("--threads", type=int, dest="threads", metavar="N",
+                   help="torch threads while training (default 1; the voice student trains about 3x faster on 2)")
     g.add_argument("--speed-perturb", type=float, nargs="*", dest="speed_perturb", metavar="FACTOR",
                    help="the classifier also learns from the training clips played at these speeds (default "
                         "0.8 0.9 1.1 1.2; give no value to turn it off)")
