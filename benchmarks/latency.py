@@ -59,6 +59,7 @@ def stage_times(rec, files) -> dict[str, float]:
 
     cfg = rec.feature_config
     out: dict[str, list[float]] = {k: [] for k in ("decode", "resample", "frame features", "statistics",
+                                                   "voice student (mel bands + its LSTM)",
                                                    "network and prediction")}
     for f in [files[0], *files]:
         t0 = time.perf_counter()
@@ -71,11 +72,19 @@ def stage_times(rec, files) -> dict[str, float]:
         t3 = time.perf_counter()
         stats = features.utterance_stats(frames, cfg)
         t4 = time.perf_counter()
-        rec.predict_features([features.Features(frames, features.frame_names(cfg), stats, features.stat_names(cfg))])
+        X = [features.Features(frames, features.frame_names(cfg), stats, features.stat_names(cfg))]
+        if cfg.voice:  # as features.extract and Recognizer do it: mel bands of the speech span, then the student
+            from emovae.voice import encoder_mel, level
+
+            span = features.speech_span(features.frame_energy_db(y, cfg), cfg)
+            mel = encoder_mel(level(y[span.start * cfg.hop_length: span.stop * cfg.hop_length])).astype(np.float16)
+            X = rec.network.prepare([features.Features(frames, X[0].frame_names, stats, X[0].stat_names, mel)])
         t5 = time.perf_counter()
-        for k, a, b in zip(out, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+        rec.predict_features(X)
+        t6 = time.perf_counter()
+        for k, a, b in zip(out, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
             out[k].append((b - a) * 1000)
-    return {k: float(np.median(v[1:])) for k, v in out.items()}
+    return {k: float(np.median(v[1:])) for k, v in out.items() if cfg.voice or not k.startswith("voice")}
 
 
 def du(path: Path) -> int:
@@ -175,7 +184,8 @@ def main() -> None:
               f"| sum | {sum(stages.values()):.2f} |"]
     lines += [
         "", "| measure | value |", "|---|---|",
-        f"| model folder on disk (model.onnx + model.json) | {size / 1024:.0f} KiB |",
+        f"| model folder on disk ({' + '.join(sorted(p.name for p in model_dir.iterdir() if p.is_file()))}) | "
+        f"{size / 1024:.0f} KiB |",
         f"| model.onnx alone | {onnx_size / 1024:.0f} KiB |",
         f"| runtime install (site-packages of a venv with `emovae[runtime]`) | {rt_bytes / 2**20:.0f} MiB |",
         f"| cold start `emovae predict one.flac`, runtime install (median of 5) | {cold:.2f} s |",

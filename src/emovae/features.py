@@ -352,7 +352,7 @@ def speech_span(energy_db: np.ndarray, cfg: FeatureConfig) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
-def frame_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+def frame_features(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None = None) -> np.ndarray:
     """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed).
 
     F0, HNR, jitter and shimmer (see ``voice_quality``) are NaN on unvoiced frames, where ``voiced`` is 0 (1
@@ -366,7 +366,7 @@ def frame_features(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         )
     power = stft_power(y, cfg)
     mel = mel_power(power, cfg)
-    energy = frame_energy_db(y, cfg)
+    energy = frame_energy_db(y, cfg) if energy is None else energy  # (frames,) dB: ``frame_energy_db``
     cols = [mfcc(power, cfg, mel=mel)]
     if cfg.deltas:
         cols.append(deltas(cols[0]))
@@ -471,12 +471,13 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Feature
         raise AudioError(f"signal is at {sr} Hz but the feature config expects {cfg.sample_rate} Hz; "
                          f"load it with emovae.audio.load(path, sr={cfg.sample_rate})")
     y = np.asarray(y, dtype=np.float32)
-    frames = frame_features(y, cfg)
+    energy = frame_energy_db(y, cfg) if y.ndim == 1 else None
+    frames = frame_features(y, cfg, energy)
     mel = None
     if cfg.voice:
         from .voice import encoder_mel, level
 
-        span = speech_span(frame_energy_db(y, cfg), cfg)
+        span = speech_span(energy, cfg)
         speech = y[span.start * cfg.hop_length: span.stop * cfg.hop_length]
         mel = encoder_mel(level(speech if speech.size else y)).astype(np.float16)
     return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg), mel)

@@ -28,6 +28,7 @@ VOICE_DIM = 2 * HIDDEN  # voice statistics per clip: mean and std of 256 units
 TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # torch stacks gates (i, f, g, o); ONNX (i, o, f, c)
 
 
+@lru_cache(maxsize=1)
 def voice_names() -> tuple[str, ...]:
     """Names of the voice statistics: the second layer's mean per unit, then its std per unit."""
     return tuple(f"voice_{fn}_{i}" for fn in ("mean", "std") for i in range(HIDDEN))
