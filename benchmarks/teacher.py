@@ -142,51 +142,46 @@ def _voice_clip(path: str) -> np.ndarray:
     return out
 
 
-def cmd_voice_data(args) -> int:
+def _over_clips(fn, jobs: int) -> tuple[list, list, float]:
+    """``fn`` on every dev clip's path in ``jobs`` processes: (utterances, results in order, seconds)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from emovae.data import scan
 
     utterances, _ = scan(DATA)
     t0 = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        res = np.stack(list(pool.map(_voice_clip, [u.path for u in utterances], chunksize=8)), axis=2)
-    np.savez_compressed(args.out, voice=res, variants=np.array(list(VOICE_VARIANTS)), speeds=np.array(SPEEDS),
-                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
-    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {len(VOICE_VARIANTS)} variants in {time.time() - t0:.0f} s")
+    with ProcessPoolExecutor(jobs) as pool:
+        res = list(pool.map(fn, [u.path for u in utterances], chunksize=8))
+    return utterances, res, time.time() - t0
+
+
+def _save_per_clip(out: str, utterances: list, **arrays) -> None:
+    """An .npz of per-clip arrays with the speeds, labels and actors that the evaluations check."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays, speeds=np.array(SPEEDS), labels=np.array([u.label for u in utterances]),
+                        actors=np.array([u.actor for u in utterances]))
+
+
+def cmd_voice_data(args) -> int:
+    utterances, res, seconds = _over_clips(_voice_clip, args.jobs)
+    _save_per_clip(args.out, utterances, voice=np.stack(res, axis=2), variants=np.array(list(VOICE_VARIANTS)))
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {len(VOICE_VARIANTS)} variants in {seconds:.0f} s")
     return 0
 
 
 def cmd_embed_layers(args) -> int:
-    from concurrent.futures import ProcessPoolExecutor
-
-    from emovae.data import scan
-
-    utterances, _ = scan(DATA)
-    t0 = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        res = np.stack(list(pool.map(_layers_clip, [u.path for u in utterances], chunksize=8)), axis=1)
-    np.savez_compressed(args.out, layers=res.astype(np.float32), speeds=np.array(SPEEDS),
-                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
-    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {res.shape[2]} layers in {time.time() - t0:.0f} s")
+    utterances, res, seconds = _over_clips(_layers_clip, args.jobs)
+    layers = np.stack(res, axis=1).astype(np.float32)  # (speeds, N, layers, 512)
+    _save_per_clip(args.out, utterances, layers=layers)
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds x {layers.shape[2]} layers in {seconds:.0f} s")
     return 0
 
 
 def cmd_embed(args) -> int:
-    from concurrent.futures import ProcessPoolExecutor
-
-    from emovae.data import scan
-
-    utterances, _ = scan(DATA)
-    t0 = time.time()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        res = list(pool.map(_embed_clip, [u.path for u in utterances], chunksize=8))
-    emb = np.stack([r[0] for r in res], axis=1).astype(np.float32)  # (speeds, N, 256)
-    hid = np.stack([r[1] for r in res], axis=1).astype(np.float32)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, embedding=emb, hidden=hid, speeds=np.array(SPEEDS),
-                        labels=np.array([u.label for u in utterances]), actors=np.array([u.actor for u in utterances]))
-    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds in {time.time() - t0:.0f} s ({args.jobs} processes)")
+    utterances, res, seconds = _over_clips(_embed_clip, args.jobs)
+    _save_per_clip(args.out, utterances, embedding=np.stack([r[0] for r in res], axis=1).astype(np.float32),
+                   hidden=np.stack([r[1] for r in res], axis=1).astype(np.float32))  # (speeds, N, 256 / 512)
+    print(f"{len(utterances)} clips x {len(SPEEDS)} speeds in {seconds:.0f} s ({args.jobs} processes)")
     return 0
 
 
