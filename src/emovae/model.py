@@ -198,7 +198,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             raise DataError(f"training needs clips of at least 2 emotions; got only {present}")
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
-        self.voice_onnx_ = None
+        self.voice_onnx_, self._voice_session = None, None  # a refit never keeps an earlier fit's student
         if ccfg.head_stats == "voice" and not fcfg.voice:
             raise ParameterError("ClassifierConfig.head_stats='voice' needs a voice student (FeatureConfig.voice)")
         if fcfg.voice:  # a student of the GE2E teacher, trained on these clips: its statistics join theirs
@@ -335,7 +335,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         self.voice_loss_ = [round(v, 5) for v in student["loss"]]
         self.voice_onnx_ = build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
                                             projection=student["projection"]).SerializeToString()
-        session = voice_session(self.voice_onnx_)
+        session = self._voice_session = voice_session(self.voice_onnx_)
         return with_voice(X, session), {f: with_voice(c, session) for f, c in augmented.items()}
 
     def prepare(self, X: Sequence[Features]) -> list:
