@@ -54,38 +54,32 @@ def encoder_mel(y: np.ndarray) -> np.ndarray:
     return (power @ mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T).astype(np.float32)
 
 
-@lru_cache(maxsize=2)
-def _session(path: str):
-    """One onnxruntime session per encoder file and process (one thread: clips run in parallel processes)."""
+def _make_session(source):
+    """An onnxruntime session of a voice graph (a file path or serialised bytes) on one thread (clips run in
+    parallel processes), with quantised weights folded once, at load."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise EmovaeError("the voice statistics need onnxruntime: pip install 'emovae[runtime]'") from exc
-    if not Path(path).is_file():
-        raise EmovaeError(f"voice encoder {path} is missing: reinstall emovae, or turn the voice statistics off "
-                          "(FeatureConfig(voice=False))")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.disable_quant_qdq", "1")  # fold the 4-bit weights once, at load
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def voice_statistics(y: np.ndarray, path: str | Path) -> np.ndarray:
-    """(512,) float32: mean and std over frames of the encoder's second layer on a 16 kHz speech signal
-    (already cut to its speech span)."""
-    mel = encoder_mel(level(np.asarray(y, dtype=np.float32)))
-    return _session(str(path)).run(None, {"mel": mel[None]})[0][0]
+@lru_cache(maxsize=2)
+def _session(path: str):
+    """One session per voice graph file and process."""
+    if not Path(path).is_file():
+        raise EmovaeError(f"voice graph {path} is missing: reinstall emovae, or retrain the model")
+    return _make_session(path)
 
 
 def voice_session(model_bytes_or_path):
     """An onnxruntime session of a voice graph (``build_voice_onnx``), from a file or serialised bytes."""
     if isinstance(model_bytes_or_path, (str, Path)):
         return _session(str(model_bytes_or_path))
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
+    return _make_session(model_bytes_or_path)
 
 
 def with_voice(X: list, session) -> list:
