@@ -3,19 +3,23 @@
 Every system is scored on the SAME actor-grouped 5-fold split (``emovae.evaluate.actor_folds`` with the
 run's seed) of the dev actors, so the per-fold numbers are paired:
 
-  emovae                  handcrafted statistics + VAE latent mean -> logistic regression, averaged in equal
-                          thirds with the sequence CNN on the frames and the 2-D CNN on the log-mel bands (the
-                          shipped model); its adapted head for "UA adapted"
-  emovae (no log-mel CNN) the same without the log-mel CNN, half and half (the model shipped before it)
-  emovae (no CNN)         the same without either CNN
-  emovae (no latent)      the same with the logistic regression on the handcrafted statistics only
-  VAE latent alone        the logistic regression on the VAE latent mean only (no statistics, no CNN)
+  emovae                  the shipped recipe (the package defaults): a voice student (128-unit LSTM trained per
+                          fold on the training actors to reproduce the GE2E teacher's second layer) -> its 512
+                          statistics + VAE latent mean -> logistic regression; its adapted head for "UA adapted"
+  emovae (no latent)      the same, the heads without the VAE latent
+  emovae (voice + hand-made statistics)  the same, the heads reading the hand-made statistics too (head_stats "all")
+  VAE latent alone        the same, the heads reading the VAE latent mean only
+  emovae (no voice student)  hand-made statistics + VAE latent -> logistic regression (FeatureConfig.voice = 0)
+  previous model          hand-made statistics + VAE latent -> logistic regression and an MLP of 64 per head,
+                          averaged in thirds with a frame CNN and a log-mel CNN (the model shipped before)
   eGeMAPSv02 + SVM        openSMILE functionals (88) -> StandardScaler + RBF SVC (C=10)
   ComParE_2016 + SVM      openSMILE functionals (6373) -> same SVM
   MFCC-stats + SVM        40-MFCC mean/std + spectral-centroid mean/std (82) -> same SVM
 
 Usage: python benchmarks/accuracy.py [--data DIR] [--seeds 0 1 ...] [--out benchmarks/results-accuracy.md] [--quick]
-Each seed is both the fold seed and the model seed. Needs the train and bench extras (torch, sklearn,
+Each seed is both the fold seed and the model seed. The four voice rows of a fold share one voice student: the
+student depends only on the training clips, the seed and its config, which those rows have in common, so it is
+trained once per fold and seed (``SharedStudent``) instead of four times (about 5 minutes each). Needs the train and bench extras (torch, sklearn,
 librosa, opensmile). Peer features are cached in ~/.cache/emovae/peers (their original extraction time is
 kept and reported); emovae's features are extracted once, uncached, into a temporary cache directory so
 its extraction time is real.
@@ -52,21 +56,79 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+VOICE_ROWS = {"emovae": {}, "emovae (no latent)": {"use_latent": False},
+              "emovae (voice + hand-made statistics)": {"head_stats": "all"},
+              "VAE latent alone": {"use_stats": False}}
+PREVIOUS = {"cnn_channels": 64, "mel_cnn": True, "stats_mlp": 64, "adapted_mlp": 64}  # the model shipped before
+HAND_ROWS = {"emovae (no voice student)": {}, "previous model": PREVIOUS}
+DIMS = {"emovae": "voice student 512 + latent", "emovae (no latent)": "voice student 512",
+        "emovae (voice + hand-made statistics)": "{n} + voice student 512 + latent", "VAE latent alone": "latent",
+        "emovae (no voice student)": "{n} + latent",
+        "previous model": "{n} + latent (+ MLPs); frames (CNN); log-mel (2-D CNN)"}
+
+
+class SharedStudent:
+    """Memoises ``emovae.voice.train_student`` on its inputs (a digest of the mel bands and the arguments), so rows
+    that would train the same student on the same clips train it once; the teacher's targets are computed only for
+    a student not trained yet."""
+
+    def __init__(self):
+        import emovae.voice as voice
+
+        self.voice, self.students, self.trained, self.last = voice, {}, 0, (None, None)
+        self.teacher_frames, self.train_student = voice.teacher_frames, voice.train_student
+
+    def digest(self, mels) -> str:
+        """sha1 of the clips' mel bands (the list of one fit is hashed once)."""
+        import hashlib
+
+        if self.last[0] is not mels:
+            h = hashlib.sha1()
+            for m in mels:
+                h.update(str(m.shape).encode())
+                h.update(np.ascontiguousarray(m).tobytes())
+            self.last = (mels, h.hexdigest())
+        return self.last[1]
+
+    def __enter__(self):
+        def teacher_frames(mels, teacher):
+            if any(k[0] == self.digest(mels) for k in self.students):
+                return None  # that student is trained already: train_student answers from the memo
+            return self.teacher_frames(mels, teacher)
+
+        def train_student(mels, targets, **kw):
+            key = (self.digest(mels), repr(sorted(kw.items())))
+            if key not in self.students:
+                if targets is None:
+                    targets = self.teacher_frames(mels, self.voice.load_teacher())
+                self.students[key] = self.train_student(mels, targets, **kw)
+                self.trained += 1
+            return self.students[key]
+
+        self.voice.teacher_frames, self.voice.train_student = teacher_frames, train_student
+        return self
+
+    def __exit__(self, *exc):
+        self.voice.teacher_frames, self.voice.train_student = self.teacher_frames, self.train_student
+        self.last = (None, None)
+
+
 def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict], float]:
     """Cross-validate one emovae variant -> (fold metric dicts, seconds for training + prediction)."""
     from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
     from emovae.evaluate import cross_validate
     from emovae.model import EmotionRecognizer
 
-    ccfg = {"emovae": ClassifierConfig(),
-            "emovae (no log-mel CNN)": ClassifierConfig(mel_cnn=False),
-            "emovae (no CNN)": ClassifierConfig(cnn_channels=0, mel_cnn=False),
-            "emovae (no latent)": ClassifierConfig(use_latent=False),
-            "VAE latent alone": ClassifierConfig(use_stats=False, cnn_channels=0, mel_cnn=False)}[variant]
+    if variant in VOICE_ROWS:
+        fcfg, ccfg = FeatureConfig(), ClassifierConfig(**VOICE_ROWS[variant])
+    else:
+        fcfg, ccfg = FeatureConfig(voice=0), ClassifierConfig(**HAND_ROWS[variant])
     vcfg = VAEConfig(epochs=5, warmup_epochs=2) if quick else VAEConfig()
+    if quick:
+        ccfg = ClassifierConfig(**{**ccfg.__dict__, "voice_epochs": 2})
 
     def make():
-        return EmotionRecognizer(FeatureConfig(), vcfg, ccfg, TrainConfig(seed=seed))
+        return EmotionRecognizer(fcfg, vcfg, ccfg, TrainConfig(seed=seed))
 
     t0 = time.perf_counter()
     res = cross_validate(table, make, n_splits=5, seed=seed, progress=False)
@@ -142,10 +204,10 @@ def main() -> None:
     peer_sets = {"eGeMAPSv02 + SVM": lambda: peers.opensmile_functionals(paths, "eGeMAPSv02"),
                  "ComParE_2016 + SVM": lambda: peers.opensmile_functionals(paths, "ComParE_2016"),
                  "MFCC-stats + SVM": lambda: peers.mfcc_stats(paths)}
-    emovae_variants = ["emovae", "emovae (no log-mel CNN)", "emovae (no CNN)", "emovae (no latent)", "VAE latent alone"]
+    emovae_variants = [*VOICE_ROWS, *HAND_ROWS]
     if args.quick:
         peer_sets = {"eGeMAPSv02 + SVM": peer_sets["eGeMAPSv02 + SVM"]}
-        emovae_variants = emovae_variants[:2]
+        emovae_variants = ["emovae", "emovae (no latent)", "emovae (no voice student)"]
     peer_X = {}
     for name, extract in peer_sets.items():
         peer_X[name] = extract()
@@ -154,18 +216,16 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name in emovae_variants:
         results[name] = {"folds": [], "fit_s": augment_s, "extract_s": emovae_extract_s,
-                         "dims": {"emovae": f"{table.stats.shape[1]} + latent; frames (CNN); log-mel (2-D CNN)",
-                                  "emovae (no log-mel CNN)": f"{table.stats.shape[1]} + latent; frames (CNN)",
-                                  "emovae (no CNN)": f"{table.stats.shape[1]} + latent",
-                                  "emovae (no latent)": f"{table.stats.shape[1]}; frames (CNN); log-mel (2-D CNN)",
-                                  "VAE latent alone": "latent"}[name]}
+                         "dims": DIMS[name].format(n=len(table.stat_names))}
     for name, (X, seconds) in peer_X.items():
         results[name] = {"folds": [], "fit_s": 0.0, "extract_s": seconds, "dims": str(X.shape[1])}
     TTA = "emovae --tta (test clip + its 4 speed copies)"
 
+    shared = SharedStudent()
     for seed in args.seeds:
         for name in emovae_variants:
-            folds, s = run_emovae(table, name, seed, args.quick)
+            with shared:
+                folds, s = run_emovae(table, name, seed, args.quick)
             results[name]["folds"].append(folds)
             if name == "emovae" and all("tta" in f for f in folds):  # same models: no training of its own
                 results.setdefault(TTA, {"folds": [], "fit_s": 0.0, "extract_s": float("nan"),
@@ -222,24 +282,26 @@ def main() -> None:
         se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
         if abs(diffs.mean()) < 2 * se or np.isnan(se):
             verdict = ("the difference is within about two standard errors of zero, so this split gives no "
-                       "evidence that the VAE latent improves recognition over the handcrafted statistics alone")
+                       "evidence that the VAE latent improves recognition over the voice statistics alone")
         elif diffs.mean() > 0:
             verdict = "adding the VAE latent improves UA by more than two standard errors of the paired difference"
         else:
             verdict = "adding the VAE latent lowers UA by more than two standard errors of the paired difference"
-        text.append(f"Adding the VAE latent to the handcrafted statistics changes UA by {diffs.mean():+.3f} "
+        text.append(f"Adding the VAE latent to the voice statistics changes UA by {diffs.mean():+.3f} "
                     f"± {diffs.std():.3f} (mean ± std of the paired per-fold differences; standard error "
                     f"{se:.3f}); emovae is better on {wins} and worse on {losses} of {len(diffs)} folds: "
                     f"{verdict}.")
-    for other, what in (("emovae (no CNN)", "both sequence CNNs"), ("emovae (no log-mel CNN)", "the log-mel CNN")):
+    for other, what in (("previous model", "the previous model (hand-made statistics, MLPs and two CNNs)"),
+                        ("emovae (no voice student)", "the same heads on the hand-made statistics"),
+                        ("emovae (voice + hand-made statistics)", "heads reading the hand-made statistics too")):
         d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
         if len(d):
-            text.append(f"Averaging in {what} changes UA by {d.mean():+.3f} ± {d.std():.3f} (paired, "
+            text.append(f"Against {what}, emovae changes UA by {d.mean():+.3f} ± {d.std():.3f} (paired, "
                         f"{int((d > 0).sum())} of {len(d)} folds better) and the adapted UA by {d_a.mean():+.3f} ± "
                         f"{d_a.std():.3f} ({int((d_a > 0).sum())} of {len(d_a)} better).")
     if "VAE latent alone" in ua:
         text.append(f"The VAE latent alone reaches UA {ua['VAE latent alone']:.3f} (chance {CHANCE}), "
-                    f"against {ua['emovae (no latent)']:.3f} for the model without it (statistics and CNN).")
+                    f"against {ua['emovae (no latent)']:.3f} for the voice statistics without it.")
     peer_names = [n for n in results if n in peer_X]
     if peer_names:
         best_peer = max(peer_names, key=lambda n: ua[n])
@@ -292,7 +354,9 @@ def main() -> None:
         "librosa. Train + predict is the sum over folds (and seeds); for emovae it includes extracting the "
         f"features of every clip played at {'/'.join(f'{f:g}x' for f in TrainConfig().speed_perturb)} speed once ({augment_s:.1f} s: the classifier's training "
         "augmentation; only the training folds' copies are used in each fold). The emovae variants all train the VAE "
-        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. Timings are wall "
+        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. The voice rows share one "
+        f"student per fold ({shared.trained} students trained for {len(args.seeds) * 5} folds), counted in the first "
+        "voice row's time. Timings are wall "
         "times on a machine that may be shared with other work: compare them within one run only.",
         "",
         "## Paired difference: emovae − emovae (no latent)",
@@ -303,7 +367,7 @@ def main() -> None:
                f"{len(diffs)} folds).", "",
                "| seed | fold | test actors | UA emovae | UA no latent | difference |", "|---|---|---|---|---|---|",
                *diff_lines, ""]
-    for other in ("emovae (no CNN)", "emovae (no log-mel CNN)"):
+    for other in ("previous model", "emovae (no voice student)", "emovae (voice + hand-made statistics)"):
         d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
         if len(d):
             md += [f"## Paired difference: emovae − {other}", "",

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from emovae.data import EMOTIONS  # noqa: E402
 from emovae.errors import DataError, ModelFormatError, ParameterError  # noqa: E402
 from emovae.evaluate import table_features  # noqa: E402
 from emovae.extraction import extract_dataset  # noqa: E402
-from emovae.model import EmotionRecognizer, inner_split  # noqa: E402
+from emovae.model import EmotionRecognizer, inner_split, n_head_stats  # noqa: E402
 
 from .conftest import write_ravdess_tree  # noqa: E402
 
@@ -146,8 +148,12 @@ def test_speed_perturbed_copies_join_the_classifier(small_table):
     plain = make().fit(X, small_table.labels, groups=small_table.actors)
     aug = make().fit(X, small_table.labels, groups=small_table.actors, augmented=small_table.augmented)
     assert plain.n_augmented_ == 0 and aug.n_augmented_ == 2 * len(X)
-    # the VAE and the scalers see the originals only; the heads change
-    np.testing.assert_array_equal(plain.net_.stats_mean.numpy(), aug.net_.stats_mean.numpy())
+    # the VAE and the scalers of the hand-made statistics see the originals only; the heads change (and the voice
+    # student, trained on the copies too, gives other voice statistics)
+    n_voice = sum(n.startswith("voice_") for n in plain.stat_names_)
+    assert n_voice == 512
+    np.testing.assert_array_equal(plain.net_.stats_mean.numpy()[:-n_voice], aug.net_.stats_mean.numpy()[:-n_voice])
+    assert not np.allclose(plain.net_.stats_mean.numpy()[-n_voice:], aug.net_.stats_mean.numpy()[-n_voice:])
     assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X), atol=1e-4)
     with pytest.raises(ParameterError, match="augmented copies"):
         make().fit(X, small_table.labels, groups=small_table.actors, augmented={0.9: small_table.augmented[0.9][:3]})
@@ -157,7 +163,9 @@ def test_probabilities_average_the_cnn_and_the_linear_head(small_table, tmp_path
     import torch
 
     X = table_features(small_table)
-    m = make().fit(X, small_table.labels, groups=small_table.actors)
+    ccfg = ClassifierConfig(cnn_channels=16, mel_cnn=True)  # the previous recipe's members (off by default)
+    m = EmotionRecognizer(FCFG, VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
+    m.fit(X, small_table.labels, groups=small_table.actors)
     assert m.net_.cnn is not None and m.net_.mel_cnn is not None
     for arch in ("frames", "mel"):
         assert 1 <= m.cnn_selection_[arch]["epoch"] <= ClassifierConfig().cnn_epochs
@@ -195,8 +203,6 @@ def test_mlp_copied_into_the_graph_matches_scikit_learn(n_classes):
 
 
 def test_mlps_average_with_the_linear_heads_and_survive_export(small_table, tmp_path):
-    import copy
-
     import torch
 
     from emovae.export import export_model_dir
@@ -254,11 +260,37 @@ def test_model_json_without_cnn_loads_without_it(small_table, tmp_path, ccfg, mi
     np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))
 
 
-@pytest.mark.parametrize("head_stats", ["all", "voice"])
+def test_default_configs_train_the_shipped_recipe():
+    """ClassifierConfig(), FeatureConfig() and VAEConfig() are the configuration the shipped model was trained with
+    (its head_stats "voice" is what the default "auto" resolves to with a voice student)."""
+    import dataclasses
+    import json
+
+    from emovae.config import from_dict
+    from emovae.runtime import PRETRAINED_DIR
+
+    meta = json.loads((PRETRAINED_DIR / "model.json").read_text())
+    assert from_dict(FeatureConfig, meta["feature_config"]) == FeatureConfig()
+    assert from_dict(VAEConfig, meta["vae_config"]) == VAEConfig()
+    shipped = from_dict(ClassifierConfig, meta["classifier_config"])
+    assert shipped == dataclasses.replace(ClassifierConfig(), head_stats=shipped.head_stats)
+    assert n_head_stats(1000, shipped, True) == n_head_stats(1000, ClassifierConfig(), FeatureConfig().voice > 0)
+
+
+def test_heads_read_the_voice_statistics_when_asked_or_when_auto_finds_a_student():
+    assert n_head_stats(1000, ClassifierConfig(head_stats="all"), True) == 1000
+    assert n_head_stats(1000, ClassifierConfig(head_stats="voice"), True) == 512
+    assert n_head_stats(1000, ClassifierConfig(head_stats="auto"), True) == 512
+    assert n_head_stats(1000, ClassifierConfig(head_stats="auto"), False) == 1000
+    with pytest.raises(ParameterError, match="head_stats"):
+        ClassifierConfig(head_stats="some")
+
+
+@pytest.mark.parametrize("head_stats", ["all", "auto"])
 def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_path, head_stats):
     """--voice: the model trains a student of the GE2E teacher on its clips, appends its 512 statistics to
-    the utterance statistics, saves it as voice.onnx, and both backends give the same probabilities; with
-    --head-stats voice the heads read those 512 (and the latent) only."""
+    the utterance statistics, saves it as voice.onnx, and both backends give the same probabilities; by default
+    (head_stats "auto") the heads read those 512 (and the latent) only. A deep copy predicts the same."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from emovae.cli import main
@@ -268,14 +300,14 @@ def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_pat
     write_ravdess_tree(tmp_path / "data", actors=(1, 2, 3, 4), emotions=(1, 3, 5, 8))
     rc = main(["-q", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "model"), "--no-cache",
                "--jobs", "1", "--n-mfcc", "13", "--latent-dim", "4", "--epochs", "3", "--voice", "8",
-               "--voice-epochs", "2", "--cnn-channels", "0", "--no-mel-cnn", "--stats-mlp", "0",
-               "--adapted-mlp", "0", "--speed-perturb", "--head-stats", head_stats])
+               "--voice-epochs", "2", "--speed-perturb", "--head-stats", head_stats])
     assert rc == 0
     model_dir = tmp_path / "model"
     assert (model_dir / "voice.onnx").is_file()
     net = EmotionRecognizer.load(model_dir).net_
     n_stats = len(EmotionRecognizer.load(model_dir).stat_names_)
-    assert net.classifier.in_features == (512 if head_stats == "voice" else n_stats) + 4  # + the latent
+    assert net.classifier.in_features == (n_stats if head_stats == "all" else 512) + 4  # + the latent
+    assert net.cnn is None and net.mel_cnn is None and net.classifier_mlp is None  # the default recipe's heads
     onnx_rec = Recognizer.load(model_dir, backend="onnx")
     torch_rec = Recognizer.load(model_dir, backend="torch")
     clip = sorted((tmp_path / "data").rglob("*.wav"))[0]
@@ -285,6 +317,10 @@ def test_a_voice_student_joins_its_statistics_and_travels_with_the_model(tmp_pat
     p_onnx = onnx_rec.predict_file(clip).probabilities
     p_torch = torch_rec.predict_file(clip).probabilities
     np.testing.assert_allclose([p_onnx[k] for k in p_torch], list(p_torch.values()), atol=1e-4)
+    model = EmotionRecognizer.load(model_dir)
+    feats = [torch_rec.features(*_read(c)) for c in sorted((tmp_path / "data").rglob("*.wav"))[:4]]
+    p = model.predict_proba(feats)  # builds the student's onnxruntime session, which a copy must leave out
+    np.testing.assert_array_equal(copy.deepcopy(model).predict_proba(feats), p)
     # the folder without its student is refused with a clear message, not a shape error deep in onnxruntime
     (model_dir / "voice.onnx").unlink()
     with pytest.raises(Exception, match="voice"):
@@ -300,5 +336,5 @@ def _read(path):
 
 def test_voice_heads_need_a_voice_student(small_table):
     with pytest.raises(ParameterError, match="voice student"):
-        EmotionRecognizer(classifier_config=ClassifierConfig(head_stats="voice")).fit(
+        EmotionRecognizer(FeatureConfig(voice=0), classifier_config=ClassifierConfig(head_stats="voice")).fit(
             table_features(small_table), small_table.labels, groups=small_table.actors)

@@ -26,6 +26,7 @@ def test_threshold_is_stored_and_survives_save_load_and_export(tiny_model_dir, t
     assert thr > 0 and meta["novelty"]["percentile"] == 99.0
     assert EmotionRecognizer.load(tiny_model_dir).novelty_["threshold"] == thr
     shutil.copy(tiny_model_dir / "model.onnx", tmp_path / "bare.onnx")
+    shutil.copy(tiny_model_dir / "voice.onnx", tmp_path / "voice.onnx")  # the model's voice student
     recs = [Recognizer.load(tiny_model_dir, backend="torch"), Recognizer.load(tiny_model_dir, backend="onnx"),
             Recognizer.load(tmp_path / "bare.onnx")]
     assert [r.novelty_threshold for r in recs] == [thr] * 3

@@ -48,9 +48,13 @@ def test_signal_errors(tiny_model_dir):
 
 
 def test_bare_onnx_file_runs_alone(tiny_model_dir, tmp_path):
+    """model.onnx (metadata inside) runs without model.json, given its voice student beside it."""
     import shutil
 
     shutil.copy(tiny_model_dir / "model.onnx", tmp_path / "m.onnx")
+    with pytest.raises(ModelFormatError, match="voice student voice.onnx"):
+        Recognizer.load(tmp_path / "m.onnx")
+    shutil.copy(tiny_model_dir / "voice.onnx", tmp_path / "voice.onnx")
     rec = Recognizer.load(tmp_path / "m.onnx")
     ref = Recognizer.load(tiny_model_dir, backend="onnx")
     y = voice_like(150, 1.0, seed=2)

@@ -69,8 +69,8 @@ def _model_configs(args: argparse.Namespace):
     for key in ("stats_mlp", "adapted_mlp", "voice_epochs", "cnn_channels", "head_stats"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
-    if getattr(args, "no_mel_cnn", False):
-        ckw["mel_cnn"] = False
+    if getattr(args, "mel_cnn", None) is not None:
+        ckw["mel_cnn"] = args.mel_cnn
     tkw = {"seed": args.seed}
     if getattr(args, "threads", None) is not None:
         tkw["threads"] = args.threads
@@ -348,24 +348,28 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
     g.add_argument("--stats-mlp", type=int, dest="stats_mlp", metavar="UNITS",
-                   help="hidden units of an MLP beside the single-clip linear head, averaged with it (default 64: "
-                        "+0.2 UA strict measured, about 129 KB of the model; 0 = off)")
+                   help="hidden units of an MLP beside the single-clip linear head, averaged with it (default 0 = "
+                        "off; the previous recipe's 64 measured +0.2 UA strict)")
     g.add_argument("--adapted-mlp", type=int, dest="adapted_mlp", metavar="UNITS",
-                   help="the same beside the adapted (speaker-normalised) head (default 64: +1.2 UA adapted "
-                        "measured; 0 = off)")
+                   help="the same beside the adapted (speaker-normalised) head (default 0 = off; the previous "
+                        "recipe's 64 measured +1.2 UA adapted)")
     g.add_argument("--cnn-channels", type=int, dest="cnn_channels", metavar="N",
-                   help="channels of the CNN on the frames averaged into the heads (default 64; 0 = off)")
-    g.add_argument("--no-mel-cnn", action="store_true", dest="no_mel_cnn",
-                   help="leave out the 2-D CNN on the log-mel bands")
-    g.add_argument("--head-stats", choices=["all", "voice"], dest="head_stats",
-                   help="statistics the heads read: all (default) or only the voice student's 512 (with --voice)")
+                   help="channels of a CNN on the frames averaged into the heads (default 0 = off; the previous "
+                        "recipe used 64)")
+    g.add_argument("--mel-cnn", action=argparse.BooleanOptionalAction, dest="mel_cnn",
+                   help="also a 2-D CNN on the log-mel bands averaged into the heads (default off; the previous "
+                        "recipe's)")
+    g.add_argument("--head-stats", choices=["auto", "all", "voice"], dest="head_stats",
+                   help="statistics the heads read: all, or only the voice student's 512; auto (default): the "
+                        "voice student's when there is one (--voice > 0), else all")
     g.add_argument("--voice-epochs", type=int, dest="voice_epochs", metavar="N",
                    help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
     g.add_argument("--threads", type=int, dest="threads", metavar="N",
-                   help="torch threads while training (default 1; the voice student trains about 3x faster on 2)")
+                   help="torch threads while training (default 2: the voice student trains about 3x faster "
+                        "on 2 than on 1)")
     g.add_argument("--speed-perturb", type=float, nargs="*", dest="speed_perturb", metavar="FACTOR",
                    help="the classifier also learns from the training clips played at these speeds (default "
                         "0.8 0.9 1.1 1.2; give no value to turn it off)")
@@ -379,7 +383,8 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
                    help="yin: F0 over voiced frames (default); max: highest spectral peak per frame (source design)")
     g.add_argument("--voice", type=int, dest="voice", metavar="UNITS",
                    help="train a voice student of this many LSTM units on the GE2E teacher and join its 512 "
-                        "statistics to the utterance statistics (experiments.md sections 24-26; default 0 = off)")
+                        "statistics to the utterance statistics (experiments.md sections 24-27; default 128, the "
+                        "shipped recipe; 0 = off: hand-made features only)")
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")

@@ -60,9 +60,9 @@ class FeatureConfig:
     shape_stats: bool = True  # also skewness, kurtosis, slope, ranges per column, F0 contour, MFCC acceleration
     voice_quality: bool = True  # also HNR, loudness, jitter and shimmer per frame (+1 UA strict, experiments.md 7c)
     min_duration: float = 0.25  # seconds; shorter clips are rejected
-    voice: int = 0  # units of a voice student (emovae.voice): > 0 keeps each clip's 40 mel bands, and a model
+    voice: int = 128  # units of a voice student (emovae.voice): > 0 keeps each clip's 40 mel bands, and a model
     # trained on them learns a student of the GE2E teacher whose 512 voice statistics join the utterance
-    # statistics (experiments.md, sections 24-26); 0 = off
+    # statistics (experiments.md, sections 24-27; the shipped model); 0 = off (hand-made features only)
 
     def __post_init__(self):
         errors = []
@@ -85,7 +85,8 @@ class FeatureConfig:
         if any(not 0 <= p <= 100 for p in self.percentiles):
             errors.append("percentiles must be in [0, 100]")
         if self.voice < 0 or (self.voice and self.sample_rate != 16000):
-            errors.append("voice must be >= 0, and the voice student needs sample_rate 16000")
+            errors.append("voice must be >= 0, and the voice student needs sample_rate 16000 (for another rate, "
+                          "turn it off: voice=0, CLI --voice 0)")
         if errors:
             raise ParameterError("FeatureConfig: " + "; ".join(errors))
 
@@ -116,27 +117,29 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Multinomial logistic regression on [handcrafted statistics, VAE mean]; C chosen on the inner split;
-    averaged with a small CNN on the frame sequence."""
+    """Multinomial logistic regression on [statistics, VAE mean]; C chosen on the inner split. The defaults are
+    the shipped recipe (experiments.md section 27): the heads read the voice student's statistics and the latent,
+    with no CNN and no MLP beside them; the CNNs and MLPs are the previous recipe's members (sections 8-23)."""
 
     use_stats: bool = True
     use_latent: bool = True
     c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
     class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
-    cnn_channels: int = 64  # a 1-D CNN on the frames (emovae.cnn) whose probabilities are averaged in; 0 = off
+    cnn_channels: int = 0  # e.g. 64: a 1-D CNN on the frames (emovae.cnn) whose probabilities are averaged in; 0 = off
     cnn_epochs: int = 40  # its schedule; the epoch to stop at is chosen on the inner validation actors
-    mel_cnn: bool = True  # also a 2-D CNN on the log-mel bands the MFCCs hold (emovae.cnn.MelCNN), averaged in
+    mel_cnn: bool = False  # True: also a 2-D CNN on the log-mel bands the MFCCs hold (emovae.cnn.MelCNN), averaged in
     cnn_weight: float | None = None  # probabilities = (1 - w) x logistic regression + w x mean of the CNNs;
     # None: equal shares for the regression and each CNN (experiments.md, sections 8 and 9)
-    stats_mlp: int = 64  # hidden units of an MLP on the single-clip head's inputs whose probabilities are
+    stats_mlp: int = 0  # hidden units of an MLP on the single-clip head's inputs whose probabilities are
     # averaged with the linear head's (that member's share stays the same); 0 = off. +0.2 UA strict over 45 folds
     # at 64 units, +0.4 at 128 (experiments.md, sections 20 and 23); about 64 k parameters at 64 units
-    adapted_mlp: int = 64  # the same for the adapted head (needs adapted_head); 0 = off. +1.2 UA adapted over 45
+    adapted_mlp: int = 0  # the same for the adapted head (needs adapted_head); 0 = off. +1.2 UA adapted over 45
     # folds (section 23); two MLPs of 64 cost what one of 128 does, which keeps the model under 1 MB
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
-    head_stats: str = "all"  # the statistics the heads read: "all", or "voice" (only the voice student's 512;
-    # alone they beat every mix with the hand-made statistics on unseen speakers, experiments.md section 25)
+    head_stats: str = "auto"  # the statistics the heads read: "all", "voice" (only the voice student's 512;
+    # alone they beat every mix with the hand-made statistics on unseen speakers, experiments.md section 25), or
+    # "auto": "voice" when the model has a voice student (FeatureConfig.voice), else "all"
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
@@ -145,8 +148,9 @@ class ClassifierConfig:
             raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
         if self.voice_epochs < 1:
             raise ParameterError("ClassifierConfig: voice_epochs must be at least 1")
-        if self.head_stats not in ("all", "voice"):
-            raise ParameterError(f"ClassifierConfig: head_stats must be 'all' or 'voice', not {self.head_stats!r}")
+        if self.head_stats not in ("auto", "all", "voice"):
+            raise ParameterError("ClassifierConfig: head_stats must be 'auto', 'all' or 'voice', "
+                                 f"not {self.head_stats!r}")
         if self.stats_mlp < 0 or self.adapted_mlp < 0:
             raise ParameterError("ClassifierConfig: stats_mlp and adapted_mlp (hidden units) must be >= 0")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
@@ -159,7 +163,8 @@ class TrainConfig:
 
     seed: int = 0
     val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
-    threads: int = 1  # torch threads while training; the model is small, so more mostly adds contention
+    threads: int = 2  # torch threads while training: the voice student trains about 3x faster on 2 than on 1
+    # (experiments.md section 26); the rest of the model is small, and more threads mostly add contention
     speed_perturb: tuple[float, ...] = (0.8, 0.9, 1.1, 1.2)  # the classifier also learns from training clips
     # played at these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.9 UA strict, +3.1 adapted
     # (benchmarks/experiments.md, section 6)

@@ -64,11 +64,13 @@ def _scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
-def n_head_stats(n_stats: int, clf_cfg: ClassifierConfig) -> int:
-    """How many of the (last) statistics the heads read: all, or the voice student's 512."""
+def n_head_stats(n_stats: int, clf_cfg: ClassifierConfig, voice: bool) -> int:
+    """How many of the (last) statistics the heads read: all, or the voice student's 512 (``head_stats`` "voice",
+    or "auto" when the model has a student: ``voice``)."""
     from .voice import VOICE_DIM
 
-    return VOICE_DIM if clf_cfg.head_stats == "voice" else n_stats
+    heads_voice = clf_cfg.head_stats == "voice" or (clf_cfg.head_stats == "auto" and voice)
+    return VOICE_DIM if heads_voice else n_stats
 
 
 def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig, clf_cfg: ClassifierConfig,
@@ -100,7 +102,7 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
         def __init__(self):
             super().__init__()
             self.vae = SequenceVAE(n_frame_features, vae_cfg, n_stats if vae_cfg.with_stats else 0)
-            self.n_head = n_head_stats(n_stats, clf_cfg)  # the heads read the last n_head statistics
+            self.n_head = n_head_stats(n_stats, clf_cfg, bool(feat_cfg and feat_cfg.voice))  # the heads read the last n_head statistics
             d = (self.n_head if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
             self.classifier = nn.Linear(d, n_classes)
             self.classifier_adapted = nn.Linear(d, n_classes)
@@ -156,8 +158,9 @@ def build_net(n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEC
 
 
 class EmotionRecognizer(ClassifierMixin, BaseEstimator):
-    """Speech emotion classifier: handcrafted statistics joined with a sequence-VAE latent mean -> logistic
-    regression, averaged with a small CNN on the frame sequence. See the module docstring for the data contract."""
+    """Speech emotion classifier: utterance statistics (by default the voice student's 512) joined with a
+    sequence-VAE latent mean -> logistic regression; optionally averaged with MLPs and CNNs (the previous recipe).
+    See the module docstring for the data contract."""
 
     def __init__(self, feature_config: FeatureConfig | None = None, vae_config: VAEConfig | None = None,
                  classifier_config: ClassifierConfig | None = None, train_config: TrainConfig | None = None,
@@ -167,6 +170,12 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         self.classifier_config = classifier_config
         self.train_config = train_config
         self.progress = progress
+
+    def __getstate__(self) -> dict:
+        """Copy (deepcopy, pickle) without the voice student's onnxruntime session (rebuilt from voice_onnx_ on use)."""
+        state = self.__dict__.copy()
+        state.pop("_voice_session", None)
+        return state
 
     # ----------------------------------------------------------------------------------------- configs
     def _cfgs(self) -> tuple[FeatureConfig, VAEConfig, ClassifierConfig, TrainConfig]:
@@ -231,7 +240,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 return vae.encode(torch.from_numpy(xs_), torch.from_numpy((stats_ - stats_mean) / stats_std)
                                   if vcfg.with_stats else None)[0].numpy()
 
-        n_head = n_head_stats(stats.shape[1], ccfg)
+        n_head = n_head_stats(stats.shape[1], ccfg, bool(fcfg.voice))
 
         def head_inputs(mu_, stats_, speakers_):
             """(single-clip head inputs, adapted head inputs), each (n, D) float64, of clips of ``speakers_``."""
