@@ -113,8 +113,9 @@ class SharedStudent:
         self.last = (None, None)
 
 
-def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict], float]:
-    """Cross-validate one emovae variant -> (fold metric dicts, seconds for training + prediction)."""
+def run_emovae(table, variant: str, seed: int, quick: bool, save_dir: Path | None = None) -> tuple[list[dict], float]:
+    """Cross-validate one emovae variant -> (fold metric dicts, seconds for training + prediction). With
+    ``save_dir``, each fold's fitted model is saved to ``save_dir/seed{seed}-fold{k}`` (``fold_models.py``)."""
     from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
     from emovae.evaluate import cross_validate
     from emovae.model import EmotionRecognizer
@@ -127,18 +128,27 @@ def run_emovae(table, variant: str, seed: int, quick: bool) -> tuple[list[dict],
     if quick:
         ccfg = ClassifierConfig(**{**ccfg.__dict__, "voice_epochs": 2})
 
+    made = []
+
     def make():
-        return EmotionRecognizer(fcfg, vcfg, ccfg, TrainConfig(seed=seed))
+        made.append(EmotionRecognizer(fcfg, vcfg, ccfg, TrainConfig(seed=seed)))
+        return made[-1]
 
     t0 = time.perf_counter()
     res = cross_validate(table, make, n_splits=5, seed=seed, progress=False)
+    seconds = time.perf_counter() - t0
     folds = res.metrics["folds"]
+    if save_dir is not None:
+        from fold_models import save_fold_model
+
+        for k, (model, fold) in enumerate(zip(made, folds)):
+            save_fold_model(model, save_dir, seed, k, fold["test_actors"], fold)
     for f, a in zip(folds, res.metrics["adapted"]["folds"]):  # the same models, speaker-normalised test clips
         f["adapted_balanced_accuracy"] = a["balanced_accuracy"]
     tta = res.metrics.get("test_time_augmented", {}).get("folds", [])  # the same models, test clips' copies
     for f, t in zip(tta, folds):
         t["tta"] = f
-    return folds, time.perf_counter() - t0
+    return folds, seconds
 
 
 def run_peer(X: np.ndarray, y_names: np.ndarray, actors: np.ndarray, seed: int) -> tuple[list[dict], float]:
@@ -170,6 +180,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/ravdess-speech"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="fold seed = model seed (default: 0)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-accuracy.md"))
+    ap.add_argument("--save-models", type=Path, metavar="DIR",
+                    help="save the emovae row's fold models here (ood.py and adaptation.py --models reuse them)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: emovae, no-latent and eGeMAPS only, VAE trained for 5 epochs")
     args = ap.parse_args()
@@ -225,7 +237,8 @@ def main() -> None:
     for seed in args.seeds:
         for name in emovae_variants:
             with shared:
-                folds, s = run_emovae(table, name, seed, args.quick)
+                folds, s = run_emovae(table, name, seed, args.quick,
+                                      args.save_models if name == "emovae" else None)
             results[name]["folds"].append(folds)
             if name == "emovae" and all("tta" in f for f in folds):  # same models: no training of its own
                 results.setdefault(TTA, {"folds": [], "fit_s": 0.0, "extract_s": float("nan"),

@@ -34,6 +34,7 @@ import numpy as np
 warnings.filterwarnings("ignore")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from fold_models import load_fold_model  # noqa: E402
 DATA = HERE.parents[1] / "shared" / "data" / "ravdess-speech"
 KS = (0, 1, 2, 4, 8, 16, "all")
 KINDS = ("random", "neutral/calm")
@@ -73,7 +74,7 @@ def ua(y, pred) -> float:
     return float(balanced_accuracy_score(y, pred))
 
 
-def run(seeds, draws, weights, log=print) -> dict:
+def run(seeds, draws, weights, log=print, models: Path | None = None) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -95,7 +96,6 @@ def run(seeds, draws, weights, log=print) -> dict:
     X, labels, actors = table_features(table), np.asarray(table.labels), np.asarray(table.actors)
     y = np.array(EMOTIONS)[labels]
     compare, _ = peers.opensmile_functionals(table.paths, "ComParE_2016")
-    _, stats = model_inputs(X, 8)
     res: dict = {}  # (system, kind, k) -> list of per-fold UA (mean over draws)
 
     def svm():
@@ -104,9 +104,15 @@ def run(seeds, draws, weights, log=print) -> dict:
     for seed in seeds:
         for f, (tr, te) in enumerate(actor_folds(actors, 5, seed)):
             t0 = time.time()
-            model = EmotionRecognizer().fit([X[i] for i in tr], y[tr], groups=actors[tr],
-                                            augmented=table.augmented_for(tr))
-            seq_te, stats_te = model_inputs([X[i] for i in te], model.net_.vae.seq_len)
+            if models:  # the accuracy benchmark's model of this fold (same seed, same test actors)
+                model = load_fold_model(models, seed, f, np.unique(actors[te]))
+            else:
+                model = EmotionRecognizer().fit([X[i] for i in tr], y[tr], groups=actors[tr],
+                                                augmented=table.augmented_for(tr))
+            # the test clips' statistics, with the fold's voice student's appended when the model has one
+            seq_te, stats_te = model_inputs(model.prepare([X[i] for i in te]), model.net_.vae.seq_len)
+            stats = np.zeros((len(X), stats_te.shape[1]), np.float32)  # indexed by clip; only test rows are used
+            stats[te] = stats_te
             strict = model.classes_[model._run(seq_te, stats_te)["probabilities"].argmax(1)]
             peer_global = svm().fit(compare[tr], y[tr])
             peer_strict = peer_global.predict(compare[te])
@@ -242,9 +248,12 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-weights", nargs="+", type=float, default=[2.0, 0.0, 8.0], dest="prior_weights",
                     help="the first is the default used for both systems; the others are emovae ablations")
     ap.add_argument("--out", default=str(HERE), help="folder for results-adaptation.md and adaptation.png")
+    ap.add_argument("--models", type=Path, metavar="DIR",
+                    help="the fold models saved by accuracy.py --save-models DIR (same seeds) instead of training "
+                         "each fold's emovae model here")
     args = ap.parse_args(argv)
     t0 = time.time()
-    res = run(args.seeds, args.draws, args.prior_weights)
+    res = run(args.seeds, args.draws, args.prior_weights, models=args.models)
     out = Path(args.out)
     plot(res, out / "adaptation.png")
     text = report(res, args, time.time() - t0)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fold_models import load_fold_model
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
 SR = 16000
@@ -106,15 +108,16 @@ def scores(model, X) -> dict[str, np.ndarray]:
     """Per-clip scores, higher = more out-of-domain."""
     import torch
 
-    out = model.forward(X)
     from emovae.features import model_inputs
 
+    X = model.prepare(X)  # the voice student's statistics appended (when the model has one)
+    out = model.forward(X)
     seq, stats = model_inputs(X, model.net_.vae.seq_len)
     net = model.net_
     with torch.no_grad():  # the classifier's logits, for the energy score
         x, s = net.scaled_seq(torch.from_numpy(seq)), (torch.from_numpy(stats) - net.stats_mean) / net.stats_std
         mu = net.vae.encode(x, s if net.vae.n_stats else None)[0]
-        parts = [p for p, use in ((s, model._cfgs()[2].use_stats), ((mu - net.z_mean) / net.z_std,
+        parts = [p for p, use in ((s[:, -net.n_head:], model._cfgs()[2].use_stats), ((mu - net.z_mean) / net.z_std,
                                                                     model._cfgs()[2].use_latent)) if use]
         logits = net.classifier(torch.cat(parts, dim=1)).numpy()
     lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
@@ -145,6 +148,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=40, help="clips per generated set (and per fold for speech sets)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results-ood.md"))
+    ap.add_argument("--models", type=Path, metavar="DIR",
+                    help="the fold models saved by accuracy.py --save-models DIR (same seed and folds) instead of "
+                         "training each fold's model here")
     args = ap.parse_args()
 
     from emovae import audio
@@ -166,7 +172,10 @@ def main() -> None:
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     flags: dict[str, list[float]] = {}
     for k, (tr, te) in enumerate(actor_folds(table.actors, args.folds, args.seed)):
-        model = EmotionRecognizer(cfg).fit([X[i] for i in tr], table.labels[tr], groups=table.actors[tr])
+        if args.models:
+            model = load_fold_model(args.models, args.seed, k, np.unique(table.actors[te]))
+        else:
+            model = EmotionRecognizer(cfg).fit([X[i] for i in tr], table.labels[tr], groups=table.actors[tr])
         thr = model.novelty_["threshold"]
         ind = scores(model, [X[i] for i in te])
         flags.setdefault("in-domain (held-out actors)", []).append(
@@ -188,7 +197,8 @@ def main() -> None:
     short = ["VAE novelty", "VAE frames", "VAE KL", "max softmax", "energy"]
     lines = ["# Out-of-domain detection", "",
              f"Run {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}); "
-             f"`python benchmarks/ood.py --folds {args.folds} --n {args.n}`; {time.time() - t0:.0f} s.", "",
+             f"`python benchmarks/ood.py --folds {args.folds} --n {args.n}"
+             + (f" --models {args.models}" if args.models else "") + f"`; {time.time() - t0:.0f} s.", "",
              f"In-domain: held-out actors of an actor-grouped {args.folds}-fold split of the 20 dev actors, each clip "
              "scored by the fold's model. Out-of-domain: the sets below (generated in the benchmark, seeded). "
              "AUROC (1 = perfect separation, 0.5 = chance) and FPR at 95 % TPR (share of the set passed as "
