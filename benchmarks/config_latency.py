@@ -1,8 +1,8 @@
 """Parameters, size and end-to-end latency of emovae's configurations (issue 7: the parameters and latency
 columns of benchmarks/experiments.md's summary table).
 
-Each ablation of the shipped model (no log-mel CNN, no CNN, no latent) is trained as the shipped one was (all
-dev clips, seed 0, the four speed copies), saved and exported like ``emovae train`` does, into a temporary
+Each ablation of the shipped model (no latent; no voice student; the previous model, hand-made statistics with
+MLPs and two CNNs) is trained as the shipped one was (all dev clips, seed 0, the four speed copies), saved and exported like ``emovae train`` does, into a temporary
 folder; the shipped model is used as it ships. Then every model predicts the same clips from FLAC through
 onnxruntime on one thread, the models taking turns clip by clip in a random order, so that the machine's load,
 and what the previous call left in the caches, falls on all of them alike (a fixed rotation put the shipped model
@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
-VARIANTS = {"emovae (no log-mel CNN)": {"mel_cnn": False},
-            "emovae (no CNN)": {"cnn_channels": 0, "mel_cnn": False},
-            "emovae (no latent)": {"use_latent": False}}
+VARIANTS = {"emovae (no latent)": ({}, {"use_latent": False}),  # (FeatureConfig, ClassifierConfig) overrides
+            "emovae (no voice student)": ({"voice": 0}, {}),
+            "previous model": ({"voice": 0}, {"cnn_channels": 64, "mel_cnn": True, "stats_mlp": 64, "adapted_mlp": 64})}
 
 
 PEER = "openSMILE eGeMAPSv02 + SVM (peer)"
@@ -52,7 +52,7 @@ def egemaps_svm(files: list[str]):
     return peers.egemaps_svm_path(files)
 
 
-def train_variant(table, classifier: dict, out: Path) -> float:
+def train_variant(table, features: dict, classifier: dict, out: Path) -> float:
     """Fit one configuration on the whole table as ``emovae train`` does and write its model folder; seconds."""
     from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
     from emovae.data import EMOTIONS
@@ -63,7 +63,7 @@ def train_variant(table, classifier: dict, out: Path) -> float:
 
     t0 = time.perf_counter()
     X = table_features(table)
-    model = EmotionRecognizer(FeatureConfig(), VAEConfig(), ClassifierConfig(**classifier), TrainConfig(),
+    model = EmotionRecognizer(FeatureConfig(**features), VAEConfig(), ClassifierConfig(**classifier), TrainConfig(),
                               progress=False)
     model.fit(X, table.labels, groups=table.actors, augmented=table.augmented)
     model.extra_ = {"latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
@@ -92,9 +92,9 @@ def main(argv=None) -> int:
     table.augment(TrainConfig().speed_perturb, cache_dir=default_cache_dir(), progress=False)
     tmp = Path(tempfile.mkdtemp(prefix="emovae-configs-"))
     dirs, fit_s = {"emovae (shipped)": PRETRAINED_DIR}, {}
-    for name, classifier in VARIANTS.items():
+    for name, (features, classifier) in VARIANTS.items():
         dirs[name] = tmp / name.replace(" ", "_").replace("(", "").replace(")", "")
-        fit_s[name] = train_variant(table, classifier, dirs[name])
+        fit_s[name] = train_variant(table, features, classifier, dirs[name])
         print(f"{name}: trained in {fit_s[name]:.0f} s", flush=True)
 
     files = sorted(str(p) for p in Path(args.data).rglob("*.flac"))[::3][: args.limit]
@@ -114,7 +114,16 @@ def main(argv=None) -> int:
             ms[n].append((time.perf_counter() - t0) * 1000)
 
     def size(d: Path) -> int:
-        return sum((d / f).stat().st_size for f in ("model.onnx", "model.json"))
+        return sum((d / f).stat().st_size for f in ("model.onnx", "model.json", "voice.onnx") if (d / f).exists())
+
+    def parameters(d: Path) -> int:
+        """The network's parameters (model.json) plus the voice student's (its graph's initializers)."""
+        n = json.loads((d / "model.json").read_text()).get("n_parameters", 0)
+        if (d / "voice.onnx").exists():
+            import onnx
+
+            n += sum(int(np.prod(t.dims)) for t in onnx.load(str(d / "voice.onnx")).graph.initializer)
+        return n
 
     ref = float(np.median(ms["emovae (shipped)"]))
     lines = [
@@ -128,7 +137,7 @@ def main(argv=None) -> int:
         f"by clip in a random order; the ablations trained here as the shipped model was (all dev clips, seed 0, speed copies): "
         + ", ".join(f"{n} {s:.0f} s" for n, s in fit_s.items()) + f"; whole run {time.time() - t_start:.0f} s",
         "",
-        "| configuration | parameters | model.onnx + model.json bytes | p50 ms | p90 ms | p50 / shipped p50 | "
+        "| configuration | parameters (with the voice student's) | model folder bytes | p50 ms | p90 ms | p50 / shipped p50 | "
         "peer p50 / p50 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -138,7 +147,7 @@ def main(argv=None) -> int:
         if n == PEER:
             params, nbytes = "—", "—"
         else:
-            params = f"{json.loads((dirs[n] / 'model.json').read_text()).get('n_parameters', 0):,}"
+            params = f"{parameters(dirs[n]):,}"
             nbytes = f"{size(dirs[n]):,}"
         lines.append(f"| {n} | {params} | {nbytes} | {np.median(a):.2f} | {np.percentile(a, 90):.2f} | "
                      f"{np.median(a) / ref:.3f} | {peer_p50 / np.median(a):.2f}x |")
