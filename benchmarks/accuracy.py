@@ -97,7 +97,7 @@ class SharedStudent:
             return self.teacher_frames(mels, teacher)
 
         def train_student(mels, targets, **kw):
-            key = (self.digest(mels), repr(sorted(kw.items())))
+            key = (self.digest(mels), repr(sorted((k, v) for k, v in kw.items() if k != "progress")))
             if key not in self.students:
                 if targets is None:
                     targets = self.teacher_frames(mels, self.voice.load_teacher())
@@ -180,6 +180,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/ravdess-speech"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="fold seed = model seed (default: 0)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-accuracy.md"))
+    ap.add_argument("--systems", nargs="+", metavar="NAME",
+                    help="only these rows (names as in the table, e.g. emovae); default: all")
     ap.add_argument("--save-models", type=Path, metavar="DIR",
                     help="save the emovae row's fold models here (ood.py and adaptation.py --models reuse them)")
     ap.add_argument("--quick", action="store_true",
@@ -220,6 +222,12 @@ def main() -> None:
     if args.quick:
         peer_sets = {"eGeMAPSv02 + SVM": peer_sets["eGeMAPSv02 + SVM"]}
         emovae_variants = ["emovae", "emovae (no latent)", "emovae (no voice student)"]
+    if args.systems:
+        unknown = set(args.systems) - set(emovae_variants) - set(peer_sets)
+        if unknown:
+            raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {emovae_variants + list(peer_sets)}")
+        emovae_variants = [n for n in emovae_variants if n in args.systems]
+        peer_sets = {n: f for n, f in peer_sets.items() if n in args.systems}
     peer_X = {}
     for name, extract in peer_sets.items():
         peer_X[name] = extract()
@@ -312,11 +320,11 @@ def main() -> None:
             text.append(f"Against {what}, emovae changes UA by {d.mean():+.3f} ± {d.std():.3f} (paired, "
                         f"{int((d > 0).sum())} of {len(d)} folds better) and the adapted UA by {d_a.mean():+.3f} ± "
                         f"{d_a.std():.3f} ({int((d_a > 0).sum())} of {len(d_a)} better).")
-    if "VAE latent alone" in ua:
+    if "VAE latent alone" in ua and "emovae (no latent)" in ua:
         text.append(f"The VAE latent alone reaches UA {ua['VAE latent alone']:.3f} (chance {CHANCE}), "
                     f"against {ua['emovae (no latent)']:.3f} for the voice statistics without it.")
     peer_names = [n for n in results if n in peer_X]
-    if peer_names:
+    if peer_names and "emovae" in ua:
         best_peer = max(peer_names, key=lambda n: ua[n])
         text.append((f"The best system is {best} (UA {ua[best]:.3f}); " if best != best_peer else "")
                     + ("the" if best != best_peer else "The") + f" best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "

@@ -338,7 +338,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         torch.set_num_threads(tcfg.threads)
         try:
             student = train_student(mels, teacher_frames(mels, load_teacher()), hidden=fcfg.voice,
-                                    epochs=ccfg.voice_epochs, seed=tcfg.seed)
+                                    epochs=ccfg.voice_epochs, seed=tcfg.seed, progress=self.progress)
         finally:
             torch.set_num_threads(threads)
         self.voice_loss_ = [round(v, 5) for v in student["loss"]]

@@ -149,14 +149,16 @@ def teacher_frames(mels: list[np.ndarray], layers: list[dict], batch: int = 128)
 
 
 def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: int = 128, epochs: int = 40,
-                  batch: int = 64, lr: float = 3e-3, seed: int = 0) -> dict:
+                  batch: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
     """Fit a one-layer LSTM of ``hidden`` units and a linear map to reproduce a teacher frame by frame: mels,
     per clip (frames, 40) mel power; targets, the teacher's output (frames, units) of each. The student reads the
     log of the bands standardised per band; its outputs are the targets z-scored per unit (mean squared error
     over the clips' frames; AdamW, one-cycle schedule, gradients clipped at 1). Returns the arguments of
-    ``build_voice_onnx``: {"layers", "projection", "log_scaler"}, and "loss" per epoch."""
+    ``build_voice_onnx``: {"layers", "projection", "log_scaler"}, and "loss" per epoch. ``progress``: a bar
+    over the epochs (about 8 s each for 4,800 clips on 2 CPU threads)."""
     import torch
     from torch import nn
+    from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -175,7 +177,8 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * int(np.ceil(len(x) / batch)),
                                                 pct_start=0.1)
     losses = []
-    for _ in range(epochs):
+    bar = tqdm(range(epochs), desc="voice student", unit="epoch", disable=not progress, leave=False)
+    for _ in bar:
         total, frames = 0.0, 0
         # batches of clips of similar length (less padding to run through), in a random order
         by_len = np.lexsort((torch.randperm(len(x), generator=gen).numpy(), lengths))
@@ -192,6 +195,7 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
             sched.step()
             total, frames = total + float(loss.detach()) * float(mask.sum()), frames + float(mask.sum())
         losses.append(total / frames)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
     state = {k: v.detach().numpy().copy() for k, v in lstm.state_dict().items()}
     return {"layers": [{w: state[f"{w}_l0"] for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}],
             "projection": (out.weight.detach().numpy().copy(), out.bias.detach().numpy().copy()),
