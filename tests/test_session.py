@@ -194,3 +194,19 @@ def test_session_mixes_the_heads_with_growing_trust(rec):
     expected = (1 - t) * out["probabilities"][0] + t * out["probabilities_adapted"][0]
     np.testing.assert_allclose([p.probabilities[c] for c in rec.classes], expected, atol=1e-6)
     assert SessionConfig(prior_weight=0).trust(1) == 1.0 and SessionConfig(prior_weight=2).trust(2) == 0.5
+
+
+def test_every_entry_point_uses_the_same_default_prior_weight():
+    """The CLI (predict, stream, serve), the service config and Recognizer.session share SessionConfig's default."""
+    import inspect
+
+    from emovae.cli import build_parser
+    from emovae.runtime import Recognizer
+    from emovae.serve import ServeConfig
+
+    default = SessionConfig().prior_weight
+    parser = build_parser()
+    for argv in (["predict", "x.wav"], ["stream", "x.wav"], ["serve"]):
+        assert parser.parse_args(argv).prior_weight == default, argv
+    assert ServeConfig().prior_weight == default
+    assert inspect.signature(Recognizer.session).parameters["prior_weight"].default == default

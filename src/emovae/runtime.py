@@ -296,7 +296,7 @@ class Recognizer:
                                     novelty, in_domain, moments is not None, speaker_clips))
         return preds
 
-    def session(self, prior_weight: float = 2.0, min_clips: int = 2):
+    def session(self, prior_weight: float = 8.0, min_clips: int = 2):
         """A new ``session.Session`` for one speaker: each clip predicted through it adapts to that speaker."""
         from .session import Session, SessionConfig
 

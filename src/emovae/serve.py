@@ -43,7 +43,7 @@ class ServeConfig:
     workers: int = 2
     session_ttl_s: float = 1800.0  # an adaptation session idle this long is forgotten
     max_sessions: int = 10000  # sessions kept at most (least recently used dropped first)
-    prior_weight: float = 2.0  # see session.SessionConfig
+    prior_weight: float = 8.0  # see session.SessionConfig
 
     def __post_init__(self):
         if self.max_bytes < 1:

@@ -26,10 +26,13 @@ from .features import MIN_STD, Features
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """``prior_weight``: how many clips the model's prior counts as (0: the speaker's own moments alone).
+    """``prior_weight``: how many clips the model's prior counts as (0: the speaker's own moments alone). 8 keeps a
+    session that hears only calm or neutral speech at its single-clip accuracy, where 2 lost 8-10 points with the
+    voice-student model; it gains a little more slowly with varied speech (+3.4 to +4.0 points after 8 clips,
+    against +5.6 to +6.0), benchmarks/experiments.md section 29.
     ``min_clips``: clips of the speaker, the current one included, before the adapted head is used."""
 
-    prior_weight: float = 2.0
+    prior_weight: float = 8.0
     min_clips: int = 2
 
     def trust(self, n: int) -> float:
