@@ -235,6 +235,25 @@ def test_mlps_average_with_the_linear_heads_and_survive_export(small_table, tmp_
     np.testing.assert_allclose(back.predict_proba(X, groups=groups), m.predict_proba(X, groups=groups), atol=1e-6)
 
 
+def test_model_json_from_before_the_voice_student_loads_without_one(small_table, tmp_path):
+    """A model.json written before FeatureConfig.voice and ClassifierConfig.head_stats existed (whose defaults are
+    now a student and its statistics) loads as the hand-made-statistics model it is."""
+    import json
+
+    X = table_features(small_table)
+    ccfg = ClassifierConfig(head_stats="all")
+    old = EmotionRecognizer(FeatureConfig(n_mfcc=13, voice=0), VCFG, ccfg, TrainConfig(seed=0, val_actors=1))
+    old.fit(X, small_table.labels, groups=small_table.actors).save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["feature_config"]["voice"]  # as written before the voice student existed
+    for key in ("head_stats", "voice_epochs"):
+        del meta["classifier_config"][key]
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    back = EmotionRecognizer.load(tmp_path / "old")
+    assert back.feature_config.voice == 0 and back.net_.n_head == len(back.stat_names_)
+    np.testing.assert_array_equal(back.predict_proba(X), old.predict_proba(X))
+
+
 @pytest.mark.parametrize("ccfg, missing", [
     (ClassifierConfig(cnn_channels=0, mel_cnn=False, stats_mlp=0, adapted_mlp=0),
      ("cnn_channels", "mel_cnn", "stats_mlp", "adapted_mlp")),

@@ -51,11 +51,13 @@ def _check_meta(meta, where: str) -> dict:
     if isinstance(meta.get("feature_config"), dict):  # written before these statistics existed: without them
         meta["feature_config"].setdefault("shape_stats", False)
         meta["feature_config"].setdefault("voice_quality", False)
+        meta["feature_config"].setdefault("voice", 0)  # written before the voice student: without it
     if isinstance(meta.get("classifier_config"), dict):  # written before the sequence CNN: without it
         meta["classifier_config"].setdefault("cnn_channels", 0)
         meta["classifier_config"].setdefault("mel_cnn", False)  # written before the log-mel CNN: without it
         meta["classifier_config"].setdefault("stats_mlp", 0)  # written before the statistics MLP: without it
         meta["classifier_config"].setdefault("adapted_mlp", 0)  # before the adapted head's MLP: without it
+        meta["classifier_config"].setdefault("head_stats", "all")  # before the voice student: all statistics
     return meta
 
 
