@@ -23,7 +23,7 @@ _LAZY = {
     "Recognizer": ("emovae.runtime", "Recognizer"),
     "Prediction": ("emovae.runtime", "Prediction"),
     "Session": ("emovae.session", "Session"),
-    "SessionConfig": ("emovae.session", "SessionConfig"),
+    "SessionConfig": ("emovae.speaker", "SessionConfig"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -12,7 +12,7 @@ import numpy as np
 from .errors import AudioError
 
 
-def _to_mono_rate(y: np.ndarray, sr_in: int, sr: int, name: str) -> np.ndarray:
+def to_mono_rate(y: np.ndarray, sr_in: int, sr: int, name: str) -> np.ndarray:
     """Downmix (frames, channels) or (frames,) to mono and resample to ``sr`` with soxr (librosa's default)."""
     if y.ndim == 2:
         y = y.mean(axis=1)
@@ -26,6 +26,15 @@ def _to_mono_rate(y: np.ndarray, sr_in: int, sr: int, name: str) -> np.ndarray:
 
         y = soxr.resample(y, sr_in, sr, quality="HQ").astype(np.float32, copy=False)
     return y
+
+
+def prepare(y, sr_in: int, sr: int, min_duration: float, name: str = "<signal>") -> np.ndarray:
+    """A signal given as an array (mono (samples,) or (samples, channels)) made mono float32 at ``sr`` Hz and
+    checked to last at least ``min_duration`` seconds: the array path's twin of ``load``."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim not in (1, 2):
+        raise AudioError(f"{name}: expected audio of shape (samples,) or (samples, channels), got {y.shape}")
+    return check_duration(to_mono_rate(y, sr_in, sr, name), sr, min_duration, name)
 
 
 def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
@@ -57,7 +66,7 @@ def load(path: str | os.PathLike, sr: int = 16000, *, min_duration: float = 0.0)
         y, sr_in = sf.read(str(p), dtype="float32", always_2d=False)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise AudioError(f"{p}: not a readable audio file ({_reason(exc)}); use WAV, FLAC or OGG") from None
-    return check_duration(_to_mono_rate(y, sr_in, sr, str(p)), sr, min_duration, str(p))
+    return check_duration(to_mono_rate(y, sr_in, sr, str(p)), sr, min_duration, str(p))
 
 
 def load_bytes(data: bytes, sr: int = 16000, *, name: str = "<upload>", min_duration: float = 0.0) -> np.ndarray:
@@ -70,7 +79,7 @@ def load_bytes(data: bytes, sr: int = 16000, *, name: str = "<upload>", min_dura
         y, sr_in = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except Exception as exc:
         raise AudioError(f"{name}: not a readable audio file ({_reason(exc)}); use WAV, FLAC or OGG") from None
-    return check_duration(_to_mono_rate(y, sr_in, sr, name), sr, min_duration, name)
+    return check_duration(to_mono_rate(y, sr_in, sr, name), sr, min_duration, name)
 
 
 def check_duration(y: np.ndarray, sr: int, min_duration: float, name: str = "<signal>") -> np.ndarray:

@@ -66,11 +66,9 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    for key in ("stats_mlp", "adapted_mlp", "voice_epochs", "cnn_channels", "head_stats"):
+    for key in ("voice_epochs", "head_stats"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
-    if getattr(args, "mel_cnn", None) is not None:
-        ckw["mel_cnn"] = args.mel_cnn
     tkw = {"seed": args.seed}
     if getattr(args, "threads", None) is not None:
         tkw["threads"] = args.threads
@@ -119,38 +117,17 @@ def _print_metrics(m: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .evaluate import cross_validate, table_features
-    from .model import WEIGHTS_FILE, EmotionRecognizer
+    from .train.pipeline import train_model
 
     out = _new_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
     vcfg, ccfg, tcfg = _model_configs(args)
     table = _dataset(args, fcfg, tcfg.speed_perturb)
-
-    def make():
-        return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet)
-
-    metrics = {}
-    if args.cv:
-        res = cross_validate(table, make, n_splits=args.cv, seed=args.seed, progress=not args.quiet)
-        metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
-        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_actors")}
-                            for f in res.metrics["folds"]]
+    _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, command="emovae " + " ".join(args.argv),
+                         progress=not args.quiet)
+    if res is not None:
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
-    from .data import EMOTIONS
-    from .runtime import fit_latent_map
-
-    X = table_features(table)
-    model = make().fit(X, table.labels, groups=table.actors, augmented=table.augmented)
-    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist())),
-                                      "command": "emovae " + " ".join(args.argv)},
-                    "latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
-    model.save(out, metrics=metrics)
-    from .export import export_model_dir
-
-    export_model_dir(model, out)  # parity-checked against torch: the ONNX file then holds the only copy of the weights
-    (out / WEIGHTS_FILE).unlink()
     print(f"model trained on {len(table)} clips of {len(set(table.actors.tolist()))} actors -> {out}")
     return 0
 
@@ -158,12 +135,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import to_dict
     from .evaluate import cross_validate, evaluate_model, write_report
-    from .model import EmotionRecognizer
+    from .train.estimator import EmotionRecognizer
 
     out = _new_output_dir(args.out, args.force)
     if args.model:
         model = EmotionRecognizer.load(args.model)
-        table = _dataset(args, model._cfgs()[0])
+        table = _dataset(args, model.configs()[0])
         res = evaluate_model(model, table, adapted=args.speaker_norm)
         config = {"model": str(args.model), "data": str(args.data)}
     else:
@@ -242,7 +219,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
         return 1 if failed else 0
     # batch adaptation: every clip is normalised with the moments of all clips of its speaker
-    from .session import SessionConfig, predict_by_speaker
+    from .speaker import SessionConfig
 
     speakers = _speakers(args.files, args.speaker_from)
     feats, names, spk = [], [], []
@@ -257,7 +234,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
     if feats:
-        for p in predict_by_speaker(rec, feats, spk, names, SessionConfig(prior_weight=args.prior_weight)):
+        for p in rec.predict_by_speaker(feats, spk, names, SessionConfig(prior_weight=args.prior_weight)):
             _print_prediction(p, args.json)
     return 1 if failed else 0
 
@@ -305,7 +282,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         chunks, sr = stream.file_chunks(args.source)
     session = None
     if args.adapt:
-        from .session import Session, SessionConfig
+        from .session import Session
+        from .speaker import SessionConfig
 
         session = Session(rec, SessionConfig(prior_weight=args.prior_weight))
     for ev in stream.run(rec, chunks, sr, cfg, session=session):
@@ -324,17 +302,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
-    from .model import EmotionRecognizer
-    from .runtime import PRETRAINED_DIR, read_model_json
+    from .modelfile import PRETRAINED_DIR, VOICE_FILE, read_model_json
+    from .train.estimator import EmotionRecognizer
+    from .train.export import export_onnx
 
     src = Path(args.model) if args.model else PRETRAINED_DIR
     model = EmotionRecognizer.load(src)
     path = export_onnx(model, args.onnx, read_model_json(src))
     print(f"{src} -> {path} ({path.stat().st_size / 1024:.0f} KiB; parity with torch checked)")
     if getattr(model, "voice_onnx_", None) is not None:  # the voice student travels beside the network
-        from .model import VOICE_FILE
-
         (path.parent / VOICE_FILE).write_bytes(model.voice_onnx_)
         print(f"  + {path.parent / VOICE_FILE} (the model's voice student; keep it beside {path.name})")
     return 0
@@ -347,25 +323,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="maximum VAE epochs (default 80; early stopping on inner split)")
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
-    g.add_argument("--stats-mlp", type=int, dest="stats_mlp", metavar="UNITS",
-                   help="hidden units of an MLP beside the single-clip linear head, averaged with it (default 0 = "
-                        "off; the previous recipe's 64 measured +0.2 UA strict)")
-    g.add_argument("--adapted-mlp", type=int, dest="adapted_mlp", metavar="UNITS",
-                   help="the same beside the adapted (speaker-normalised) head (default 0 = off; the previous "
-                        "recipe's 64 measured +1.2 UA adapted)")
-    g.add_argument("--cnn-channels", type=int, dest="cnn_channels", metavar="N",
-                   help="channels of a CNN on the frames averaged into the heads (default 0 = off; the previous "
-                        "recipe used 64)")
-    g.add_argument("--mel-cnn", action=argparse.BooleanOptionalAction, dest="mel_cnn",
-                   help="also a 2-D CNN on the log-mel bands averaged into the heads (default off; the previous "
-                        "recipe's)")
     g.add_argument("--head-stats", choices=["auto", "all", "voice"], dest="head_stats",
                    help="statistics the heads read: all, or only the voice student's 512; auto (default): the "
                         "voice student's when there is one (--voice > 0), else all")
     g.add_argument("--voice-epochs", type=int, dest="voice_epochs", metavar="N",
                    help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
-                   help="score in adapted mode: each actor's clips normalised by that actor's (unlabelled) clips")
+                   help="score in adapted mode, as predict --speaker-from: each clip adapted with all of its "
+                        "speaker's (unlabelled) clips")
     g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
     g.add_argument("--threads", type=int, dest="threads", metavar="N",
                    help="torch threads while training (default 2: the voice student trains about 3x faster "
@@ -383,7 +348,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
                    help="yin: F0 over voiced frames (default); max: highest spectral peak per frame (source design)")
     g.add_argument("--voice", type=int, dest="voice", metavar="UNITS",
                    help="train a voice student of this many LSTM units on the GE2E teacher and join its 512 "
-                        "statistics to the utterance statistics (experiments.md sections 24-27; default 128, the "
+                        "statistics to the utterance statistics (docs/research.md sections 24-27; default 128, the "
                         "shipped recipe; 0 = off: hand-made features only)")
     g.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
@@ -391,9 +356,12 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_prior_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior-weight", type=float, default=8.0, dest="prior_weight",
-                   help="with adaptation: the model's prior of a speaker counts as this many clips (default 8; "
-                        "smaller adapts faster to varied speech but loses accuracy on speech that stays calm)")
+    from .speaker import PRIOR_WEIGHT
+
+    p.add_argument("--prior-weight", type=float, default=PRIOR_WEIGHT, dest="prior_weight",
+                   help=f"with adaptation: the model's prior of a speaker counts as this many clips (default "
+                        f"{PRIOR_WEIGHT:g}; smaller adapts faster to varied speech but loses accuracy on speech that "
+                        "stays calm)")
 
 
 def build_parser() -> argparse.ArgumentParser:

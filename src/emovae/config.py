@@ -58,11 +58,11 @@ class FeatureConfig:
     silence_db: float = -70.0  # frames below this absolute level (dBFS) are treated as silent
     percentiles: tuple[int, ...] = (10, 50, 90)  # robust utterance statistics, besides mean and std
     shape_stats: bool = True  # also skewness, kurtosis, slope, ranges per column, F0 contour, MFCC acceleration
-    voice_quality: bool = True  # also HNR, loudness, jitter and shimmer per frame (+1 UA strict, experiments.md 7c)
+    voice_quality: bool = True  # also HNR, loudness, jitter and shimmer per frame (+1 UA strict, docs/research.md 7c)
     min_duration: float = 0.25  # seconds; shorter clips are rejected
     voice: int = 128  # units of a voice student (emovae.voice): > 0 keeps each clip's 40 mel bands, and a model
     # trained on them learns a student of the GE2E teacher whose 512 voice statistics join the utterance
-    # statistics (experiments.md, sections 24-27; the shipped model); 0 = off (hand-made features only)
+    # statistics (docs/research.md, sections 24-27; the shipped model); 0 = off (hand-made features only)
 
     def __post_init__(self):
         errors = []
@@ -118,41 +118,27 @@ class VAEConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Multinomial logistic regression on [statistics, VAE mean]; C chosen on the inner split. The defaults are
-    the shipped recipe (experiments.md section 27): the heads read the voice student's statistics and the latent,
-    with no CNN and no MLP beside them; the CNNs and MLPs are the previous recipe's members (sections 8-23)."""
+    the shipped recipe (docs/research.md section 27): the heads read the voice student's statistics and the
+    latent."""
 
     use_stats: bool = True
     use_latent: bool = True
     c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
     class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
-    cnn_channels: int = 0  # e.g. 64: a 1-D CNN on the frames (emovae.cnn) whose probabilities are averaged in; 0 = off
-    cnn_epochs: int = 40  # its schedule; the epoch to stop at is chosen on the inner validation actors
-    mel_cnn: bool = False  # True: also a 2-D CNN on the log-mel bands the MFCCs hold (emovae.cnn.MelCNN), averaged in
-    cnn_weight: float | None = None  # probabilities = (1 - w) x logistic regression + w x mean of the CNNs;
-    # None: equal shares for the regression and each CNN (experiments.md, sections 8 and 9)
-    stats_mlp: int = 0  # hidden units of an MLP on the single-clip head's inputs whose probabilities are
-    # averaged with the linear head's (that member's share stays the same); 0 = off. +0.2 UA strict over 45 folds
-    # at 64 units, +0.4 at 128 (experiments.md, sections 20 and 23); about 64 k parameters at 64 units
-    adapted_mlp: int = 0  # the same for the adapted head (needs adapted_head); 0 = off. +1.2 UA adapted over 45
-    # folds (section 23); two MLPs of 64 cost what one of 128 does, which keeps the model under 1 MB
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
     head_stats: str = "auto"  # the statistics the heads read: "all", "voice" (only the voice student's 512;
-    # alone they beat every mix with the hand-made statistics on unseen speakers, experiments.md section 25), or
+    # alone they beat every mix with the hand-made statistics on unseen speakers, docs/research.md section 25), or
     # "auto": "voice" when the model has a voice student (FeatureConfig.voice), else "all"
 
     def __post_init__(self):
         if not (self.use_stats or self.use_latent):
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
-        if self.cnn_channels < 0 or self.cnn_epochs < 1 or not (self.cnn_weight is None or 0 <= self.cnn_weight <= 1):
-            raise ParameterError("ClassifierConfig: cnn_channels >= 0, cnn_epochs >= 1, cnn_weight None or in [0, 1]")
         if self.voice_epochs < 1:
             raise ParameterError("ClassifierConfig: voice_epochs must be at least 1")
         if self.head_stats not in ("auto", "all", "voice"):
             raise ParameterError("ClassifierConfig: head_stats must be 'auto', 'all' or 'voice', "
                                  f"not {self.head_stats!r}")
-        if self.stats_mlp < 0 or self.adapted_mlp < 0:
-            raise ParameterError("ClassifierConfig: stats_mlp and adapted_mlp (hidden units) must be >= 0")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 
@@ -164,10 +150,10 @@ class TrainConfig:
     seed: int = 0
     val_actors: int = 3  # actors held out of the training set for early stopping / choosing C
     threads: int = 2  # torch threads while training: the voice student trains about 3x faster on 2 than on 1
-    # (experiments.md section 26); the rest of the model is small, and more threads mostly add contention
+    # (docs/research.md section 26); the rest of the model is small, and more threads mostly add contention
     speed_perturb: tuple[float, ...] = (0.8, 0.9, 1.1, 1.2)  # the classifier also learns from training clips
     # played at these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.9 UA strict, +3.1 adapted
-    # (benchmarks/experiments.md, section 6)
+    # (docs/research.md, section 6)
 
     def __post_init__(self):
         if self.val_actors < 1:

@@ -77,11 +77,12 @@ class EvalResult:
 
 
 def _outputs_in_emotion_order(model, X: list[Features], groups=None) -> dict[str, np.ndarray]:
-    """Network outputs with probabilities in EMOTIONS order: the adapted head when ``groups`` (speakers)
-    are given, else the single-clip head."""
-    out = model.forward(X, groups)
-    if groups is not None:
-        out["probabilities"] = out["probabilities_adapted"]
+    """Network outputs of a fitted model with probabilities in EMOTIONS order: adapted to each speaker when
+    ``groups`` (speakers) are given (``runtime.Network.forward_by_speaker``, what users get from
+    ``predict --speaker-from``), else single-clip."""
+    net = model.network()
+    X = net.prepare(X)
+    out = net.forward(X) if groups is None else net.forward_by_speaker(X, groups)
     proba = np.zeros((len(X), len(EMOTIONS)), dtype=np.float32)
     for j, c in enumerate(model.classes_):
         proba[:, EMOTIONS.index(c)] = out["probabilities"][:, j]
@@ -183,7 +184,8 @@ def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalRes
 
 def _mode(adapted: bool) -> str:
     if adapted:
-        return "adapted: statistics normalised per speaker with all of that speaker's unlabelled clips"
+        return ("adapted: each clip with all of its speaker's unlabelled clips, as predict --speaker-from "
+                "(speaker moments pooled with the model's prior, heads mixed by trust n / (n + prior weight))")
     return "strict single-clip"
 
 

@@ -10,18 +10,14 @@ Shapes: a signal is (samples,) float32; frame matrices are (frames, features) wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from .config import FeatureConfig
+from . import dsp
+from .dsp import EPS, FFT_BLOCK, dct_matrix, frame_signal, frames_of, mel_filterbank, pad_for_frames
 from .errors import AudioError
 
-_EPS = 1e-10
-#: Frames per FFT block in ``stft_power`` and ``yin``: keeps each temporary under about 0.4 MB, so that the
-#: allocator reuses memory instead of mapping fresh pages per clip (about 2 ms per 3.75 s clip on a 2-core VM,
-#: benchmarks/results-latency.md). Results do not depend on it beyond float rounding.
-FFT_BLOCK = 64
 STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
 RANGE_PERCENTILES = (10, 25, 75, 90)  # for the inter-quartile and 10-90 ranges of the shape statistics
 VOICE_QUALITY_COLUMNS = ("hnr_db", "loudness", "jitter", "shimmer_db")  # NaN where not voiced, except loudness
@@ -42,93 +38,15 @@ class Features:
     mel: np.ndarray | None = None
 
 
-# ----------------------------------------------------------------------------------------- framing, STFT
-def frame_signal(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """Centre-padded (zeros) frames of ``y``: (1 + len(y) // hop_length, frame_length); frame t is centred on
-    sample t * hop_length, as librosa does with center=True."""
-    return _frames_of(_padded(y, frame_length, hop_length), frame_length, hop_length, 1 + len(y) // hop_length)
-
-
-def _padded(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """``y`` as float64 with frame_length // 2 zeros before it and enough after it for ``frame_signal``."""
-    pad = frame_length // 2
-    n_frames = 1 + len(y) // hop_length
-    tail = max(pad, (n_frames - 1) * hop_length + frame_length - len(y) - pad)
-    return np.pad(y.astype(np.float64, copy=False), (pad, tail))
-
-
-def _frames_of(yp: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
-    """The frames view (n_frames, frame_length) of a signal padded by ``_padded`` (no copy)."""
-    view = np.lib.stride_tricks.sliding_window_view(yp, frame_length)
-    return view[: (n_frames - 1) * hop_length + 1 : hop_length]
-
-
-@lru_cache(maxsize=8)
-def _window(win_length: int, n_fft: int) -> np.ndarray:
-    """Periodic Hann window of win_length, zero-padded to n_fft in the centre (librosa's convention)."""
-    n = np.arange(win_length)
-    w = 0.5 - 0.5 * np.cos(2 * np.pi * n / win_length)
-    left = (n_fft - win_length) // 2
-    return np.pad(w, (left, n_fft - win_length - left))
-
-
+# ----------------------------------------------------------------------------------------- STFT, MFCC
 def stft_power(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Power spectrogram |STFT|^2, shape (frames, n_fft // 2 + 1), computed FFT_BLOCK frames at a time."""
-    frames = frame_signal(y, cfg.n_fft, cfg.hop_length)
-    window = _window(cfg.win_length, cfg.n_fft)
-    out = np.empty((frames.shape[0], cfg.n_fft // 2 + 1))
-    for s in range(0, frames.shape[0], FFT_BLOCK):
-        spec = np.fft.rfft(frames[s : s + FFT_BLOCK] * window, n=cfg.n_fft, axis=1)
-        block = out[s : s + FFT_BLOCK]
-        np.multiply(spec.real, spec.real, out=block)
-        block += spec.imag * spec.imag
-    return out
+    """Power spectrogram (frames, n_fft // 2 + 1) of ``y`` with the config's window and step."""
+    return dsp.stft_power(y, cfg.n_fft, cfg.win_length, cfg.hop_length)
 
 
 def fft_frequencies(cfg: FeatureConfig) -> np.ndarray:
     """Centre frequency in Hz of each STFT bin, shape (n_fft // 2 + 1,)."""
     return np.fft.rfftfreq(cfg.n_fft, d=1.0 / cfg.sample_rate)
-
-
-# ------------------------------------------------------------------------------------------------ MFCC
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (linear below 1 kHz, log above), as librosa's default."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
-    mel = f / f_sp
-    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, _EPS) / min_log_hz) / logstep, mel)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
-    min_log_mel = min_log_hz / f_sp
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-@lru_cache(maxsize=8)
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Slaney-normalised triangular mel filters, shape (n_mels, n_fft // 2 + 1) (matches librosa.filters.mel)."""
-    fmax = sr / 2 if fmax is None else fmax
-    fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - fftfreqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return weights
-
-
-@lru_cache(maxsize=8)
-def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix, shape (n_in, n_out) (scipy.fft.dct(type=2, norm='ortho'))."""
-    k = np.arange(n_out)[None, :]
-    n = np.arange(n_in)[:, None]
-    m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
-    m[:, 0] /= np.sqrt(2.0)
-    return m
 
 
 def mel_power(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -140,13 +58,13 @@ def log_mel(power: np.ndarray, cfg: FeatureConfig, top_db: float = 80.0, *, mel:
     """Log mel energies in dB, (frames, n_mels), floored at (max - top_db) as librosa.power_to_db; ``mel``: the
     band energies when already computed (``mel_power``)."""
     mel = mel_power(power, cfg) if mel is None else mel
-    db = 10.0 * np.log10(np.maximum(mel, _EPS))
+    db = 10.0 * np.log10(np.maximum(mel, EPS))
     return np.maximum(db, db.max() - top_db) if db.size else db
 
 
 def mfcc(power: np.ndarray, cfg: FeatureConfig, *, mel: np.ndarray | None = None) -> np.ndarray:
     """MFCCs from a power spectrogram, (frames, n_mfcc) (matches librosa.feature.mfcc on the same STFT)."""
-    return log_mel(power, cfg, mel=mel) @ _dct_matrix(cfg.n_mels, cfg.n_mfcc)
+    return log_mel(power, cfg, mel=mel) @ dct_matrix(cfg.n_mels, cfg.n_mfcc)
 
 
 def deltas(x: np.ndarray, width: int = 9) -> np.ndarray:
@@ -165,7 +83,7 @@ def spectral_centroid(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """Magnitude-weighted mean frequency in Hz per frame, (frames,); 0 for silent frames (as librosa)."""
     mag = np.sqrt(power)
     total = mag.sum(axis=1)
-    return np.where(total > _EPS, mag @ fft_frequencies(cfg) / np.maximum(total, _EPS), 0.0)
+    return np.where(total > EPS, mag @ fft_frequencies(cfg) / np.maximum(total, EPS), 0.0)
 
 
 def band_energy_ratio(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -173,13 +91,13 @@ def band_energy_ratio(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     split = int(np.count_nonzero(fft_frequencies(cfg) < cfg.ber_split_hz))  # bins below the split come first
     e_low = power[:, :split].sum(axis=1)
     e_high = power[:, split:].sum(axis=1)
-    return 10.0 * np.log10((e_low + _EPS) / (e_high + _EPS))
+    return 10.0 * np.log10((e_low + EPS) / (e_high + EPS))
 
 
 def frame_energy_db(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """RMS level in dBFS per analysis window (win_length samples), (frames,)."""
     frames = frame_signal(y, cfg.win_length, cfg.hop_length)
-    return 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / cfg.win_length + _EPS)
+    return 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / cfg.win_length + EPS)
 
 
 # ---------------------------------------------------------------------------------------------- pitch
@@ -194,8 +112,8 @@ def yin(y: np.ndarray, cfg: FeatureConfig, frames_mask: np.ndarray | None = None
     w = W // 2  # integration window
     tau_min = max(1, int(np.floor(sr / cfg.f0_max)))
     tau_max = min(int(np.ceil(sr / cfg.f0_min)), W - w - 1)
-    padded = _padded(y, W, cfg.hop_length)
-    all_frames = _frames_of(padded, W, cfg.hop_length, 1 + len(y) // cfg.hop_length)
+    padded = pad_for_frames(y, W, cfg.hop_length)
+    all_frames = frames_of(padded, W, cfg.hop_length, 1 + len(y) // cfg.hop_length)
     f0_out = np.full(all_frames.shape[0], np.nan)
     ap_out = np.ones(all_frames.shape[0])
     sel = np.arange(all_frames.shape[0]) if frames_mask is None else np.flatnonzero(frames_mask)
@@ -227,7 +145,7 @@ def _yin_block(frames, starts, sq, lags, w: int, n: int, tau_min: int, cfg: Feat
     d = np.maximum(energy[:, :1] + energy - 2 * r, 0.0)
     cum = np.cumsum(d[:, 1:], axis=1)
     cmnd = np.ones_like(d)
-    cmnd[:, 1:] = d[:, 1:] * lags[1:] / np.maximum(cum, _EPS)
+    cmnd[:, 1:] = d[:, 1:] * lags[1:] / np.maximum(cum, EPS)
     seg = cmnd[:, tau_min : tau_max + 1]
     # first local minimum below the threshold, else the global minimum
     is_min = np.zeros_like(seg, dtype=bool)
@@ -260,8 +178,8 @@ def _parabolic_shift(curve: np.ndarray, idx: np.ndarray) -> np.ndarray:
     i = np.clip(idx, 1, curve.shape[1] - 2)
     left, mid, right = curve[rows, i - 1], curve[rows, i], curve[rows, i + 1]
     denom = left - 2 * mid + right
-    safe = np.where(np.abs(denom) > _EPS, denom, 1.0)
-    shift = np.where(np.abs(denom) > _EPS, 0.5 * (left - right) / safe, 0.0)
+    safe = np.where(np.abs(denom) > EPS, denom, 1.0)
+    shift = np.where(np.abs(denom) > EPS, 0.5 * (left - right) / safe, 0.0)
     return np.where(idx == i, np.clip(shift, -1, 1), 0.0)
 
 
@@ -308,7 +226,7 @@ def voice_quality(f0: np.ndarray, hnr_db: np.ndarray, power: np.ndarray, energy_
     (sum over mel bands of power^0.3, a Zwicker-like compression as openSMILE's); jitter-like (relative change of
     the F0 period from the previous frame) and shimmer-like (absolute change of the level in dB from the previous
     frame), both only where this frame and the previous one are voiced, NaN elsewhere. Together +1 point of
-    balanced accuracy on unseen speakers (benchmarks/experiments.md, section 7c). ``mel``: ``mel_power(power)``
+    balanced accuracy on unseen speakers (docs/research.md, section 7c). ``mel``: ``mel_power(power)``
     when already computed."""
     loudness = (mel_power(power, cfg) if mel is None else mel) ** 0.3
     period = 1.0 / f0  # NaN where unvoiced, so the changes below are NaN unless both frames are voiced
@@ -445,7 +363,7 @@ def shape_stats(x: np.ndarray, cfg: FeatureConfig, ranges: np.ndarray) -> np.nda
     ``stat_names`` order: skewness and kurtosis, slope over time, the F0 contour in semitones around its
     median (spread, percentiles, slope, jumps, voiced ratio), MFCC acceleration (mean |second difference|, its
     std), and ``ranges`` (F, 2): the inter-quartile and 10-90 ranges per column. They add about 6 points of
-    balanced accuracy on unseen speakers (benchmarks/experiments.md)."""
+    balanced accuracy on unseen speakers (docs/research.md, sections 1-5)."""
     msl = _column_stats(x, _moments_and_slope, 3)
     f0 = x[:, frame_names(cfg).index("f0_hz")]
     v = f0[np.isfinite(f0) & (f0 > 0)]
@@ -505,39 +423,3 @@ def model_inputs(X: "list[Features]", seq_len: int) -> tuple[np.ndarray, np.ndar
     seq = np.stack([pool_frames(f.frames, seq_len) for f in X]).astype(np.float32)
     stats = np.stack([f.stats for f in X]).astype(np.float32)
     return seq, stats
-
-
-MIN_STD = 1e-6  # a speaker's statistic with a smaller std is not scaled (std 1 is used)
-
-
-def speaker_moments(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip, the mean and std (each (N, S)) of the statistics of all clips of its speaker. With fewer than
-    ``min_clips`` clips the std is not estimated (1 is used)."""
-    stats = np.asarray(stats, dtype=np.float64)
-    speakers = np.asarray(speakers)
-    mean, std = np.empty_like(stats), np.ones_like(stats)
-    for spk in np.unique(speakers):
-        m = speakers == spk
-        mean[m] = stats[m].mean(axis=0)
-        if m.sum() >= min_clips:
-            sd = stats[m].std(axis=0)
-            std[m] = np.where(sd > MIN_STD, sd, 1.0)
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def speaker_normalize(stats: np.ndarray, speakers: np.ndarray, min_clips: int = 2) -> np.ndarray:
-    """Z-score each row of ``stats`` (N, S) with the mean and std of all rows of the same speaker, (N, S).
-
-    Uses no labels: only the speaker's own clips. With fewer than ``min_clips`` clips the std is not
-    estimated (1 is used); a single clip is then centred on itself, so adaptation needs several clips."""
-    mean, std = speaker_moments(stats, speakers, min_clips)
-    return ((np.asarray(stats, dtype=np.float32) - mean) / std).astype(np.float32)
-
-
-def speaker_prior(stats: np.ndarray, speakers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The prior of a new speaker's statistics, each (S,): the mean over all clips, and the typical
-    within-speaker std (root of the mean within-speaker variance)."""
-    stats = np.asarray(stats, dtype=np.float64)
-    speakers = np.asarray(speakers)
-    var = np.mean([stats[speakers == spk].var(axis=0) for spk in np.unique(speakers)], axis=0)
-    return stats.mean(axis=0).astype(np.float32), np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)

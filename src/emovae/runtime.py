@@ -16,62 +16,13 @@ import numpy as np
 from . import audio
 from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
-from .features import Features, extract, model_inputs, speaker_moments
+from .features import Features, extract, model_inputs
+from .modelfile import (CONFIG_FILE, METADATA_KEY, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, check_meta, inside,
+                        onnx_session, read_model_json)
+from .speaker import SessionConfig, batch_moments, mix, model_prior, network_moments
 
-MODEL_FORMAT = "emovae-model"
-MODEL_FORMAT_VERSION = 1
-CONFIG_FILE = "model.json"
-ONNX_FILE = "model.onnx"
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
 SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
 UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining
-
-
-def read_model_json(directory: str | os.PathLike) -> dict:
-    """The parsed model.json of a model folder; ModelFormatError naming the problem otherwise."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise ModelFormatError(f"{d}: no such model folder (pass the folder written by 'emovae train')")
-    try:
-        meta = json.loads((d / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise ModelFormatError(f"{d}: no {CONFIG_FILE} here; is this a folder written by 'emovae train'?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{d / CONFIG_FILE}: not valid JSON ({exc})") from None
-    return _check_meta(meta, str(d / CONFIG_FILE))
-
-
-def _check_meta(meta, where: str) -> dict:
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise ModelFormatError(f"{where}: not an emovae model description")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ModelFormatError(f"{where}: model format {meta['format_version']} is newer than this emovae "
-                               f"understands ({MODEL_FORMAT_VERSION}); upgrade emovae")
-    if isinstance(meta.get("feature_config"), dict):  # written before these statistics existed: without them
-        meta["feature_config"].setdefault("shape_stats", False)
-        meta["feature_config"].setdefault("voice_quality", False)
-        meta["feature_config"].setdefault("voice", 0)  # written before the voice student: without it
-    if isinstance(meta.get("classifier_config"), dict):  # written before the sequence CNN: without it
-        meta["classifier_config"].setdefault("cnn_channels", 0)
-        meta["classifier_config"].setdefault("mel_cnn", False)  # written before the log-mel CNN: without it
-        meta["classifier_config"].setdefault("stats_mlp", 0)  # written before the statistics MLP: without it
-        meta["classifier_config"].setdefault("adapted_mlp", 0)  # before the adapted head's MLP: without it
-        meta["classifier_config"].setdefault("head_stats", "all")  # before the voice student: all statistics
-    return meta
-
-
-def onnx_session(path: str | os.PathLike, threads: int = 1):
-    """An onnxruntime CPU session on ``threads`` threads (1 = predictable latency, no oversubscription)."""
-    ort = require("onnxruntime", "runtime")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf types
-        raise ModelFormatError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
 
 
 def fit_latent_map(mu: np.ndarray, labels: list[str]) -> dict:
@@ -92,61 +43,6 @@ def project_to_map(mu: np.ndarray, latent_map: dict) -> np.ndarray:
     return (np.atleast_2d(mu) - np.asarray(latent_map["mean"])) @ np.asarray(latent_map["components"]).T
 
 
-class OnnxNetwork:
-    """The network through onnxruntime: forward(list of Features) -> dict of outputs, like the torch model."""
-
-    def __init__(self, path: str | os.PathLike, meta: dict | None = None, threads: int = 1):
-        self.session = onnx_session(path, threads)
-        if meta is None:
-            raw = self.session.get_modelmeta().custom_metadata_map.get("emovae_model_json")
-            if raw is None:
-                raise ModelFormatError(f"{path}: ONNX file without emovae metadata; export it with 'emovae export'")
-            meta = _check_meta(json.loads(raw), str(path))
-        self.meta = meta
-        self.classes_ = np.array(meta["classes"])
-        self.seq_len = int(meta["vae_config"]["seq_len"])
-        self.voice = None
-        if meta.get("voice"):  # the model's voice student, a second graph beside this one
-            from .voice import voice_session
-
-            voice_path = Path(path).parent / meta["voice"]["file"]
-            if not voice_path.is_file():
-                raise ModelFormatError(f"{path}: this model needs its voice student {voice_path.name} beside it")
-            self.voice = voice_session(voice_path)
-
-    def prepare(self, X: list[Features]) -> list[Features]:
-        """X with the voice student's statistics appended, when the model has one and X lacks them."""
-        if self.voice is None or not X or X[0].stat_names[-1].startswith("voice_"):
-            return X
-        from .voice import with_voice
-
-        return with_voice(list(X), self.voice)
-
-    def forward(self, X: list[Features], groups=None, spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
-        """Network outputs for clips X (as ``EmotionRecognizer.forward``). The adapted head uses the given
-        speaker moments (N, S), or the moments of each speaker's clips in X when ``groups`` is given, else the
-        prior (only ``probabilities_adapted`` depends on them)."""
-        X = self.prepare(X)
-        seq, stats = model_inputs(X, self.seq_len)
-        spk_mean, spk_std = speaker_inputs(stats, groups, spk_mean, spk_std, self.meta.get("speaker_prior"))
-        feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
-        return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feeds)))
-
-
-def speaker_inputs(stats: np.ndarray, groups=None, spk_mean=None, spk_std=None, prior: dict | None = None):
-    """The network's speaker-moment inputs (each (N, S) float32, broadcast from (S,) when needed): given, from
-    ``groups`` (the moments of each speaker's clips in the batch), or the model's prior (``prior`` from
-    model.json; without one, mean 0 and std 1, which only feed the unused adapted output)."""
-    if groups is not None:
-        spk_mean, spk_std = speaker_moments(stats, groups)
-    elif spk_mean is None:
-        if prior:
-            spk_mean, spk_std = (np.asarray(prior[k], dtype=np.float32) for k in ("mean", "std"))
-        else:
-            spk_mean, spk_std = np.zeros(stats.shape[1], np.float32), np.ones(stats.shape[1], np.float32)
-    return tuple(np.array(np.broadcast_to(np.asarray(a, dtype=np.float32), stats.shape)) for a in (spk_mean, spk_std))
-
-
 def average_with_copies(proba: np.ndarray, copy_proba: np.ndarray, owner: np.ndarray) -> np.ndarray:
     """Test-time augmentation: each clip's probabilities (N, C) averaged with those of its copies
     (copy_proba (M, C); owner (M,): the clip each copy belongs to; a clip may have none). Float32, (N, C)."""
@@ -154,6 +50,92 @@ def average_with_copies(proba: np.ndarray, copy_proba: np.ndarray, owner: np.nda
     np.add.at(total, owner, copy_proba)
     np.add.at(count, owner, 1)
     return (total / count[:, None]).astype(np.float32)
+
+
+class Network:
+    """The network behind a model, whichever backend runs it: ``forward(list of Features)`` -> dict of outputs
+    (``modelfile.OUTPUTS``). ``run`` maps the input arrays (``modelfile.INPUTS``) to the outputs (an onnxruntime
+    session's, or ``network.runner`` for torch); ``voice`` runs the model's voice student, when it has one."""
+
+    def __init__(self, run, meta: dict, voice=None, backend: str = "onnx"):
+        self.run, self.meta, self.voice, self.backend = run, meta, voice, backend
+        self.seq_len = int(meta["vae_config"]["seq_len"])
+        self.prior = meta.get("speaker_prior")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "onnx", meta: dict | None = None,
+             threads: int = 1) -> "Network":
+        """The network of a model folder (``backend`` "onnx" or "torch"), or of a bare exported .onnx file
+        (its model description read from the file's metadata)."""
+        path = Path(path)
+        if path.suffix == ".onnx" and path.is_file():
+            session = onnx_session(path, threads)
+            if meta is None:
+                raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+                if raw is None:
+                    raise ModelFormatError(f"{path}: ONNX file without emovae metadata; export it with 'emovae export'")
+                try:
+                    meta = check_meta(json.loads(raw), str(path))
+                except json.JSONDecodeError:
+                    raise ModelFormatError(f"{path}: its emovae metadata is not valid JSON") from None
+            return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path.parent, meta, path))
+        meta = read_model_json(path) if meta is None else meta
+        if backend == "onnx":
+            if not (path / ONNX_FILE).is_file():
+                raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
+            session = onnx_session(path / ONNX_FILE, threads)
+            return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path, meta, path))
+        require("torch", "train")
+        from .network import load_net, runner
+
+        return cls(runner(load_net(path, meta)), meta, cls._voice(path, meta, path), "torch")
+
+    @staticmethod
+    def _voice(directory: Path, meta: dict, where: Path):
+        """The voice student's session of a model (None without one), from the file model.json names."""
+        if not meta.get("voice"):
+            return None
+        from .voice import voice_session
+
+        voice_path = inside(directory, (meta["voice"] or {}).get("file") if isinstance(meta["voice"], dict)
+                            else None, "voice student")
+        if not voice_path.is_file():
+            raise ModelFormatError(f"{where}: this model needs its voice student {voice_path.name} beside it")
+        return voice_session(voice_path)
+
+    def prepare(self, X: list[Features]) -> list[Features]:
+        """X with the voice student's statistics appended, when the model has one and X lacks them."""
+        if self.voice is None or not X or X[0].stat_names[-1].startswith("voice_"):
+            return list(X)
+        from .voice import with_voice
+
+        return with_voice(list(X), self.voice)
+
+    def forward(self, X: list[Features], spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
+        """Network outputs for clips X; the adapted head reads the statistics z-scored with the given speaker
+        moments ((S,) or (N, S)), else with the model's prior (only ``probabilities_adapted`` depends on them)."""
+        seq, stats = model_inputs(self.prepare(X), self.seq_len)
+        return self.forward_arrays(seq, stats, spk_mean, spk_std)
+
+    def forward_arrays(self, seq: np.ndarray, stats: np.ndarray, spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
+        """``forward`` on the network's input arrays: seq (N, T, F) and stats (N, S) with the voice statistics."""
+        spk_mean, spk_std = network_moments(stats, spk_mean, spk_std, self.prior)
+        feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
+        return dict(zip(OUTPUTS, self.run(feeds)))
+
+    def forward_by_speaker(self, X: list[Features], speakers, cfg: SessionConfig | None = None) -> dict:
+        """Outputs with ``probabilities`` adapted to each clip's speaker: the moments of all of that speaker's
+        clips pooled with the prior, and the heads mixed by the trust those clips earn (``speaker.py``). What
+        ``predict --speaker-from`` answers and what the evaluation's adapted mode scores; ``speaker_clips``
+        (N,) and ``adapted`` (N,) are added."""
+        cfg = cfg or SessionConfig()
+        X = self.prepare(X)
+        seq, stats = model_inputs(X, self.seq_len)
+        mean, std, count = batch_moments(stats, speakers, model_prior(self.meta), cfg)
+        out = self.forward_arrays(seq, stats, mean, std)
+        out["probabilities"] = mix(out["probabilities"], out["probabilities_adapted"], cfg.trust(count))
+        out["speaker_clips"], out["adapted"] = count, count >= cfg.min_clips
+        return out
 
 
 @dataclass
@@ -196,18 +178,18 @@ class Prediction:
 class Recognizer:
     """Clips in, emotions out: ``predict_file(path)``, ``predict_proba(signal, sr)``, ``predict_signal``."""
 
-    def __init__(self, network, meta: dict, source: str, abstain: bool = False, tta: bool = False):
+    def __init__(self, network: Network, meta: dict, source: str, abstain: bool = False, tta: bool = False):
         self.network = network
         self.abstain = abstain  # name out-of-domain clips "unknown" instead of guessing an emotion
         # test-time augmentation: also score each clip played at the speeds the model was trained with, and
-        # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; experiments.md section 8)
+        # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; docs/research.md section 8)
         self.test_time_speeds = tuple((meta.get("train_config") or {}).get("speed_perturb", ())) if tta else ()
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
         self.meta = meta
         self.source = source
         self.classes = tuple(meta["classes"])
         self.feature_config = from_dict(FeatureConfig, meta["feature_config"])
-        self.backend = "onnx" if isinstance(network, OnnxNetwork) else "torch"
+        self.backend = network.backend
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1,
@@ -225,7 +207,7 @@ class Recognizer:
         if path.is_file() and path.suffix == ".onnx":
             if backend == "torch":
                 raise ParameterError(f"{path}: a bare ONNX file runs only with the onnx backend")
-            net = OnnxNetwork(path, threads=threads)
+            net = Network.load(path, threads=threads)
             return cls(net, net.meta, str(path), abstain, tta)
         meta = read_model_json(path)
         if backend == "auto":
@@ -235,13 +217,7 @@ class Recognizer:
                 backend = "onnx" if (path / ONNX_FILE).exists() else "torch"
             except ImportError:
                 backend = "torch"
-        if backend == "onnx":
-            if not (path / ONNX_FILE).exists():
-                raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
-            return cls(OnnxNetwork(path / ONNX_FILE, meta, threads), meta, str(path), abstain, tta)
-        from .model import EmotionRecognizer
-
-        return cls(EmotionRecognizer.load(path), meta, str(path), abstain, tta)
+        return cls(Network.load(path, backend, meta, threads), meta, str(path), abstain, tta)
 
     # ------------------------------------------------------------------------------------------ features
     def features(self, signal: np.ndarray, sr: int, name: str = "<signal>") -> Features:
@@ -250,12 +226,8 @@ class Recognizer:
 
     def _features_and_copies(self, signal: np.ndarray, sr: int, name: str, copies: bool = False) -> list[Features]:
         """[features of the clip] + (with ``copies``) those of the clip at each of ``test_time_speeds``."""
-        y = np.asarray(signal, dtype=np.float32)
-        if y.ndim not in (1, 2):
-            raise AudioError(f"{name}: expected audio of shape (samples,) or (samples, channels), got {y.shape}")
         cfg = self.feature_config
-        y = audio.check_duration(audio._to_mono_rate(y, sr, cfg.sample_rate, name), cfg.sample_rate,
-                                 cfg.min_duration, name)
+        y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name)
         if audio.is_silent(y, SILENCE_DB):
             raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
         speeds = self.test_time_speeds if copies else ()
@@ -264,10 +236,10 @@ class Recognizer:
 
     # ---------------------------------------------------------------------------------------- predictions
     def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,
-                         speaker_clips: int | None = None, trust: float = 1.0,
+                         speaker_clips: int | None = None, trust: float | np.ndarray = 1.0,
                          copies: list[list[Features]] | None = None) -> list[Prediction]:
         """Predictions for clips X: single-clip, or, with ``moments`` = (mean, std) of the speaker's statistics
-        ((S,) or (N, S); see session.py), the mixture (1 - trust) x single-clip head + trust x adapted head.
+        ((S,) or (N, S); see speaker.py), the mixture (1 - trust) x single-clip head + trust x adapted head.
         ``speaker_clips``: how many clips the moments hold (reported with each prediction). ``copies``: per
         clip, perturbed copies of it whose single-clip probabilities are averaged with the clip's
         (test-time augmentation; the latent, novelty and map position stay the clip's own)."""
@@ -281,7 +253,22 @@ class Recognizer:
                 out["probabilities"] = average_with_copies(out["probabilities"], p_copies, owner)
         else:
             out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
-            out["probabilities"] = (1.0 - trust) * out["probabilities"] + trust * out["probabilities_adapted"]
+            out["probabilities"] = mix(out["probabilities"], out["probabilities_adapted"], trust)
+        n = len(X)
+        return self._predictions(X, out, names, np.full(n, moments is not None), [speaker_clips] * n)
+
+    def predict_by_speaker(self, X: list[Features], speakers, names: list[str | None] | None = None,
+                           cfg: SessionConfig | None = None) -> list[Prediction]:
+        """Batch adaptation (``Network.forward_by_speaker``): each clip adapted with all clips of its speaker,
+        whatever their order. Speakers with fewer than ``cfg.min_clips`` clips get the single-clip head."""
+        if len(speakers) != len(X):
+            raise ParameterError(f"got {len(X)} clips but {len(speakers)} speakers")
+        if not X:
+            return []
+        out = self.network.forward_by_speaker(X, speakers, cfg)
+        return self._predictions(X, out, names, out["adapted"], [int(c) for c in out["speaker_clips"]])
+
+    def _predictions(self, X: list[Features], out: dict, names, adapted, speaker_clips) -> list[Prediction]:
         names = names or [None] * len(X)
         hop_s = self.feature_config.hop_length / self.feature_config.sample_rate
         lmap = self.meta.get("latent_map")
@@ -295,14 +282,14 @@ class Recognizer:
             emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
             preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
                                     names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
-                                    novelty, in_domain, moments is not None, speaker_clips))
+                                    novelty, in_domain, bool(adapted[i]), speaker_clips[i]))
         return preds
 
-    def session(self, prior_weight: float = 8.0, min_clips: int = 2):
+    def session(self, cfg: SessionConfig | None = None):
         """A new ``session.Session`` for one speaker: each clip predicted through it adapts to that speaker."""
-        from .session import Session, SessionConfig
+        from .session import Session
 
-        return Session(self, SessionConfig(prior_weight=prior_weight, min_clips=min_clips))
+        return Session(self, cfg)
 
     def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:
         """Probabilities (len(classes),) of one clip, in ``classes`` order (averaged over the test-time copies

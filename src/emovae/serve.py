@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import AudioError, EmovaeError, ParameterError, require
+from .speaker import PRIOR_WEIGHT
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -43,7 +44,7 @@ class ServeConfig:
     workers: int = 2
     session_ttl_s: float = 1800.0  # an adaptation session idle this long is forgotten
     max_sessions: int = 10000  # sessions kept at most (least recently used dropped first)
-    prior_weight: float = 8.0  # see session.SessionConfig
+    prior_weight: float = PRIOR_WEIGHT  # see speaker.SessionConfig
 
     def __post_init__(self):
         if self.max_bytes < 1:

@@ -1,10 +1,8 @@
-"""The sequence VAE (torch only): encode -> (mu, logvar), reparameterize, decode; vae_loss; training loop.
+"""Training the sequence VAE (``network.SequenceVAE``): the loss (reconstruction + beta x KL, with KL warm-up)
+and the loop with early stopping on an actor-disjoint validation split.
 
-Input x: (batch, features, seq_len) standardised frame features pooled to a fixed number of steps, so
-the encoder's 1-D convolutions see the time axis; optionally also s: (batch, n_stats) standardised utterance
-statistics, joined to the encoder's output and reconstructed by a linear head, so that the ELBO covers every
-feature the classifier uses (a noise clip has flat, easily rebuilt frames but far-off statistics).
-At inference the latent is mu (deterministic).
+x: (batch, features, seq_len) standardised frames; s: (batch, n_stats) standardised statistics, when the VAE
+sees them.
 """
 
 from __future__ import annotations
@@ -14,56 +12,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
-from .config import VAEConfig
-
-
-class SequenceVAE(nn.Module):
-    """1-D convolutional VAE over (features, time). Time is downsampled 4x by two strided convolutions."""
-
-    def __init__(self, n_features: int, cfg: VAEConfig, n_stats: int = 0):
-        super().__init__()
-        c, t4 = cfg.channels, cfg.seq_len // 4
-        self.n_features, self.seq_len, self.latent_dim, self.n_stats = n_features, cfg.seq_len, cfg.latent_dim, n_stats
-        self.encoder = nn.Sequential(
-            nn.Conv1d(n_features, c, 5, padding=2), nn.GELU(),
-            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.GELU(),
-            nn.Flatten(),
-        )
-        self.to_latent = nn.Linear(c * t4 + n_stats, 2 * cfg.latent_dim)
-        self.from_latent = nn.Linear(cfg.latent_dim, c * t4)
-        self.decoder = nn.Sequential(
-            nn.GELU(), nn.Unflatten(1, (c, t4)),
-            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.GELU(),
-            nn.ConvTranspose1d(c, c, 4, stride=2, padding=1), nn.GELU(),
-            nn.Conv1d(c, n_features, 5, padding=2),
-        )
-        self.stats_head = nn.Linear(cfg.latent_dim, n_stats) if n_stats else None
-
-    def encode(self, x: torch.Tensor, s: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, F, T) [and (B, n_stats)] -> mu, logvar, each (B, latent_dim)."""
-        h = self.encoder(x)
-        if self.n_stats:
-            h = torch.cat([h, s], dim=1)
-        mu, logvar = self.to_latent(h).chunk(2, dim=1)
-        return mu, logvar.clamp(-10, 10)
-
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I): a differentiable sample of q(z | x)."""
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-    def decode(self, z: torch.Tensor):
-        """(B, latent_dim) -> reconstructed frames (B, F, T), or (frames, statistics (B, n_stats))."""
-        x_hat = self.decoder(self.from_latent(z))
-        return (x_hat, self.stats_head(z)) if self.n_stats else x_hat
-
-    def forward(self, x: torch.Tensor, s: torch.Tensor | None = None):
-        mu, logvar = self.encode(x, s)
-        z = self.reparameterize(mu, logvar) if self.training else mu
-        return self.decode(z), mu, logvar
+from ..config import VAEConfig
+from ..network import SequenceVAE
 
 
 def vae_loss(recon, x, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0

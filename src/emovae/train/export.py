@@ -10,12 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmovaeError, require
-
-ONNX_FILE = "model.onnx"
-INPUTS = ("seq", "stats", "spk_mean", "spk_std")
-OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
-METADATA_KEY = "emovae_model_json"
+from ..errors import EmovaeError, require
+from ..modelfile import INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, onnx_session, read_model_json
 
 
 def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = True, atol: float = 1e-4) -> Path:
@@ -26,6 +22,10 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     """
     require("onnx", "train")
     require("onnxscript", "train")
+    import contextlib
+    import io
+    import logging
+
     import onnx
     import torch
 
@@ -39,10 +39,6 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch")
-    import contextlib
-    import io
-    import logging
-
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter logs optional-op warnings (torchvision) and progress
@@ -129,8 +125,6 @@ def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 
     pass; the novelty output sums thousands of terms, so it needs the relative part); raises above 1."""
     import torch
 
-    from .runtime import onnx_session
-
     spk_mean, spk_std = spk if spk is not None else (stats + 0.1, np.ones_like(stats))
     feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
     with torch.no_grad():
@@ -144,6 +138,4 @@ def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 
 
 def export_model_dir(model, directory: str | os.PathLike) -> Path:
     """Export a saved model folder's network to ``directory/model.onnx`` with its model.json as metadata."""
-    from .runtime import read_model_json
-
     return export_onnx(model, Path(directory) / ONNX_FILE, read_model_json(directory))

@@ -1,0 +1,373 @@
+"""EmotionRecognizer, the trainable pipeline as a scikit-learn estimator: a voice student (``train.student``),
+a sequence VAE over the frames and statistics (``train.vae``), then two logistic-regression heads copied into
+the network's linear layers (``network.EmotionNet``); save writes the model folder (``modelfile``).
+
+scikit-learn's contract: ``__init__`` only stores parameters, ``fit`` returns self, learned state ends in ``_``,
+probability columns follow ``classes_``. X is a sequence of ``features.Features`` (one per clip); ``groups``
+(the speaker of each clip) drive the inner speaker-disjoint validation split used for early stopping and for
+choosing C, and the speaker moments the adapted head is trained with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
+from ..data import EMOTIONS
+from ..errors import DataError, ModelFormatError, ParameterError, require
+from ..features import Features, model_inputs
+from ..modelfile import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, VOICE_FILE, WEIGHTS_FILE, inside, read_model_json
+from ..runtime import Network
+from ..speaker import SessionConfig, speaker_moments, speaker_prior
+
+try:  # scikit-learn is part of the `train` extra; the estimator base gives get_params / clone
+    from sklearn.base import BaseEstimator, ClassifierMixin
+except ImportError:  # pragma: no cover
+    BaseEstimator, ClassifierMixin = object, object
+
+
+def as_names(y) -> np.ndarray:
+    """Emotion labels (names, or indices into EMOTIONS) as names (N,); ParameterError for unknown ones."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        if y.size and (y.min() < 0 or y.max() >= len(EMOTIONS)):
+            raise ParameterError(f"label indices must be in 0..{len(EMOTIONS) - 1}")
+        return np.array(EMOTIONS)[y]
+    bad = sorted(set(y.tolist()) - set(EMOTIONS))
+    if bad:
+        raise ParameterError(f"unknown emotion label(s) {bad}; expected names from {EMOTIONS}")
+    return y.astype(str)
+
+
+def inner_split(groups: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker-disjoint (train_idx, val_idx) inside a training set; val empty when fewer than 2 groups."""
+    actors = np.unique(groups)
+    if len(actors) < 2:
+        return np.arange(len(groups)), np.arange(0)
+    n_val = min(n_val, max(1, len(actors) // 4))
+    val_actors = np.random.default_rng(seed).permutation(actors)[:n_val]
+    is_val = np.isin(groups, val_actors)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 along ``axis``; a std below 1e-6 becomes 1 (constant columns pass unscaled)."""
+    mean = x.mean(axis=axis)
+    std = x.std(axis=axis)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch on ``n`` threads inside the block (more threads than cores slow training many times over)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class EmotionRecognizer(ClassifierMixin, BaseEstimator):
+    """Speech emotion classifier: utterance statistics (by default the voice student's 512) joined with a
+    sequence-VAE latent mean -> two linear heads (single-clip and speaker-adapted). See the module docstring."""
+
+    def __init__(self, feature_config: FeatureConfig | None = None, vae_config: VAEConfig | None = None,
+                 classifier_config: ClassifierConfig | None = None, train_config: TrainConfig | None = None,
+                 progress: bool = False):
+        self.feature_config = feature_config
+        self.vae_config = vae_config
+        self.classifier_config = classifier_config
+        self.train_config = train_config
+        self.progress = progress
+
+    def __getstate__(self) -> dict:
+        """Copy (deepcopy, pickle) without the runtime network (rebuilt from net_ and voice_onnx_ on use)."""
+        state = self.__dict__.copy()
+        state.pop("_network", None)
+        return state
+
+    def configs(self) -> tuple[FeatureConfig, VAEConfig, ClassifierConfig, TrainConfig]:
+        """The four configs, defaults filled in."""
+        return (self.feature_config or FeatureConfig(), self.vae_config or VAEConfig(),
+                self.classifier_config or ClassifierConfig(), self.train_config or TrainConfig())
+
+    # --------------------------------------------------------------------------------------------- fit
+    def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None) -> "EmotionRecognizer":
+        """Fit on clips X with emotion labels y (names or EMOTIONS indices) and speakers ``groups``.
+
+        ``augmented``: {speed factor: [Features of clip i played at that speed, or None]} (see
+        ``FeatureTable.augment``); the copies join the heads' training rows as extra speakers, never the
+        VAE's, the scalers', the validation or the novelty calibration."""
+        require("torch", "train")
+        require("sklearn", "train")
+        import torch
+
+        from ..network import EmotionNet, n_head_stats
+        from .export import round_to_half
+        from .vae import train_vae
+
+        fcfg, vcfg, ccfg, tcfg = self.configs()
+        y = as_names(y)
+        if len(y) != len(X):
+            raise ParameterError(f"got {len(X)} clips but {len(y)} labels")
+        present = [e for e in EMOTIONS if e in set(y.tolist())]
+        if len(present) < 2:
+            raise DataError(f"training needs clips of at least 2 emotions; got only {present}")
+        groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
+        self.classes_ = np.array(present)
+        self.voice_onnx_, self._network = None, None  # a refit never keeps an earlier fit's student
+        if ccfg.head_stats == "voice" and not fcfg.voice:
+            raise ParameterError("ClassifierConfig.head_stats='voice' needs a voice student (FeatureConfig.voice)")
+        augmented = augmented or {}
+        if fcfg.voice:  # a student of the GE2E teacher, trained on these clips: its statistics join theirs
+            X, augmented = self._fit_voice(list(X), augmented, fcfg, ccfg, tcfg)
+        seq, stats = model_inputs(X, vcfg.seq_len)
+        self.frame_names_, self.stat_names_ = tuple(X[0].frame_names), tuple(X[0].stat_names)
+        seq_mean, seq_std = scaler(seq.reshape(-1, seq.shape[-1]), axis=0)
+        stats_mean, stats_std = scaler(stats, axis=0)
+        xs = ((seq - seq_mean) / seq_std).transpose(0, 2, 1)
+        ss = (stats - stats_mean) / stats_std
+        tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
+        with torch_threads(tcfg.threads):
+            vae, self.history_ = train_vae(xs[tr], xs[va] if len(va) else None, vcfg, seed=tcfg.seed,
+                                           progress=self.progress, s_train=ss[tr] if vcfg.with_stats else None,
+                                           s_val=ss[va] if vcfg.with_stats and len(va) else None)
+        net = EmotionNet(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg,
+                         n_head_stats(stats.shape[1], ccfg, bool(fcfg.voice))).eval()
+        net.vae.load_state_dict(vae.state_dict())
+        with torch.no_grad():
+            for name, arr in (("seq_mean", seq_mean), ("seq_std", seq_std), ("stats_mean", stats_mean),
+                              ("stats_std", stats_std)):
+                getattr(net, name).copy_(torch.from_numpy(arr))
+            z_mean, z_std = scaler(self._latent(net, seq, stats), axis=0)
+            net.z_mean.copy_(torch.from_numpy(z_mean))
+            net.z_std.copy_(torch.from_numpy(z_std))
+
+        # rows of the heads: the clips, then their speed-perturbed copies (pseudo-speakers: speaker @ speed)
+        speakers = np.array([str(g) for g in groups], dtype=object)
+        rows, rows_a = self._head_rows(net, seq, stats, speakers)
+        row_y, row_group = y, groups
+        for f, copies in sorted(augmented.items()):
+            if len(copies) != len(X):
+                raise ParameterError(f"augmented copies at speed {f}: {len(copies)} for {len(X)} clips")
+            keep = [i for i, c in enumerate(copies) if c is not None]
+            if not keep:
+                continue
+            seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
+            single, adapted = self._head_rows(net, seq_f, stats_f,
+                                              np.array([f"{speakers[i]}@x{f:g}" for i in keep], dtype=object))
+            rows, rows_a = np.vstack([rows, single]), np.vstack([rows_a, adapted])
+            row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
+        self.n_augmented_ = len(row_y) - len(y)
+        self._choose_c(rows, row_y, row_group, y, groups, tr, va, ccfg)
+        self._set_head(net.classifier, self._logistic(self.c_, ccfg).fit(rows, row_y))
+        # the adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
+        self.speaker_prior_ = speaker_prior(stats, groups)
+        if ccfg.adapted_head:
+            self._set_head(net.classifier_adapted, self._logistic(self.c_, ccfg).fit(rows_a, row_y))
+        else:  # no adapted head: it repeats the single-clip head
+            net.classifier_adapted.load_state_dict(net.classifier.state_dict())
+        round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
+        self.net_ = net.eval()
+        idx = va if len(va) else tr
+        self.novelty_ = self._calibrate_novelty(seq[idx], stats[idx], "inner validation actors" if len(va)
+                                                else "training clips")
+        return self
+
+    @staticmethod
+    def _latent(net, seq: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """The VAE's latent mean (N, L) of raw network inputs."""
+        import torch
+
+        with torch.no_grad():
+            x, s = net.scaled(torch.from_numpy(seq), torch.from_numpy(stats))
+            return net.vae.encode(x.contiguous(), s if net.vae.n_stats else None)[0].numpy()
+
+    def _head_rows(self, net, seq: np.ndarray, stats: np.ndarray, speakers: np.ndarray):
+        """The heads' training rows (single-clip, adapted), each (N, D) float64, of clips of ``speakers``: the
+        network's own head inputs, with each speaker's moments over these clips."""
+        import torch
+
+        spk_mean, spk_std = speaker_moments(stats, speakers)
+        with torch.no_grad():
+            mu = torch.from_numpy(self._latent(net, seq, stats))
+            s = net.scaled(torch.from_numpy(seq), torch.from_numpy(stats))[1]
+            h, h_a = net.head_inputs(mu, s, torch.from_numpy(stats), torch.from_numpy(spk_mean),
+                                     torch.from_numpy(spk_std))
+        return h.numpy().astype(np.float64), h_a.numpy().astype(np.float64)
+
+    @staticmethod
+    def _logistic(c: float, ccfg: ClassifierConfig):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=c, class_weight=ccfg.class_weight, max_iter=3000)
+
+    def _choose_c(self, rows, row_y, row_group, y, groups, tr, va, ccfg: ClassifierConfig) -> None:
+        """C of the heads: the best balanced accuracy on the inner validation speakers (fit on the inner-training
+        speakers' clips and copies), ties to the smaller C; the middle of the grid without a usable split."""
+        from sklearn.metrics import balanced_accuracy_score
+
+        if len(va) and len(set(y[tr].tolist())) == len(self.classes_):
+            fit_rows = np.flatnonzero(np.isin(row_group, groups[tr]))
+            scores = {c: balanced_accuracy_score(y[va], self._logistic(c, ccfg).fit(rows[fit_rows], row_y[fit_rows])
+                                                 .predict(rows[va])) for c in ccfg.c_grid}
+            self.c_ = max(scores, key=lambda c: (scores[c], -c))
+            self.selection_scores_ = {str(c): float(v) for c, v in scores.items()}
+        else:
+            self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
+            self.selection_scores_ = {}
+
+    def _fit_voice(self, X: list, augmented: dict, fcfg: FeatureConfig, ccfg: ClassifierConfig,
+                   tcfg: TrainConfig) -> tuple[list, dict]:
+        """Train the voice student on the mel bands of the clips and their copies (the teacher's second layer
+        as targets), keep its graph (``voice_onnx_``, float16 weights), and return X and the copies with its
+        512 statistics appended to theirs."""
+        from ..voice import voice_session, with_voice
+        from .student import build_voice_onnx, load_teacher, teacher_frames, train_student
+
+        rows = X + [c for copies in augmented.values() for c in copies if c is not None]
+        if any(f.mel is None for f in rows):
+            raise ParameterError("FeatureConfig.voice is set but these features carry no mel bands: extract "
+                                 "them with that config")
+        mels = [f.mel.astype(np.float32) for f in rows]
+        with torch_threads(tcfg.threads):
+            student = train_student(mels, teacher_frames(mels, load_teacher()), hidden=fcfg.voice,
+                                    epochs=ccfg.voice_epochs, seed=tcfg.seed, progress=self.progress)
+        self.voice_loss_ = [round(v, 5) for v in student["loss"]]
+        self.voice_onnx_ = build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
+                                            projection=student["projection"]).SerializeToString()
+        session = voice_session(self.voice_onnx_)
+        return with_voice(X, session), {f: with_voice(c, session) for f, c in augmented.items()}
+
+    def _set_head(self, layer, lr) -> None:
+        """Copy a fitted LogisticRegression into a Linear layer, rows in classes_ order."""
+        import torch
+
+        order = [list(lr.classes_).index(c) for c in self.classes_]
+        coef, intercept = lr.coef_, lr.intercept_
+        if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(coef[order]).float())
+            layer.bias.copy_(torch.from_numpy(intercept[order]).float())
+
+    def _calibrate_novelty(self, seq, stats, where: str, percentile: float = 99.0) -> dict:
+        """Novelty threshold: the ``percentile`` of the scores of clips the VAE was not trained on (the inner
+        validation actors), so that about 1 % of new in-domain speech is flagged."""
+        scores = self.network().forward_arrays(seq, stats)["novelty"]
+        score = ("VAE reconstruction error of the utterance statistics (mean squared, standardised units)"
+                 if self.net_.vae.n_stats else "VAE reconstruction error of the frames (mean squared)")
+        return {"score": score, "threshold": float(np.percentile(scores, percentile)), "percentile": percentile,
+                "calibrated_on": f"{where} ({len(seq)} clips)"}
+
+    # --------------------------------------------------------------------------------------- inference
+    def network(self) -> Network:
+        """The fitted network as the runtime runs it (torch backend, voice student through onnxruntime)."""
+        if not hasattr(self, "net_"):
+            raise ModelFormatError("this EmotionRecognizer is not fitted yet: call fit() or load a model")
+        if getattr(self, "_network", None) is None:
+            from ..network import runner
+            from ..voice import voice_session
+
+            meta = {"vae_config": to_dict(self.configs()[1]),
+                    "speaker_prior": {"mean": self.speaker_prior_[0], "std": self.speaker_prior_[1]}}
+            voice = voice_session(self.voice_onnx_) if getattr(self, "voice_onnx_", None) is not None else None
+            self._network = Network(runner(self.net_), meta, voice, "torch")
+        return self._network
+
+    def prepare(self, X: Sequence[Features]) -> list[Features]:
+        """X with the voice statistics appended when the model has a student and X does not carry them yet."""
+        return self.network().prepare(list(X))
+
+    def forward(self, X: Sequence[Features], spk_mean=None, spk_std=None) -> dict[str, np.ndarray]:
+        """All network outputs for clips X (``network.EmotionNet``): probabilities (N, C), mu (N, L), recon_mse,
+        kl, stats_mse, novelty (N,), probabilities_adapted (N, C), the adapted head reading the given speaker
+        moments ((S,) or (N, S)), else the prior."""
+        X = self.prepare(X)
+        if X and tuple(X[0].stat_names) != self.stat_names_:
+            raise ParameterError("these features were computed with another feature config than the model's")
+        return self.network().forward(X, spk_mean, spk_std)
+
+    def predict_proba(self, X: Sequence[Features], groups=None) -> np.ndarray:
+        """Emotion probabilities (N, len(classes_)), columns in classes_ order: single-clip, or adapted to each
+        speaker when ``groups`` gives the speaker of each clip (``Network.forward_by_speaker``, the users' path)."""
+        if groups is None:
+            return self.forward(X)["probabilities"]
+        return self.network().forward_by_speaker(self.prepare(X), groups, SessionConfig())["probabilities"]
+
+    def predict(self, X: Sequence[Features], groups=None) -> np.ndarray:
+        """Most probable emotion name per clip, (N,)."""
+        return self.classes_[np.argmax(self.predict_proba(X, groups), axis=1)]
+
+    def transform(self, X: Sequence[Features]) -> np.ndarray:
+        """VAE latent means (N, latent_dim)."""
+        return self.forward(X)["mu"]
+
+    # ------------------------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike, metrics: dict | None = None) -> Path:
+        """Write ``weights.pt`` (state dict), ``model.json`` (configs, labels, names, scalers, metrics) and,
+        with a student, ``voice.onnx``."""
+        import torch
+
+        from .. import __version__
+
+        self.network()  # raises when not fitted
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        fcfg, vcfg, ccfg, tcfg = self.configs()
+        state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+        torch.save(state, d / WEIGHTS_FILE)
+        meta = {
+            "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "emovae_version": __version__,
+            "classes": self.classes_.tolist(),
+            "feature_config": to_dict(fcfg), "vae_config": to_dict(vcfg),
+            "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg),
+            "frame_names": list(self.frame_names_), "stat_names": list(self.stat_names_),
+            "scalers": {k: [float(f"{v:.7g}") for v in state[k].tolist()] for k in  # float32: 7 digits suffice
+                        ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
+            "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
+            "speaker_prior": {"mean": [float(f"{v:.7g}") for v in self.speaker_prior_[0].tolist()],
+                              "std": [float(f"{v:.7g}") for v in self.speaker_prior_[1].tolist()]},
+            "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
+            "history": self.history_,
+            "metrics": metrics if metrics is not None else getattr(self, "metrics_", {}),
+        }
+        if getattr(self, "voice_onnx_", None) is not None:
+            (d / VOICE_FILE).write_bytes(self.voice_onnx_)
+            meta["voice"] = {"file": VOICE_FILE, "units": fcfg.voice, "loss": getattr(self, "voice_loss_", [])}
+        meta.update(getattr(self, "extra_", None) or {})
+        (d / CONFIG_FILE).write_text(json.dumps(meta, separators=(",", ":")))  # compact: the shipped model <= 1 MB
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "EmotionRecognizer":
+        """Rebuild a saved model (``network.load_net``: weights.pt, or model.onnx's initializers; no unpickling)."""
+        require("torch", "train")
+        from ..network import load_net
+
+        meta = read_model_json(directory)
+        try:
+            obj = cls(*(from_dict(c, meta[k]) for c, k in (
+                (FeatureConfig, "feature_config"), (VAEConfig, "vae_config"),
+                (ClassifierConfig, "classifier_config"), (TrainConfig, "train_config"))))
+            obj.classes_ = np.array(meta["classes"])
+            obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
+            obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
+            obj.novelty_ = meta.get("novelty", {})
+            obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
+            obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
+            obj.voice_onnx_ = (inside(directory, meta["voice"].get("file"), "voice student").read_bytes()
+                               if meta.get("voice") else None)
+        except (KeyError, TypeError, OSError, ValueError, AttributeError) as exc:
+            raise ModelFormatError(f"{directory}: model files are incomplete or incompatible ({exc})") from None
+        obj.net_ = load_net(directory, meta)
+        return obj

@@ -1,0 +1,44 @@
+"""The training pipeline behind ``emovae train``: fit on a feature table (with its speed copies), optionally
+cross-validate first, then write the model folder: model.json, model.onnx (parity-checked, holding the only
+copy of the weights) and voice.onnx."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
+from ..data import EMOTIONS
+from ..evaluate import EvalResult, cross_validate, table_features
+from ..extraction import FeatureTable
+from ..modelfile import WEIGHTS_FILE
+from ..runtime import fit_latent_map
+from .estimator import EmotionRecognizer
+from .export import export_model_dir
+
+
+def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
+                ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, command: str = "",
+                progress: bool = False) -> tuple[EmotionRecognizer, EvalResult | None]:
+    """Train on every clip of ``table`` and write the model folder ``out``; with ``cv`` folds, first a
+    speaker-grouped cross-validation whose metrics are stored in model.json. Returns the model and the CV result."""
+
+    def make():
+        return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=progress)
+
+    res, metrics = None, {}
+    if cv:
+        res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress)
+        metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
+        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_actors")}
+                            for f in res.metrics["folds"]]
+    X = table_features(table)
+    model = make().fit(X, table.labels, groups=table.actors, augmented=table.augmented)
+    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist())),
+                                      "command": command},
+                    "latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
+    out = Path(out)
+    model.save(out, metrics=metrics)
+    export_model_dir(model, out)  # parity-checked against torch: the ONNX file then holds the only copy of the weights
+    (out / WEIGHTS_FILE).unlink()
+    return model, res
