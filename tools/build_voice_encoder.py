@@ -1,6 +1,6 @@
 """Write the GE2E teacher's first two LSTM layers from Resemblyzer's pretrained weights: the float16 state dict
 that emovae trains its voice student from (src/emovae/teacher/ge2e-2layers.npz, `--npz`), or an ONNX graph of
-them at 4, 8 or 32 bits (`--onnx`, benchmarks/experiments.md section 25).
+them at 4, 8 or 32 bits (`--onnx`, docs/research.md section 25).
 
 Needs `pip install resemblyzer webrtcvad-wheels` (build time only; emovae never imports it).
 
