@@ -16,6 +16,30 @@ def _err(msg: str) -> None:
     print(f"emovae: error: {msg}", file=sys.stderr)
 
 
+def _number(kind, lo=None, hi=None, lo_open: bool = False):
+    """An argparse type: ``kind`` (int or float), finite, within [lo, hi] (lo excluded with ``lo_open``)."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) or (
+                hi is not None and value > hi):
+            span = f"{'>' if lo_open else '>='} {lo:g}" if hi is None else f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {span}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT, POSITIVE = _number(int, 1), _number(float, 0, lo_open=True)
+NON_NEGATIVE, NON_NEGATIVE_INT = _number(float, 0), _number(int, 0)
+RATE = _number(int, 1000, 384000)
+
+
 def _feature_config(args: argparse.Namespace):
     from .config import FeatureConfig
 
@@ -116,7 +140,16 @@ def _print_metrics(m: dict) -> None:
                   f"{m[other]['std']['balanced_accuracy']:.3f} (same folds and models)")
 
 
+def _require_train() -> None:
+    """Training, evaluation and export need the ``train`` extra: say so before any work starts."""
+    from .errors import require
+
+    for module in ("torch", "sklearn", "onnx"):
+        require(module, "train")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _require_train()
     from .train.pipeline import train_model
 
     out = _new_output_dir(args.out, args.force)
@@ -133,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    _require_train()
     from .config import to_dict
     from .evaluate import cross_validate, evaluate_model, write_report
     from .train.estimator import EmotionRecognizer
@@ -164,30 +198,43 @@ def _recognizer(args: argparse.Namespace):
                            tta=getattr(args, "tta", False))
 
 
-def _speakers(files: list[str], how: str) -> list[str]:
+def _speakers(files: list[str], how: str) -> list[str | None]:
     """The speaker of each file for batch adaptation: its parent folder, its RAVDESS actor, or the ``speaker``
-    column of a CSV file (columns ``file``, ``speaker``) listing every file."""
+    column of a CSV file (columns ``file``, ``speaker``); None (reported) for a file whose speaker is unknown."""
     if how == "folder":
         return [str(Path(f).resolve().parent) for f in files]
     if how == "actor":
         from .data import parse_name
 
-        return [f"actor {parse_name(f).actor}" for f in files]
+        out = []
+        for f in files:
+            try:
+                out.append(f"actor {parse_name(f).actor}")
+            except EmovaeError as exc:
+                _err(f"{f}: skipped: no RAVDESS actor in its name ({exc})")
+                out.append(None)
+        return out
     import csv
 
     path = Path(how)
     if not path.is_file():
         raise ParameterError(f"--speaker-from {how}: not 'folder', 'actor' or an existing CSV file")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ParameterError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or not {"file", "speaker"} <= set(rows[0]):
         raise ParameterError(f"{path}: needs a header with columns 'file' and 'speaker'")
-    by_file = {str(Path(r["file"])): r["speaker"] for r in rows}
-    by_name = {Path(r["file"]).name: r["speaker"] for r in rows}
-    missing = [f for f in files if str(Path(f)) not in by_file and Path(f).name not in by_name]
-    if missing:
-        raise ParameterError(f"{path}: no speaker for {len(missing)} file(s), e.g. {missing[0]}; add a row for each")
-    return [by_file.get(str(Path(f)), by_name.get(Path(f).name)) for f in files]
+    by_file = {str(Path(r["file"])): r["speaker"] for r in rows if r.get("file") and r.get("speaker")}
+    by_name = {Path(f).name: spk for f, spk in by_file.items()}
+    out = []
+    for f in files:
+        spk = by_file.get(str(Path(f)), by_name.get(Path(f).name))
+        if spk is None:
+            _err(f"{f}: skipped: no speaker for it in {path}; add a row 'file,speaker'")
+        out.append(spk)
+    return out
 
 
 def _print_prediction(p, as_json: bool) -> None:
@@ -225,6 +272,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     feats, names, spk = [], [], []
     cfg = rec.feature_config
     for path, s in zip(args.files, speakers):
+        if s is None:
+            failed += 1
+            continue
         try:
             feats.append(rec.features(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration),
                                       cfg.sample_rate, str(path)))
@@ -247,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = _new_output_dir(args.out, args.force) if args.out else Path(tempfile.mkdtemp(prefix="emovae-demo-"))
     rec = _recognizer(args)
-    preds, metrics = demo_report(rec, out)
+    preds, metrics, written = demo_report(rec, out)
     for p in preds:
         truth = parse_name(p.file).emotion
         mark = "ok " if truth == p.emotion else "   "
@@ -263,7 +313,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             a = cv["adapted"]
             print(f"With several clips of a speaker (--speaker-from, stream --adapt, service sessions): "
                   f"{a['mean']['balanced_accuracy']:.3f} +- {a['std']['balanced_accuracy']:.3f}")
-    print(f"report -> {out} (report.md, confusion.png, latent_map.png, predictions.json)")
+    print(f"report -> {out} ({', '.join(written)})")
     return 0
 
 
@@ -302,6 +352,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _require_train()
     from .modelfile import PRETRAINED_DIR, VOICE_FILE, read_model_json
     from .train.estimator import EmotionRecognizer
     from .train.export import export_onnx
@@ -318,39 +369,39 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--latent-dim", type=int, dest="latent_dim", help="VAE latent size (default 16)")
-    g.add_argument("--beta", type=float, help="KL weight (default 1.0)")
-    g.add_argument("--epochs", type=int, help="maximum VAE epochs (default 80; early stopping on inner split)")
+    g.add_argument("--latent-dim", type=POSITIVE_INT, dest="latent_dim", help="VAE latent size (default 16)")
+    g.add_argument("--beta", type=NON_NEGATIVE, help="KL weight (default 1.0)")
+    g.add_argument("--epochs", type=POSITIVE_INT, help="maximum VAE epochs (default 80; early stopping on inner split)")
     g.add_argument("--no-latent", action="store_true", help="classifier on handcrafted statistics only")
     g.add_argument("--latent-only", action="store_true", help="classifier on the VAE latent only")
     g.add_argument("--head-stats", choices=["auto", "all", "voice"], dest="head_stats",
                    help="statistics the heads read: all, or only the voice student's 512; auto (default): the "
                         "voice student's when there is one (--voice > 0), else all")
-    g.add_argument("--voice-epochs", type=int, dest="voice_epochs", metavar="N",
+    g.add_argument("--voice-epochs", type=POSITIVE_INT, dest="voice_epochs", metavar="N",
                    help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode, as predict --speaker-from: each clip adapted with all of its "
                         "speaker's (unlabelled) clips")
-    g.add_argument("--seed", type=int, default=0, help="random seed (folds, inner split, VAE)")
-    g.add_argument("--threads", type=int, dest="threads", metavar="N",
+    g.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (folds, inner split, VAE)")
+    g.add_argument("--threads", type=_number(int, 1, 256), dest="threads", metavar="N",
                    help="torch threads while training (default 2: the voice student trains about 3x faster "
                         "on 2 than on 1)")
-    g.add_argument("--speed-perturb", type=float, nargs="*", dest="speed_perturb", metavar="FACTOR",
+    g.add_argument("--speed-perturb", type=_number(float, 0.5, 2.0), nargs="*", dest="speed_perturb", metavar="FACTOR",
                    help="the classifier also learns from the training clips played at these speeds (default "
                         "0.8 0.9 1.1 1.2; give no value to turn it off)")
 
 
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--sample-rate", type=int, dest="sample_rate", help="analysis rate in Hz (default 16000)")
-    g.add_argument("--n-mfcc", type=int, dest="n_mfcc", help="number of MFCCs (default 40)")
+    g.add_argument("--sample-rate", type=_number(int, 8000, 384000), dest="sample_rate", help="analysis rate in Hz (default 16000)")
+    g.add_argument("--n-mfcc", type=_number(int, 1, 128), dest="n_mfcc", help="number of MFCCs (default 40)")
     g.add_argument("--pitch", choices=["yin", "max"], dest="pitch_method",
                    help="yin: F0 over voiced frames (default); max: highest spectral peak per frame (source design)")
-    g.add_argument("--voice", type=int, dest="voice", metavar="UNITS",
+    g.add_argument("--voice", type=_number(int, 0, 1024), dest="voice", metavar="UNITS",
                    help="train a voice student of this many LSTM units on the GE2E teacher and join its 512 "
                         "statistics to the utterance statistics (docs/research.md sections 24-27; default 128, the "
                         "shipped recipe; 0 = off: hand-made features only)")
-    g.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    g.add_argument("--jobs", type=_number(int, 1, 256), default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
@@ -358,7 +409,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
 def _add_prior_arg(p: argparse.ArgumentParser) -> None:
     from .speaker import PRIOR_WEIGHT
 
-    p.add_argument("--prior-weight", type=float, default=PRIOR_WEIGHT, dest="prior_weight",
+    p.add_argument("--prior-weight", type=NON_NEGATIVE, default=PRIOR_WEIGHT, dest="prior_weight",
                    help=f"with adaptation: the model's prior of a speaker counts as this many clips (default "
                         f"{PRIOR_WEIGHT:g}; smaller adapts faster to varied speech but loses accuracy on speech that "
                         "stays calm)")
@@ -381,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on every clip of a RAVDESS folder")
     p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
     p.add_argument("--out", required=True, help="new model folder (model.onnx + model.json)")
-    p.add_argument("--cv", type=int, default=0, help="also run K-fold actor CV and store its metrics in the model")
+    p.add_argument("--cv", type=_number(int, 0, 100), default=0, help="also run K-fold actor CV and store its metrics in the model")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     _add_model_args(p)
     _add_feature_args(p)
@@ -390,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="speaker-independent evaluation: actor CV, or a saved model on new speakers")
     p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
     p.add_argument("--out", required=True, help="new run folder for metrics.json, predictions.csv and figures")
-    p.add_argument("--cv", type=int, default=5, help="actor-grouped folds (default 5; ignored with --model)")
+    p.add_argument("--cv", type=_number(int, 2, 100), default=5, help="actor-grouped folds (default 5; ignored with --model)")
     p.add_argument("--model", help="score this saved model instead of cross-validating")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
@@ -426,10 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="time-stamped emotions over a sliding window (file, stdin or microphone)")
     p.add_argument("source", nargs="?", help="audio file, or - for raw 16-bit mono PCM on stdin (see --rate)")
     p.add_argument("--mic", action="store_true", help="read the default microphone (needs emovae[mic])")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin PCM / microphone (default 16000)")
-    p.add_argument("--window", type=float, default=2.0, help="window length in seconds (default 2.0)")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds between results (default 0.5)")
-    p.add_argument("--gate-db", type=float, default=-55.0, dest="gate_db",
+    p.add_argument("--rate", type=RATE, default=16000, help="sample rate of stdin PCM / microphone (default 16000)")
+    p.add_argument("--window", type=_number(float, 0.25, 600), default=2.0, help="window length in seconds (default 2.0)")
+    p.add_argument("--hop", type=_number(float, 0.01, 600), default=0.5, help="seconds between results (default 0.5)")
+    p.add_argument("--gate-db", type=_number(float, -200, 0), default=-55.0, dest="gate_db",
                    help="voice-activity gate: frames louder than this dBFS count as speech (default -55)")
     p.add_argument("--model", help="model folder or .onnx file (default: the shipped model)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
@@ -443,17 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="HTTP service and web page on this machine (needs emovae[serve])")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="TCP port (default 8000)")
     p.add_argument("--model", help="model folder or exported .onnx file (default: the shipped model)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
-    p.add_argument("--max-mb", type=float, default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
-    p.add_argument("--max-seconds", type=float, default=60.0, dest="max_seconds", help="longest clip (default 60)")
-    p.add_argument("--workers", type=int, default=2, help="predictions computed at once (default 2)")
+    p.add_argument("--max-mb", type=_number(float, 0.001, 4096), default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
+    p.add_argument("--max-seconds", type=_number(float, 0.25, 3600), default=60.0, dest="max_seconds", help="longest clip (default 60)")
+    p.add_argument("--workers", type=_number(int, 1, 256), default=2, help="predictions computed at once (default 2)")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
-    p.add_argument("--session-ttl", type=float, default=1800.0, dest="session_ttl",
+    p.add_argument("--session-ttl", type=POSITIVE, default=1800.0, dest="session_ttl",
                    help="seconds an idle adaptation session is kept (default 1800)")
-    p.add_argument("--max-sessions", type=int, default=10000, dest="max_sessions",
+    p.add_argument("--max-sessions", type=POSITIVE_INT, default=10000, dest="max_sessions",
                    help="sessions kept at most; the least recently used go first (default 10000)")
     _add_prior_arg(p)
     p.set_defaults(func=cmd_serve)
@@ -492,6 +543,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:  # the reader went away (``emovae predict ... | head``): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a file or folder emovae was asked to write or read and could not
+        _err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
+        return 2
+    except Exception as exc:  # a bug: one line, not a traceback (EMOVAE_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("EMOVAE_DEBUG"):
+            raise
+        _err(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); please report it with the command that "
+             "caused it (EMOVAE_DEBUG=1 prints the traceback)")
+        return 70
 
 
 if __name__ == "__main__":  # pragma: no cover

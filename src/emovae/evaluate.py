@@ -241,9 +241,10 @@ def demo_clips() -> list[Path]:
     return sorted(DEMO_DIR.glob("*.flac"))
 
 
-def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
-    """Predict the bundled clips with ``recognizer``; write report.md, predictions.json, confusion.png and
-    latent_map.png (the clips over the model's shipped map of its training clips) into ``out_dir``."""
+def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict, list[str]]:
+    """Predict the bundled clips with ``recognizer``; write report.md, predictions.json and, with the plot
+    extra, confusion.png and latent_map.png (the clips over the model's shipped map of its training clips) into
+    ``out_dir``. Returns the predictions, the metrics and the names of the files written."""
     from .data import parse_name
 
     d = Path(out_dir)
@@ -255,6 +256,7 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
     m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
     (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],
                                                    indent=1))
+    written = ["predictions.json"]
     lines = ["# emovae demo", "", f"Model: `{recognizer.source}` ({recognizer.backend} backend)", "",
              "| clip | true | predicted | confidence |", "|---|---|---|---|"]
     lines += [f"| {Path(p.file).name} | {t} | {p.emotion} | {p.confidence:.2f} |" for p, t in zip(preds, truth)]
@@ -265,6 +267,7 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
 
         plots.save_figure(plots.confusion_figure(np.array(m["confusion"]["matrix"]), m["confusion"]["labels"],
                                                  normalize=False, title="demo clips"), d / "confusion.png")
+        written.append("confusion.png")
         lmap = recognizer.meta.get("latent_map") or {}
         if lmap.get("points"):  # a bare ONNX file carries the projection but not the training clips' points
             fig = plots.latent_map(np.array(lmap["points"]), lmap["labels"],
@@ -272,9 +275,10 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict]:
                                    highlight=np.array([p.map_xy for p in preds]),
                                    highlight_labels=[f"{t}" for t in truth])
             plots.save_figure(fig, d / "latent_map.png")
+            written.append("latent_map.png")
         lines += ["", "![confusion](confusion.png)"] + (["", "![latent map](latent_map.png)"] if lmap.get("points")
                                                          else [])
     except MissingDependencyError:  # matplotlib missing (runtime install): the table alone
         lines += ["", "(figures need the plot extra: pip install 'emovae[plot]')"]
     (d / "report.md").write_text("\n".join(lines) + "\n")
-    return preds, m
+    return preds, m, ["report.md", *written]

@@ -16,6 +16,7 @@ import numpy as np
 from .config import FeatureConfig
 from . import dsp
 from .dsp import EPS, FFT_BLOCK, dct_matrix, frame_signal, frames_of, mel_filterbank, pad_for_frames
+from .audio import check_length
 from .errors import AudioError
 
 STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
@@ -278,10 +279,7 @@ def frame_features(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None 
     """
     if y.ndim != 1:
         raise AudioError(f"expected a mono signal of shape (samples,), got shape {y.shape}")
-    if y.size < int(cfg.min_duration * cfg.sample_rate):
-        raise AudioError(
-            f"clip too short ({y.size / cfg.sample_rate:.3f} s); emovae needs at least {cfg.min_duration:.2f} s"
-        )
+    check_length(y.size, cfg.sample_rate, cfg.min_duration, "<signal>")
     power = stft_power(y, cfg)
     mel = mel_power(power, cfg)
     energy = frame_energy_db(y, cfg) if energy is None else energy  # (frames,) dB: ``frame_energy_db``

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import ModelFormatError, require
+from .errors import EmovaeError, ModelFormatError, require
 
 MODEL_FORMAT = "emovae-model"
 MODEL_FORMAT_VERSION = 1
@@ -65,6 +65,16 @@ def check_meta(meta, where: str) -> dict:
     if on:
         raise ModelFormatError(f"{where}: trained with the retired CNN/MLP recipe ({', '.join(on)}), which this "
                                "emovae no longer runs; retrain the model with 'emovae train'")
+    from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict
+
+    for cls, key in ((FeatureConfig, "feature_config"), (VAEConfig, "vae_config"),
+                     (ClassifierConfig, "classifier_config"), (TrainConfig, "train_config")):
+        try:
+            from_dict(cls, meta[key])
+        except (EmovaeError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{where}: its {key} is not valid ({str(exc)[:200]})") from None
+    if not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
+        raise ModelFormatError(f"{where}: 'classes' must be a non-empty list of names")
     return meta
 
 

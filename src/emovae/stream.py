@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import audio
 from .errors import AudioError, ParameterError
 from .features import frame_energy_db
 
@@ -86,6 +87,7 @@ class EmotionStream:
         self.fcfg = recognizer.feature_config
         self.rate = self.fcfg.sample_rate
         self._resampler = None
+        sr = audio.check_rate(sr, "stream")
         if sr != self.rate:
             import soxr
 
@@ -98,9 +100,7 @@ class EmotionStream:
         self._emitted_end = 0  # end of the last window reported
 
     def push(self, chunk: np.ndarray, last: bool = False) -> list[StreamEvent]:
-        x = np.asarray(chunk, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=1)
+        x = audio.to_mono(audio.as_float_samples(chunk, f"stream at {self._start / self.rate:.2f} s"), "stream")
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x, last=last)
         self._buf = np.concatenate([self._buf, x])
@@ -121,6 +121,9 @@ class EmotionStream:
         end = self._start + len(self._buf)
         if end > self._emitted_end and end - self._start >= int(self.fcfg.min_duration * self.rate):
             events.append(self._window_event(self._buf, self._start))
+        elif self._emitted_end == 0:
+            raise AudioError(f"the stream held {end / self.rate:.3f} s of audio; emovae needs at least "
+                             f"{self.fcfg.min_duration:.2f} s")
         return events
 
     def _window_event(self, y: np.ndarray, start: int) -> StreamEvent:
@@ -146,20 +149,22 @@ def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | N
 
 
 def file_chunks(path: str | os.PathLike, block_s: float = 0.1) -> tuple[Iterator[np.ndarray], int]:
-    """(chunks, sample rate) of an audio file read block by block, mono float32."""
+    """(chunks, sample rate) of an audio file read block by block, mono float32; a recording of any length
+    (``audio.open_info`` checks the header, not the duration). A file damaged part way raises AudioError
+    from the chunk it fails at."""
     import soundfile as sf
 
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        if not os.path.exists(path):
-            raise AudioError(f"{path}: file not found") from None
-        raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[-1]})") from None
+    p = audio.check_path(path)
+    info = audio.open_info(str(p), str(p), max_seconds=None)
     block = max(1, int(block_s * info.samplerate))
 
     def gen():
-        for b in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            yield b.mean(axis=1)
+        try:
+            for b in sf.blocks(str(p), blocksize=block, dtype="float32", always_2d=True):
+                yield b.mean(axis=1)
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise AudioError(f"{p}: the audio data is damaged or truncated part way ({str(exc).splitlines()[-1]}); "
+                             "re-export the file") from None
 
     return gen(), info.samplerate
 
@@ -167,6 +172,7 @@ def file_chunks(path: str | os.PathLike, block_s: float = 0.1) -> tuple[Iterator
 def pcm_chunks(stream=None, block_s: float = 0.1, sr: int = 16000) -> Iterator[np.ndarray]:
     """Chunks of raw signed 16-bit little-endian mono PCM read from a binary stream (stdin by default),
     e.g. ``sox in.wav -t raw -r 16000 -e signed -b 16 -c 1 - | emovae stream -``."""
+    audio.check_rate(sr, "stdin PCM (--rate)")
     stream = stream or sys.stdin.buffer
     nbytes = 2 * max(1, int(block_s * sr))
     carry = b""
