@@ -75,6 +75,8 @@ def to_mono(y: np.ndarray, name: str = "<signal>") -> np.ndarray:
         return y
     if y.ndim == 2:
         a, b = y.shape
+        if a * b == 0:
+            raise AudioError(f"{name}: the audio is empty (0 samples)")
         if b <= MAX_CHANNELS and b <= a:
             return y.mean(axis=1, dtype=np.float64).astype(np.float32) if b > 1 else y[:, 0]
         if a <= MAX_CHANNELS and a < b:
