@@ -415,6 +415,18 @@ def _add_prior_arg(p: argparse.ArgumentParser) -> None:
                         "stays calm)")
 
 
+def _add_training_command(sub, name: str, help_text: str, out_help: str, func) -> argparse.ArgumentParser:
+    """A subcommand that reads a labelled folder and writes a new folder, with the model and feature options."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
+    _add_model_args(p)
+    _add_feature_args(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -429,25 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_args(p)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("train", help="train a model on every clip of a RAVDESS folder")
-    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
-    p.add_argument("--out", required=True, help="new model folder (model.onnx + model.json)")
-    p.add_argument("--cv", type=_number(int, 0, 100), default=0, help="also run K-fold actor CV and store its metrics in the model")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
-    _add_model_args(p)
-    _add_feature_args(p)
-    p.set_defaults(func=cmd_train)
+    p = _add_training_command(sub, "train", "train a model on every clip of a RAVDESS folder",
+                              "new model folder (model.onnx + model.json)", cmd_train)
+    p.add_argument("--cv", type=_number(int, 0, 100), default=0,
+                   help="also run K-fold actor CV and store its metrics in the model")
 
-    p = sub.add_parser("evaluate", help="speaker-independent evaluation: actor CV, or a saved model on new speakers")
-    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
-    p.add_argument("--out", required=True, help="new run folder for metrics.json, predictions.csv and figures")
-    p.add_argument("--cv", type=_number(int, 2, 100), default=5, help="actor-grouped folds (default 5; ignored with --model)")
+    p = _add_training_command(sub, "evaluate", "speaker-independent evaluation: actor CV, or a saved model on new "
+                              "speakers", "new run folder for metrics.json, predictions.csv and figures", cmd_evaluate)
+    p.add_argument("--cv", type=_number(int, 2, 100), default=5,
+                   help="actor-grouped folds (default 5; ignored with --model)")
     p.add_argument("--model", help="score this saved model instead of cross-validating")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
-    _add_model_args(p)
-    _add_feature_args(p)
-    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="name the emotion of audio files (shipped model by default)")
     p.add_argument("files", nargs="+", help="audio files (.wav, .flac, .ogg...)")
