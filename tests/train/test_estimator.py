@@ -1,0 +1,232 @@
+"""EmotionRecognizer: the scikit-learn contract, what fit learns from which clips, the adapted path, persistence."""
+
+import copy
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict  # noqa: E402
+from emovae.data import EMOTIONS  # noqa: E402
+from emovae.errors import DataError, ModelFormatError, ParameterError  # noqa: E402
+from emovae.evaluate import table_features  # noqa: E402
+from emovae.modelfile import CONFIG_FILE, ONNX_FILE, PRETRAINED_DIR  # noqa: E402
+from emovae.network import n_head_stats  # noqa: E402
+from emovae.speaker import SessionConfig, batch_moments, mix  # noqa: E402
+from emovae.train.estimator import EmotionRecognizer, as_names, inner_split, scaler  # noqa: E402
+
+from ..conftest import TINY_EMOTIONS, TINY_SPEEDS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def X(train_table):
+    return table_features(train_table)
+
+
+@pytest.fixture(scope="module")
+def refit(tiny_model, train_table, X):
+    """The tiny model fitted again in this process with the configs the CLI stored."""
+    return EmotionRecognizer(*tiny_model.configs()).fit(X, train_table.labels, groups=train_table.actors,
+                                                          augmented=train_table.augmented)
+
+
+def test_a_seeded_fit_reproduces_the_cli_model(refit, tiny_model, X, train_table):
+    """Same data and configs (seed included) give the same model; the one read back from model.onnx's float16
+    weights computes what the in-memory fit does."""
+    np.testing.assert_array_equal(refit.predict_proba(X), tiny_model.predict_proba(X))
+    # the adapted path also reads the prior, which model.json stores with 7 significant digits
+    np.testing.assert_allclose(refit.predict_proba(X, train_table.actors),
+                               tiny_model.predict_proba(X, train_table.actors), rtol=1e-5, atol=1e-7)
+    assert refit.c_ == tiny_model.c_ and refit.history_ == tiny_model.history_
+
+
+def test_fit_predict_contract(refit, X, train_table):
+    assert list(refit.classes_) == [EMOTIONS[e - 1] for e in TINY_EMOTIONS]  # EMOTIONS order
+    p = refit.predict_proba(X)
+    assert p.shape == (len(X), len(TINY_EMOTIONS)) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(refit.predict(X), refit.classes_[p.argmax(axis=1)])
+    assert refit.transform(X).shape == (len(X), refit.vae_config.latent_dim)
+    assert refit.get_params()["train_config"].speed_perturb == TINY_SPEEDS
+    assert refit.n_augmented_ == len(TINY_SPEEDS) * len(X)
+
+
+def test_it_learns_emotions_that_carry_to_unseen_speakers(tiny_model, new_table):
+    """The synthetic emotions differ in pitch, formant and level: a model of 4 speakers names them for 2 others."""
+    y = np.array(EMOTIONS)[new_table.labels]
+    assert (tiny_model.predict(table_features(new_table)) == y).mean() >= 0.75
+
+
+def test_sklearn_clone_gives_an_unfitted_copy(tiny_model):
+    from sklearn.base import clone
+
+    c = clone(tiny_model)
+    assert c.vae_config == tiny_model.vae_config and not hasattr(c, "net_")
+    with pytest.raises(ModelFormatError, match="not fitted"):
+        c.predict_proba([])
+
+
+def test_scalers_come_from_the_training_clips_alone(tiny_model, train_table):
+    """The standardisation is fitted on the clips given to fit (never on other speakers' or the speed copies)."""
+    mean, std = scaler(train_table.stats, axis=0)
+    np.testing.assert_allclose(tiny_model.net_.stats_mean.numpy(), mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tiny_model.net_.stats_std.numpy(), std, rtol=1e-6, atol=1e-6)
+    with_copies = np.vstack([train_table.stats] + [np.stack([f.stats for f in a]) for a in
+                                                   train_table.augmented.values()])
+    assert not np.allclose(tiny_model.net_.stats_mean.numpy(), with_copies.mean(axis=0), rtol=1e-4, atol=1e-4)
+    # the prior of a new speaker: the training clips' mean (model.json keeps 7 digits)
+    np.testing.assert_allclose(tiny_model.speaker_prior_[0], train_table.stats.mean(axis=0), rtol=1e-6, atol=1e-6)
+
+
+def test_scaler_passes_constant_columns_unscaled():
+    mean, std = scaler(np.array([[1.0, 2.0], [3.0, 2.0]]), axis=0)
+    np.testing.assert_array_equal(mean, [2.0, 2.0])
+    np.testing.assert_array_equal(std, [1.0, 1.0])
+
+
+def test_speed_copies_train_the_heads_only(refit, train_table, X):
+    """Without the copies: the same VAE and scalers (trained on the originals alone), other heads."""
+    configs = refit.configs()
+    plain = EmotionRecognizer(*configs).fit(X, train_table.labels, groups=train_table.actors)
+    assert plain.n_augmented_ == 0
+    for name, a in refit.net_.state_dict().items():
+        b = plain.net_.state_dict()[name]
+        assert (np.array_equal(a.numpy(), b.numpy())) == (not name.startswith("classifier")), name
+    assert not np.allclose(plain.predict_proba(X), refit.predict_proba(X), atol=1e-4)
+
+
+def test_mismatched_speed_copies_are_refused(train_table, X):
+    few = list(range(8))
+    cfgs = (FeatureConfig(voice=0, n_mfcc=13), VAEConfig(seq_len=8, channels=4, latent_dim=2, epochs=1),
+            ClassifierConfig(), TrainConfig(threads=1))
+    with pytest.raises(ParameterError, match="augmented copies at speed 0.9: 3 for 8 clips"):
+        EmotionRecognizer(*cfgs).fit([X[i] for i in few], train_table.labels[few], groups=train_table.actors[few],
+                                     augmented={0.9: train_table.augmented[0.9][:3]})
+
+
+def test_adapted_probabilities_are_the_users_path(tiny_model, tiny_model_dir, new_table):
+    """predict_proba(X, groups) = Network.forward_by_speaker = Recognizer.predict_by_speaker: each clip's speaker
+    moments pooled with the prior, the heads mixed by trust n / (n + 8), the single-clip head below 2 clips."""
+    from emovae.runtime import Recognizer
+
+    X = table_features(new_table)
+    groups = new_table.actors.astype(object)
+    groups[0] = "lone"  # a speaker with a single clip
+    got = tiny_model.predict_proba(X, groups)
+    out = tiny_model.network().forward(X)
+    mean, std, count = batch_moments(new_table.stats, groups, tiny_model.speaker_prior_, SessionConfig())
+    assert count.tolist() == [1] + [int((groups == g).sum()) for g in groups[1:]]
+    adapted = tiny_model.forward(X, mean, std)["probabilities_adapted"]
+    np.testing.assert_allclose(got, mix(out["probabilities"], adapted, SessionConfig().trust(count)), atol=1e-6)
+    np.testing.assert_allclose(got[0], out["probabilities"][0], atol=1e-7)  # a lone clip: single-clip
+    assert not np.allclose(got[1:], out["probabilities"][1:], atol=1e-4)
+    rec = Recognizer.load(tiny_model_dir, backend="onnx")
+    preds = rec.predict_by_speaker(X, list(groups))
+    np.testing.assert_allclose([[p.probabilities[c] for c in tiny_model.classes_] for p in preds], got, atol=1e-5)
+
+
+def test_features_of_another_config_are_refused(tiny_model, train_table):
+    from emovae.features import extract
+
+    from ..conftest import SR, voice_like
+
+    other = extract(voice_like(150, 1.0), SR, FeatureConfig(voice=0, n_mfcc=20))
+    with pytest.raises(ParameterError, match="another feature config"):
+        tiny_model.predict_proba([other])
+
+
+def test_labels_are_checked(X):
+    with pytest.raises(DataError, match="at least 2 emotions"):
+        EmotionRecognizer().fit(X, ["angry"] * len(X))
+    with pytest.raises(ParameterError, match="clips but"):
+        EmotionRecognizer().fit(X, ["angry", "sad"])
+    with pytest.raises(ParameterError, match="unknown emotion"):
+        as_names(["angry", "bored"])
+    with pytest.raises(ParameterError, match="0..7"):
+        as_names([0, 8])
+    assert as_names([0, 4]).tolist() == ["neutral", "angry"]
+
+
+def test_voice_heads_need_a_voice_student(X, train_table):
+    with pytest.raises(ParameterError, match="voice student"):
+        EmotionRecognizer(FeatureConfig(voice=0), classifier_config=ClassifierConfig(head_stats="voice")).fit(
+            X, train_table.labels, groups=train_table.actors)
+
+
+def test_inner_split_is_actor_disjoint():
+    groups = np.repeat(np.arange(1, 9), 5)
+    tr, va = inner_split(groups, 2, seed=0)
+    assert len(va) == 10 and not set(groups[tr]) & set(groups[va])
+    assert sorted(np.r_[tr, va]) == list(range(40))
+    assert set(groups[inner_split(groups, 2, seed=1)[1]]) != set(groups[va])  # the seed draws the actors
+    assert len(inner_split(groups[:10], 2, 0)[1]) == 5  # at most a quarter of the actors (at least one)
+    assert len(inner_split(np.ones(5), 2, 0)[1]) == 0
+
+
+def test_save_load_gives_identical_probabilities(tiny_model, X, train_table, tmp_path):
+    tiny_model.save(tmp_path / "m", metrics={"balanced_accuracy": 0.5})
+    assert (tmp_path / "m" / "weights.pt").is_file()
+    back = EmotionRecognizer.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.predict_proba(X), tiny_model.predict_proba(X))
+    np.testing.assert_array_equal(back.predict_proba(X, train_table.actors),
+                                  tiny_model.predict_proba(X, train_table.actors))
+    assert back.metrics_ == {"balanced_accuracy": 0.5} and back.configs() == tiny_model.configs()
+    assert back.novelty_ == tiny_model.novelty_ and list(back.classes_) == list(tiny_model.classes_)
+    np.testing.assert_array_equal(copy.deepcopy(back).predict_proba(X), back.predict_proba(X))
+
+
+def test_a_folder_without_weights_is_refused(tiny_model_dir, tmp_path):
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    (tmp_path / "m" / ONNX_FILE).unlink()
+    with pytest.raises(ModelFormatError, match="incomplete"):
+        EmotionRecognizer.load(tmp_path / "m")
+
+
+def edited_copy(src, dst, edit):
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / CONFIG_FILE).read_text())
+    edit(meta)
+    (dst / CONFIG_FILE).write_text(json.dumps(meta))
+    return dst
+
+
+def test_model_json_from_before_the_voice_student_loads_without_one(tiny_model, tiny_model_dir, X, tmp_path):
+    def edit(meta):
+        del meta["feature_config"]["voice"]
+        del meta["classifier_config"]["head_stats"]
+        del meta["classifier_config"]["voice_epochs"]
+
+    back = EmotionRecognizer.load(edited_copy(tiny_model_dir, tmp_path / "old", edit))
+    assert back.feature_config.voice == 0 and back.classifier_config.head_stats == "all"
+    np.testing.assert_array_equal(back.predict_proba(X), tiny_model.predict_proba(X))
+
+
+def test_retired_cnn_mlp_keys_load_when_off_and_refuse_when_on(tiny_model, tiny_model_dir, X, tmp_path):
+    from emovae.runtime import Recognizer
+
+    off = {"cnn_channels": 0, "mel_cnn": False, "cnn_epochs": 30, "cnn_weight": 0.5, "stats_mlp": 0,
+           "adapted_mlp": 0}
+    d = edited_copy(tiny_model_dir, tmp_path / "off", lambda m: m["classifier_config"].update(off))
+    np.testing.assert_array_equal(EmotionRecognizer.load(d).predict_proba(X), tiny_model.predict_proba(X))
+    assert Recognizer.load(d).classes == tuple(tiny_model.classes_)
+    d = edited_copy(tiny_model_dir, tmp_path / "on", lambda m: m["classifier_config"].update(off, stats_mlp=32))
+    for load in (EmotionRecognizer.load, Recognizer.load):
+        with pytest.raises(ModelFormatError, match="retired CNN/MLP recipe"):
+            load(d)
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / CONFIG_FILE).exists(), reason="no shipped model in this checkout")
+def test_default_configs_train_the_shipped_recipe():
+    """ClassifierConfig(), FeatureConfig() and VAEConfig() are the configuration the shipped model was trained with
+    (its head_stats "voice" is what the default "auto" resolves to with a voice student)."""
+    meta = json.loads((PRETRAINED_DIR / CONFIG_FILE).read_text())
+    assert from_dict(FeatureConfig, meta["feature_config"]) == FeatureConfig()
+    assert from_dict(VAEConfig, meta["vae_config"]) == VAEConfig()
+    shipped = from_dict(ClassifierConfig, {k: v for k, v in meta["classifier_config"].items()
+                                           if k in {f.name for f in dataclasses.fields(ClassifierConfig)}})
+    assert shipped == dataclasses.replace(ClassifierConfig(), head_stats=shipped.head_stats)
+    assert n_head_stats(1000, shipped, True) == n_head_stats(1000, ClassifierConfig(), FeatureConfig().voice > 0)
