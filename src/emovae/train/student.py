@@ -38,13 +38,34 @@ def _torch_lstm(layers: list[dict]):
     return lstm.eval()
 
 
-def _padded(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T_max, D) zero-padded float32 and the lengths (N,)."""
+def padded(seqs: list[np.ndarray], n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, n, D) zero-padded float32 (n: the longest, by default) and the lengths (N,)."""
     lengths = np.array([len(a) for a in seqs])
-    out = np.zeros((len(seqs), int(lengths.max()), seqs[0].shape[1]), np.float32)
+    out = np.zeros((len(seqs), int(lengths.max()) if n is None else n, seqs[0].shape[1]), np.float32)
     for i, a in enumerate(seqs):
         out[i, :len(a)] = a
     return out, lengths
+
+
+def column_moments(blocks) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (+1e-6) per column over the rows of all ``blocks`` (each (rows, D)), merged block by block
+    in float64 (Chan et al.), so the rows are never held at once."""
+    n, mean, m2 = 0, None, None
+    for b in blocks:
+        k = len(b)
+        if not k:
+            continue
+        bm = b.mean(0)
+        bm2 = ((b - bm) ** 2).sum(0)
+        if mean is None:
+            n, mean, m2 = k, bm, bm2
+            continue
+        delta = bm - mean
+        total = n + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + bm2 + delta ** 2 * (n * k / total)
+        n = total
+    return mean, np.sqrt(m2 / n) + 1e-6
 
 
 def teacher_frames(mels: list[np.ndarray], layers: list[dict], batch: int = 128) -> list[np.ndarray]:
@@ -54,7 +75,7 @@ def teacher_frames(mels: list[np.ndarray], layers: list[dict], batch: int = 128)
     lstm, out = _torch_lstm(layers), []
     with torch.no_grad():
         for i in range(0, len(mels), batch):
-            x, lengths = _padded(mels[i:i + batch])
+            x, lengths = padded(mels[i:i + batch])
             h = lstm(torch.from_numpy(x))[0].numpy()
             out += [h[j, :n].astype(np.float16) for j, n in enumerate(lengths)]
     return out
@@ -74,16 +95,15 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    db = [10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels]
-    flat = np.concatenate(db)
-    in_mean, in_std = flat.mean(0), flat.std(0) + 1e-6
-    tflat = np.concatenate(targets).astype(np.float64)
-    t_mean, t_std = tflat.mean(0), tflat.std(0) + 1e-6
-    x, lengths = _padded([((d - in_mean) / in_std).astype(np.float32) for d in db])
-    t, _ = _padded([((a - t_mean) / t_std).astype(np.float32) for a in targets])
-    X, T, L = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(lengths)
-    lstm = nn.LSTM(x.shape[2], hidden, 1, batch_first=True)
-    out = nn.Linear(hidden, t.shape[2])
+    # per clip, never padded all at once: the padded targets alone took about 5 GB for the dev corpus with copies
+    in_mean, in_std = column_moments(10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels)
+    t_mean, t_std = column_moments(a.astype(np.float64) for a in targets)
+    x = [((10 * np.log10(m.astype(np.float64) + 1e-10) - in_mean) / in_std).astype(np.float32) for m in mels]
+    t = [((a - t_mean) / t_std).astype(np.float32) for a in targets]
+    lengths = np.array([len(a) for a in x])
+    L = torch.from_numpy(lengths)
+    lstm = nn.LSTM(x[0].shape[1], hidden, 1, batch_first=True)
+    out = nn.Linear(hidden, t[0].shape[1])
     params = list(lstm.parameters()) + list(out.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * int(np.ceil(len(x) / batch)),
@@ -99,7 +119,8 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
             idx = batches[b]
             n = int(L[idx].max())
             mask = (torch.arange(n)[None] < L[idx, None]).float()[:, :, None]
-            loss = (((out(lstm(X[idx, :n])[0]) - T[idx, :n]) ** 2) * mask).sum() / (mask.sum() * t.shape[2])
+            xb, tb = (torch.from_numpy(padded([seqs[i] for i in idx.tolist()], n)[0]) for seqs in (x, t))
+            loss = (((out(lstm(xb)[0]) - tb) ** 2) * mask).sum() / (mask.sum() * tb.shape[2])
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)

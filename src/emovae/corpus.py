@@ -1,0 +1,293 @@
+"""Corpora: the one way labelled clips come in. Every source yields items (path, label, speaker, corpus).
+
+Sources (``scan(spec)``; ``spec`` is a path, or ``KIND=PATH`` to name the kind):
+- a folder named by a corpus's convention: ``ravdess`` (``03-01-05-01-02-01-12``, speech and song),
+  ``savee`` (``DC_a01``), ``crema-d`` (``1001_DFA_ANG_XX``), ``tess`` (``OAF_back_angry``), ``emodb``
+  (``03a01Fa``); found by trying each convention on the folder's audio files when the kind is not given;
+- ``folders``: a folder per label (``angry/x.wav``), the speaker taken from each file name by ``speaker_pattern``
+  (a regular expression with a group named ``speaker``; none: speakers unknown);
+- ``manifest``: a CSV or TSV file with a header ``path,label,speaker`` and an optional ``corpus`` column; relative
+  paths are taken from the manifest's folder.
+Labels are brought to one vocabulary (``canonical_label``: "anger", "ANG", "a" -> "angry"); other labels are kept,
+lower-cased, as the user's own classes. Bad rows and names (missing file, empty or unknown label, empty speaker) are
+reported as ``Problem(where, reason)`` with the file and line, and skipped: never guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import AUDIO_EXTENSIONS, EMOTIONS, parse_name
+from .errors import DataError
+
+#: The shared vocabulary: RAVDESS's eight emotions, then the ones other corpora add.
+CANONICAL: tuple[str, ...] = EMOTIONS + ("boredom",)
+ALIASES = {"anger": "angry", "ang": "angry", "mad": "angry", "fear": "fearful", "fea": "fearful", "afraid": "fearful",
+           "scared": "fearful", "happiness": "happy", "hap": "happy", "joy": "happy", "sadness": "sad",
+           "surprise": "surprised", "sur": "surprised", "ps": "surprised", "pleasant_surprise": "surprised",
+           "pleasant surprise": "surprised", "disgusted": "disgust", "dis": "disgust", "neu": "neutral",
+           "bored": "boredom"}
+NO_SPEAKER = ""  # the speaker of a clip whose source gives none
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled clip. ``speaker`` is unique within its ``corpus`` ("" when unknown)."""
+
+    path: str
+    label: str
+    speaker: str
+    corpus: str
+
+    @property
+    def group(self) -> str:
+        """The speaker across corpora, for folds: ``corpus/speaker``."""
+        return f"{self.corpus}/{self.speaker}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A source row or file that was skipped: ``where`` (file, or file:line) and why."""
+
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+def canonical_label(text: str) -> str:
+    """A label in the shared vocabulary when it names one of CANONICAL (or an alias), else lower-cased as given."""
+    t = str(text).strip().lower()
+    return ALIASES.get(t, t)
+
+
+# ------------------------------------------------------------------------------------------- conventions
+def _ravdess(stem: str, path: Path) -> tuple[str, str]:
+    u = parse_name(path)
+    return u.emotion, f"{u.actor:02d}"
+
+
+_SAVEE = re.compile(r"^(DC|JE|JK|KL)_(sa|su|a|d|f|h|n)(\d{2})$")
+_SAVEE_LABELS = {"a": "angry", "d": "disgust", "f": "fearful", "h": "happy", "n": "neutral", "sa": "sad",
+                 "su": "surprised"}
+
+
+def _savee(stem: str, path: Path) -> tuple[str, str]:
+    m = _SAVEE.match(stem)
+    if not m:
+        raise DataError("not a SAVEE name (SPK_<a|d|f|h|n|sa|su><nn>, speakers DC, JE, JK, KL)")
+    return _SAVEE_LABELS[m.group(2)], m.group(1)
+
+
+_CREMA = re.compile(r"^(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)$")
+
+
+def _crema(stem: str, path: Path) -> tuple[str, str]:
+    m = _CREMA.match(stem)
+    if not m:
+        raise DataError("not a CREMA-D name (e.g. 1001_DFA_ANG_XX)")
+    return canonical_label(m.group(3)), m.group(1)
+
+
+_TESS = re.compile(r"^(OAF|YAF)_([A-Za-z]+)_(angry|disgust|fear|happy|neutral|ps|sad)$", re.IGNORECASE)
+
+
+def _tess(stem: str, path: Path) -> tuple[str, str]:
+    m = _TESS.match(stem)
+    if not m:
+        raise DataError("not a TESS name (OAF_<word>_<emotion> or YAF_<word>_<emotion>)")
+    return canonical_label(m.group(3)), m.group(1).upper()
+
+
+_EMODB = re.compile(r"^(\d{2})([abn]\d{2})([WLEAFTN])([a-z]?)$")
+_EMODB_LABELS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fearful", "F": "happy", "T": "sad", "N": "neutral"}
+
+
+def _emodb(stem: str, path: Path) -> tuple[str, str]:
+    m = _EMODB.match(stem)
+    if not m:
+        raise DataError("not an EmoDB name (speaker, text, emotion letter W/L/E/A/F/T/N, version: 03a01Fa)")
+    return _EMODB_LABELS[m.group(3)], m.group(1)
+
+
+NAMING = {"ravdess": _ravdess, "savee": _savee, "crema-d": _crema, "tess": _tess, "emodb": _emodb}
+KINDS = (*NAMING, "folders", "manifest")
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Every .wav/.flac file under ``folder``, recursively, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def _by_names(folder: Path, kind: str, files: list[Path]) -> tuple[list[Item], list[Problem]]:
+    items, problems = [], []
+    for p in files:
+        try:
+            label, speaker = NAMING[kind](p.stem, p)
+        except DataError as exc:
+            problems.append(Problem(str(p), str(exc).split(": ", 1)[-1] if kind == "ravdess" else str(exc)))
+            continue
+        items.append(Item(str(p), label, speaker, kind))
+    return items, problems
+
+
+def _by_folders(folder: Path, files: list[Path], speaker_pattern: str | None) -> tuple[list[Item], list[Problem]]:
+    pattern = re.compile(speaker_pattern) if speaker_pattern else None
+    if pattern is not None and "speaker" not in pattern.groupindex:
+        raise DataError(f"speaker pattern {speaker_pattern!r} needs a group named speaker, e.g. "
+                        r"'^(?P<speaker>[A-Z]+)_'")
+    items, problems = [], []
+    for p in files:
+        if p.parent == folder:
+            problems.append(Problem(str(p), "not in a label folder (expected LABEL/file.wav)"))
+            continue
+        speaker = NO_SPEAKER
+        if pattern is not None:
+            m = pattern.search(p.name)
+            if not m or not m.group("speaker"):
+                problems.append(Problem(str(p), f"the speaker pattern {speaker_pattern!r} finds no speaker"))
+                continue
+            speaker = m.group("speaker")
+        items.append(Item(str(p), canonical_label(p.relative_to(folder).parts[0]), speaker, folder.name))
+    return items, problems
+
+
+def read_manifest(path: Path) -> tuple[list[Item], list[Problem]]:
+    """Items of a CSV/TSV manifest (``path,label,speaker[,corpus]``); DataError when its header is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable text manifest ({exc})") from None
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text.split("\n", 1)[0]) else ","
+    rows = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(rows, [])]
+    missing = [c for c in ("path", "label", "speaker") if c not in header]
+    if missing:
+        raise DataError(f"{path}:1: the header needs columns path, label, speaker (and optionally corpus); "
+                        f"missing {', '.join(missing)}")
+    col = {c: header.index(c) for c in ("path", "label", "speaker", "corpus") if c in header}
+    items, problems = [], []
+    for line, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path}:{line}"
+        if len(row) < len(header):
+            problems.append(Problem(where, f"{len(row)} fields for {len(header)} columns"))
+            continue
+        value = {c: row[i].strip() for c, i in col.items()}
+        clip = Path(value["path"]) if Path(value["path"]).is_absolute() else path.parent / value["path"]
+        if not value["path"] or not clip.is_file():
+            problems.append(Problem(where, f"file {value['path']!r} not found" + (
+                f" (looked at {clip})" if value["path"] else "")))
+        elif not value["label"]:
+            problems.append(Problem(where, "empty label"))
+        elif not value["speaker"]:
+            problems.append(Problem(where, "empty speaker (give every clip a speaker id: folds are split by speaker)"))
+        else:
+            items.append(Item(str(clip), canonical_label(value["label"]), value["speaker"],
+                              value.get("corpus") or path.stem))
+    return items, problems
+
+
+def detect(folder: Path, files: list[Path]) -> str:
+    """The naming convention most of ``files`` follow (their share must be at least half), else ``folders`` when
+    the files sit in subfolders, else DataError."""
+    best, best_n = None, 0
+    sample = files[:200]
+    for kind, parse in NAMING.items():
+        n = 0
+        for p in sample:
+            try:
+                parse(p.stem, p)
+                n += 1
+            except DataError:
+                pass
+        if n > best_n:
+            best, best_n = kind, n
+    if best is not None and best_n * 2 >= len(sample):
+        return best
+    if any(p.parent != folder for p in sample):
+        return "folders"
+    raise DataError(f"{folder}: the file names follow no known convention ({', '.join(NAMING)}) and there are no "
+                    "label folders; name the kind (e.g. --data savee=DIR), use a folder per label, or a manifest "
+                    "(CSV with path,label,speaker)")
+
+
+def scan(spec: str | os.PathLike, speaker_pattern: str | None = None) -> tuple[list[Item], list[Problem]]:
+    """Items and problems of one source; ``spec`` is ``PATH`` or ``KIND=PATH`` (KIND one of KINDS)."""
+    text = str(spec)
+    kind, _, rest = text.partition("=")
+    if rest and kind.lower() in KINDS:
+        kind, path = kind.lower(), Path(rest)
+    else:
+        kind, path = "auto", Path(text)
+    if kind == "manifest" or (kind == "auto" and path.is_file()):
+        if not path.is_file():
+            raise DataError(f"{path}: no such manifest file")
+        return read_manifest(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder or manifest file")
+    files = audio_files(path)
+    if not files:
+        raise DataError(f"{path}: no .wav or .flac files in it")
+    kind = detect(path, files) if kind == "auto" else kind
+    if kind == "folders":
+        return _by_folders(path, files, speaker_pattern)
+    return _by_names(path, kind, files)
+
+
+def scan_all(specs, speaker_pattern: str | None = None) -> tuple[list[Item], list[Problem]]:
+    """Items of several sources together (``--data`` repeated), each clip once; DataError when none is usable."""
+    items, problems, seen = [], [], set()
+    for spec in ([specs] if isinstance(specs, (str, os.PathLike)) else list(specs)):
+        got, bad = scan(spec, speaker_pattern)
+        problems += bad
+        for it in got:
+            if it.path in seen:
+                problems.append(Problem(it.path, "listed twice; kept once"))
+                continue
+            seen.add(it.path)
+            items.append(it)
+    if not items:
+        raise DataError("no usable clips in " + ", ".join(map(str, [specs] if isinstance(specs, str) else specs))
+                        + (f" ({len(problems)} skipped, e.g. {problems[0]})" if problems else ""))
+    return items, problems
+
+
+def select_labels(items: list[Item], labels=None, mapping: dict[str, str] | None = None
+                  ) -> tuple[list[Item], Counter]:
+    """Items with labels merged by ``mapping`` (e.g. {"calm": "neutral"}) and kept only when in ``labels`` (when
+    given); returns them and the count of dropped clips per label."""
+    mapping = {canonical_label(k): canonical_label(v) for k, v in (mapping or {}).items()}
+    keep = None if labels is None else {canonical_label(x) for x in labels}
+    out, dropped = [], Counter()
+    for it in items:
+        label = mapping.get(it.label, it.label)
+        if keep is not None and label not in keep:
+            dropped[label] += 1
+            continue
+        out.append(it if label == it.label else Item(it.path, label, it.speaker, it.corpus))
+    return out, dropped
+
+
+def class_order(labels) -> tuple[str, ...]:
+    """The classes of a set of labels in a stable order: CANONICAL's order first, then the others sorted."""
+    present = set(labels)
+    return tuple(c for c in CANONICAL if c in present) + tuple(sorted(present - set(CANONICAL)))
+
+
+def parse_mapping(text: str | None) -> dict[str, str]:
+    """``calm=neutral,surprised=happy`` -> {"calm": "neutral", "surprised": "happy"}; DataError when malformed."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        src, eq, dst = part.partition("=")
+        if not eq or not src.strip() or not dst.strip():
+            raise DataError(f"--map {text!r}: write FROM=TO pairs separated by commas, e.g. calm=neutral")
+        out[src.strip()] = dst.strip()
+    return out
