@@ -5,166 +5,174 @@ run's seed) of the dev actors, so the per-fold numbers are paired:
 
   emovae                  the shipped recipe (the package defaults): a voice student (128-unit LSTM trained per
                           fold on the training actors to reproduce the GE2E teacher's second layer) -> its 512
-                          statistics + VAE latent mean -> logistic regression; its adapted head for "UA adapted"
+                          statistics + VAE latent mean -> logistic regression; ``emovae.evaluate.cross_validate``
   emovae (no latent)      the same, the heads without the VAE latent
-  emovae (voice + hand-made statistics)  the same, the heads reading the hand-made statistics too (head_stats "all")
+  emovae (voice + hand-made statistics)  the same, the heads reading the hand-made statistics too
   VAE latent alone        the same, the heads reading the VAE latent mean only
   emovae (no voice student)  hand-made statistics + VAE latent -> logistic regression (FeatureConfig.voice = 0)
-  previous model          hand-made statistics + VAE latent -> logistic regression and an MLP of 64 per head,
-                          averaged in thirds with a frame CNN and a log-mel CNN (the model shipped before)
   eGeMAPSv02 + SVM        openSMILE functionals (88) -> StandardScaler + RBF SVC (C=10)
   ComParE_2016 + SVM      openSMILE functionals (6373) -> same SVM
   MFCC-stats + SVM        40-MFCC mean/std + spectral-centroid mean/std (82) -> same SVM
 
-Usage: python benchmarks/accuracy.py [--data DIR] [--seeds 0 1 ...] [--out benchmarks/results-accuracy.md] [--quick]
-Each seed is both the fold seed and the model seed. The four voice rows of a fold share one voice student: the
-student depends only on the training clips, the seed and its config, which those rows have in common, so it is
-trained once per fold and seed (``SharedStudent``) instead of four times (about 5 minutes each). Needs the train and bench extras (torch, sklearn,
-librosa, opensmile). Peer features are cached in ~/.cache/emovae/peers (their original extraction time is
-kept and reported); emovae's features are extracted once, uncached, into a temporary cache directory so
-its extraction time is real.
+"UA adapted" is the users' adapted path for every emovae row (``Network.forward_by_speaker``, what
+``evaluate --speaker-norm`` and ``predict --speaker-from`` answer: each speaker's moments pooled with the model's
+prior of weight 8, the heads mixed with trust n / (n + 8)); for the peers, an SVM on speaker-normalised features.
+
+The three ablations of the voice rows differ from the emovae row only in the heads, so they reuse the emovae row's
+voice student of each fold instead of training their own (about 5 minutes each): the fold's fitted emovae model
+appends its student's 512 statistics to every clip and speed copy (``EmotionRecognizer.prepare``), and each
+ablation is an ``EmotionRecognizer`` with ``FeatureConfig(voice=0)`` fitted on those features ("no latent" on the
+512 voice statistics alone, its heads then reading exactly what the voice-student model's heads read). Asking for
+one of them also runs the emovae row. The previous model (the retired CNN/MLP recipe) is no longer a row: its numbers
+stay in results-accuracy.md as history (its script last ran at commit 169fe87; docs/research.md).
+
+Usage: python benchmarks/accuracy.py [--data DIR] [--seeds 0 1 ...] [--out FILE] [--systems NAME ...]
+       [--save-models DIR] [--quick]
+Each seed is both the fold seed and the model seed. Needs the train and bench extras (torch, sklearn, librosa,
+opensmile). Peer features are cached in ~/.cache/emovae/peers (their original extraction time is kept and
+reported); emovae's features are extracted once, uncached, into a temporary cache directory so its extraction time
+is real. ``--quick``: 40 clips of 4 actors, 2 folds, a few epochs, emovae / no latent / no voice student and the
+MFCC peer; about a minute, written to a temporary folder; not a result.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402  (benchmarks/peers.py)
+import common
 
 CHANCE = 0.125
 METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-VOICE_ROWS = {"emovae": {}, "emovae (no latent)": {"use_latent": False},
-              "emovae (voice + hand-made statistics)": {"head_stats": "all"},
-              "VAE latent alone": {"use_stats": False}}
-PREVIOUS = {"cnn_channels": 64, "mel_cnn": True, "stats_mlp": 64, "adapted_mlp": 64}  # the model shipped before
-HAND_ROWS = {"emovae (no voice student)": {}, "previous model": PREVIOUS}
+#: the voice rows whose heads differ from the emovae row's: ClassifierConfig fields, and the statistics they read
+DERIVED = {"emovae (no latent)": ({"use_latent": False}, "voice"),
+           "emovae (voice + hand-made statistics)": ({"head_stats": "all"}, "all"),
+           "VAE latent alone": ({"use_stats": False}, "all")}
+SYSTEMS = ["emovae", *DERIVED, "emovae (no voice student)"]
 DIMS = {"emovae": "voice student 512 + latent", "emovae (no latent)": "voice student 512",
         "emovae (voice + hand-made statistics)": "{n} + voice student 512 + latent", "VAE latent alone": "latent",
-        "emovae (no voice student)": "{n} + latent",
-        "previous model": "{n} + latent (+ MLPs); frames (CNN); log-mel (2-D CNN)"}
+        "emovae (no voice student)": "{n} + latent"}
 
 
-class SharedStudent:
-    """Memoises ``emovae.voice.train_student`` on its inputs (a digest of the mel bands and the arguments), so rows
-    that would train the same student on the same clips train it once; the teacher's targets are computed only for
-    a student not trained yet."""
+def model_configs(quick: bool, seed: int):
+    from emovae.config import ClassifierConfig, TrainConfig, VAEConfig
 
-    def __init__(self):
-        import emovae.voice as voice
-
-        self.voice, self.students, self.trained, self.last = voice, {}, 0, (None, None)
-        self.teacher_frames, self.train_student = voice.teacher_frames, voice.train_student
-
-    def digest(self, mels) -> str:
-        """sha1 of the clips' mel bands (the list of one fit is hashed once)."""
-        import hashlib
-
-        if self.last[0] is not mels:
-            h = hashlib.sha1()
-            for m in mels:
-                h.update(str(m.shape).encode())
-                h.update(np.ascontiguousarray(m).tobytes())
-            self.last = (mels, h.hexdigest())
-        return self.last[1]
-
-    def __enter__(self):
-        def teacher_frames(mels, teacher):
-            if any(k[0] == self.digest(mels) for k in self.students):
-                return None  # that student is trained already: train_student answers from the memo
-            return self.teacher_frames(mels, teacher)
-
-        def train_student(mels, targets, **kw):
-            key = (self.digest(mels), repr(sorted((k, v) for k, v in kw.items() if k != "progress")))
-            if key not in self.students:
-                if targets is None:
-                    targets = self.teacher_frames(mels, self.voice.load_teacher())
-                self.students[key] = self.train_student(mels, targets, **kw)
-                self.trained += 1
-            return self.students[key]
-
-        self.voice.teacher_frames, self.voice.train_student = teacher_frames, train_student
-        return self
-
-    def __exit__(self, *exc):
-        self.voice.teacher_frames, self.voice.train_student = self.teacher_frames, self.train_student
-        self.last = (None, None)
+    return common.quick_configs(seed) if quick else (VAEConfig(), ClassifierConfig(), TrainConfig(seed=seed))
 
 
-def run_emovae(table, variant: str, seed: int, quick: bool, save_dir: Path | None = None) -> tuple[list[dict], float]:
-    """Cross-validate one emovae variant -> (fold metric dicts, seconds for training + prediction). With
-    ``save_dir``, each fold's fitted model is saved to ``save_dir/seed{seed}-fold{k}`` (``fold_models.py``)."""
-    from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
+def run_emovae(table, variant: str, seed: int, n_splits: int, quick: bool,
+               save_dir: Path | None = None) -> tuple[list[dict], float, list]:
+    """Cross-validate the emovae row or the no-voice-student row -> (fold metric dicts, seconds for training +
+    prediction, the fitted models in fold order). With ``save_dir``, each fold's model is saved to
+    ``save_dir/seed{seed}-fold{k}`` (``common.save_fold_model``)."""
+    from emovae.config import FeatureConfig
     from emovae.evaluate import cross_validate
-    from emovae.model import EmotionRecognizer
+    from emovae.train.estimator import EmotionRecognizer
 
-    if variant in VOICE_ROWS:
-        fcfg, ccfg = FeatureConfig(), ClassifierConfig(**VOICE_ROWS[variant])
-    else:
-        fcfg, ccfg = FeatureConfig(voice=0), ClassifierConfig(**HAND_ROWS[variant])
-    vcfg = VAEConfig(epochs=5, warmup_epochs=2) if quick else VAEConfig()
-    if quick:
-        ccfg = ClassifierConfig(**{**ccfg.__dict__, "voice_epochs": 2})
-
+    vcfg, ccfg, tcfg = model_configs(quick, seed)
+    fcfg = FeatureConfig() if variant == "emovae" else FeatureConfig(voice=0)
     made = []
 
     def make():
-        made.append(EmotionRecognizer(fcfg, vcfg, ccfg, TrainConfig(seed=seed)))
+        made.append(EmotionRecognizer(fcfg, vcfg, ccfg, tcfg))
         return made[-1]
 
     t0 = time.perf_counter()
-    res = cross_validate(table, make, n_splits=5, seed=seed, progress=False)
+    res = cross_validate(table, make, n_splits=n_splits, seed=seed, progress=False)
     seconds = time.perf_counter() - t0
     folds = res.metrics["folds"]
     if save_dir is not None:
-        from fold_models import save_fold_model
-
         for k, (model, fold) in enumerate(zip(made, folds)):
-            save_fold_model(model, save_dir, seed, k, fold["test_actors"], fold)
-    for f, a in zip(folds, res.metrics["adapted"]["folds"]):  # the same models, speaker-normalised test clips
+            common.save_fold_model(model, save_dir, seed, k, fold["test_actors"], fold)
+    for f, a in zip(folds, res.metrics["adapted"]["folds"]):  # the same models, each test speaker's clips together
         f["adapted_balanced_accuracy"] = a["balanced_accuracy"]
     tta = res.metrics.get("test_time_augmented", {}).get("folds", [])  # the same models, test clips' copies
     for f, t in zip(tta, folds):
         t["tta"] = f
-    return folds, seconds
+    return folds, seconds, made
 
 
-def run_peer(X: np.ndarray, y_names: np.ndarray, actors: np.ndarray, seed: int) -> tuple[list[dict], float]:
+def voice_features(model, X: list, augmented: dict) -> tuple[list, dict, float]:
+    """Clips X and their speed copies with the fitted ``model``'s voice statistics appended -> (X, copies,
+    seconds)."""
+    t0 = time.perf_counter()
+    Xv = model.prepare(X)
+    copies = {}
+    for f, cs in augmented.items():
+        keep = [i for i, c in enumerate(cs) if c is not None]
+        done = model.prepare([cs[i] for i in keep]) if keep else []
+        copies[f] = [None] * len(cs)
+        for i, c in zip(keep, done):
+            copies[f][i] = c
+    return Xv, copies, time.perf_counter() - t0
+
+
+def only_voice(X: list) -> list:
+    """Features with only the voice student's statistics (``emovae.voice.voice_names``) left; None stays None."""
+    from emovae.voice import voice_names
+
+    names = set(voice_names())
+    first = next(f for f in X if f is not None)
+    cols = [i for i, n in enumerate(first.stat_names) if n in names]
+    kept = tuple(first.stat_names[i] for i in cols)
+    return [None if f is None else replace(f, stats=f.stats[cols], stat_names=kept) for f in X]
+
+
+def run_derived(table, models: list, variants: list[str], seed: int, n_splits: int, quick: bool
+                ) -> tuple[dict[str, list[dict]], dict[str, float], float]:
+    """The ablations of the voice rows on each fold's emovae student (``models``, in fold order) -> ({row: fold
+    metric dicts}, {row: seconds for training + prediction}, seconds spent computing the voice statistics)."""
+    from emovae.config import ClassifierConfig, FeatureConfig
+    from emovae.data import EMOTIONS
+    from emovae.evaluate import actor_folds, compute_metrics, table_features
+    from emovae.train.estimator import EmotionRecognizer
+
+    vcfg, ccfg, tcfg = model_configs(quick, seed)
+    X, y, actors = table_features(table), np.array(EMOTIONS)[table.labels], table.actors
+    folds: dict[str, list[dict]] = {v: [] for v in variants}
+    seconds = dict.fromkeys(variants, 0.0)
+    voice_s = 0.0
+    for (tr, te), model in zip(actor_folds(actors, n_splits, seed), models):
+        Xv, copies, s = voice_features(model, X, table.augmented_for(np.arange(len(X))))
+        voice_s += s
+        for v in variants:
+            fields, reads = DERIVED[v]
+            Xr = only_voice(Xv) if reads == "voice" else Xv
+            cr = {f: only_voice(cs) if reads == "voice" else cs for f, cs in copies.items()}
+            t0 = time.perf_counter()
+            est = EmotionRecognizer(FeatureConfig(voice=0), vcfg, ClassifierConfig(**{**ccfg.__dict__, **fields}),
+                                    tcfg)
+            est.fit([Xr[i] for i in tr], y[tr], groups=actors[tr],
+                    augmented={f: [cs[i] for i in tr] for f, cs in cr.items()})
+            Xte = [Xr[i] for i in te]
+            m = compute_metrics(y[te], est.predict(Xte))
+            m["adapted_balanced_accuracy"] = compute_metrics(y[te], est.predict(Xte, actors[te]))["balanced_accuracy"]
+            m["test_actors"] = sorted(set(actors[te].tolist()))
+            folds[v].append(m)
+            seconds[v] += time.perf_counter() - t0
+    return folds, seconds, voice_s
+
+
+def run_peer(X: np.ndarray, y_names: np.ndarray, actors: np.ndarray, seed: int, n_splits: int
+             ) -> tuple[list[dict], float]:
     """SVM on a peer feature matrix over the same actor folds -> (fold metric dicts, seconds)."""
     from emovae.evaluate import actor_folds, compute_metrics
-
-    from emovae.features import speaker_normalize
+    from emovae.speaker import speaker_normalize
 
     folds = []
     t0 = time.perf_counter()
     Xs = speaker_normalize(X, actors)  # adapted mode: each actor's (unlabelled) clips z-scored together
-    for tr, te in actor_folds(actors, n_splits=5, seed=seed):
-        pred, _ = peers.svm_fold(X[tr], y_names[tr], X[te])
+    for tr, te in actor_folds(actors, n_splits=n_splits, seed=seed):
+        pred, _ = common.svm_fold(X[tr], y_names[tr], X[te])
         m = compute_metrics(y_names[te], pred)
         m["test_actors"] = sorted(set(actors[te].tolist()))
-        pred, _ = peers.svm_fold(Xs[tr], y_names[tr], Xs[te])
+        pred, _ = common.svm_fold(Xs[tr], y_names[tr], Xs[te])
         m["adapted_balanced_accuracy"] = compute_metrics(y_names[te], pred)["balanced_accuracy"]
         folds.append(m)
     return folds, time.perf_counter() - t0
@@ -177,34 +185,38 @@ def fmt(vals) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/ravdess-speech"))
+    common.add_common_arguments(ap, quick="2 folds, a few epochs, emovae / no latent / no voice student and the "
+                                          "MFCC peer")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="fold seed = model seed (default: 0)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results-accuracy.md"))
+    ap.add_argument("--out", help="results file (default: benchmarks/results-accuracy.md)")
     ap.add_argument("--systems", nargs="+", metavar="NAME",
                     help="only these rows (names as in the table, e.g. emovae); default: all")
     ap.add_argument("--save-models", type=Path, metavar="DIR",
                     help="save the emovae row's fold models here (ood.py and adaptation.py --models reuse them)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: emovae, no-latent and eGeMAPS only, VAE trained for 5 epochs")
     args = ap.parse_args()
+    args.out = args.out or str(common.results_path("accuracy", args.quick))
     t_run = time.perf_counter()
 
-    from emovae.config import FeatureConfig
+    from emovae.config import FeatureConfig, TrainConfig
     from emovae.data import EMOTIONS
     from emovae.extraction import extract_dataset
+
+    n_splits, data, peer_cache, n_jobs = 5, args.data, common.DEFAULT_CACHE, None
+    if args.quick:  # kept until the process ends: the peers read the linked clips
+        quick_tmp = tempfile.TemporaryDirectory(prefix="emovae-quick-")
+        n_splits, n_jobs = 2, 1
+        data, peer_cache = common.quick_subset(args.data, quick_tmp.name), Path(quick_tmp.name) / "peers"
 
     # emovae features: once, uncached (temp cache dir), so the time is the real cost.
     with tempfile.TemporaryDirectory(prefix="emovae-bench-") as tmp:
         t0 = time.perf_counter()
-        table, skipped = extract_dataset(args.data, FeatureConfig(), cache_dir=Path(tmp), n_jobs=None,
-                                         progress=True)
+        table, skipped = extract_dataset(data, FeatureConfig(), cache_dir=Path(tmp), n_jobs=n_jobs,
+                                         progress=not args.quick)
         emovae_extract_s = time.perf_counter() - t0
-        from emovae.config import TrainConfig
-
         t0 = time.perf_counter()  # training augmentation: the clips played at other speeds (training cost)
-        table.augment(TrainConfig().speed_perturb, cache_dir=Path(tmp), n_jobs=None, progress=True)
+        table.augment(TrainConfig().speed_perturb, cache_dir=Path(tmp), n_jobs=n_jobs, progress=not args.quick)
         augment_s = time.perf_counter() - t0
-    n_jobs = os.cpu_count() or 1
+    n_procs = n_jobs or common.cores()
     if skipped:
         print(f"[accuracy] skipped {len(skipped)} files, e.g. {skipped[:3]}")
     y_names = np.array(EMOTIONS)[table.labels]
@@ -212,25 +224,25 @@ def main() -> None:
     paths = table.paths
     print(f"[accuracy] {len(table)} clips, {len(np.unique(actors))} actors; emovae features "
           f"({table.stats.shape[1]} statistics, {len(table.frame_names)} frame features) in "
-          f"{emovae_extract_s:.1f} s on {n_jobs} processes", flush=True)
+          f"{emovae_extract_s:.1f} s on {n_procs} processes", flush=True)
 
     # peer features (cached; original extraction seconds are reported).
-    peer_sets = {"eGeMAPSv02 + SVM": lambda: peers.opensmile_functionals(paths, "eGeMAPSv02"),
-                 "ComParE_2016 + SVM": lambda: peers.opensmile_functionals(paths, "ComParE_2016"),
-                 "MFCC-stats + SVM": lambda: peers.mfcc_stats(paths)}
-    emovae_variants = [*VOICE_ROWS, *HAND_ROWS]
-    if args.quick:
-        peer_sets = {"eGeMAPSv02 + SVM": peer_sets["eGeMAPSv02 + SVM"]}
-        emovae_variants = ["emovae", "emovae (no latent)", "emovae (no voice student)"]
+    peer_sets = common.peer_features(peer_cache)
+    emovae_variants = list(SYSTEMS)
+    if args.quick:  # the MFCC peer, and three emovae rows unless --systems names others
+        peer_sets = {"MFCC-stats + SVM": peer_sets["MFCC-stats + SVM"]}
+        emovae_variants = emovae_variants if args.systems else ["emovae", "emovae (no latent)",
+                                                                 "emovae (no voice student)"]
     if args.systems:
         unknown = set(args.systems) - set(emovae_variants) - set(peer_sets)
         if unknown:
             raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {emovae_variants + list(peer_sets)}")
-        emovae_variants = [n for n in emovae_variants if n in args.systems]
+        wanted = set(args.systems) | ({"emovae"} if set(args.systems) & set(DERIVED) else set())
+        emovae_variants = [n for n in emovae_variants if n in wanted]
         peer_sets = {n: f for n, f in peer_sets.items() if n in args.systems}
     peer_X = {}
     for name, extract in peer_sets.items():
-        peer_X[name] = extract()
+        peer_X[name] = extract(paths)
 
     # systems -> {"folds": [per seed, per fold metric dicts], "fit_s": seconds, "extract_s", "dims"}
     results: dict[str, dict] = {}
@@ -241,32 +253,43 @@ def main() -> None:
         results[name] = {"folds": [], "fit_s": 0.0, "extract_s": seconds, "dims": str(X.shape[1])}
     TTA = "emovae --tta (test clip + its 4 speed copies)"
 
-    shared = SharedStudent()
+    def log(name, seed, folds, s):
+        print(f"[accuracy] seed {seed} {name:<20} UA {fmt([f['balanced_accuracy'] for f in folds])}  ({s:.1f} s)",
+              flush=True)
+
+    derived = [n for n in emovae_variants if n in DERIVED]
+    voice_s = 0.0  # computing the fold students' statistics for the derived rows
     for seed in args.seeds:
-        for name in emovae_variants:
-            with shared:
-                folds, s = run_emovae(table, name, seed, args.quick,
-                                      args.save_models if name == "emovae" else None)
+        models = []
+        for name in (n for n in emovae_variants if n not in DERIVED):
+            folds, s, made = run_emovae(table, name, seed, n_splits, args.quick,
+                                        args.save_models if name == "emovae" else None)
+            models = made if name == "emovae" else models
             results[name]["folds"].append(folds)
             if name == "emovae" and all("tta" in f for f in folds):  # same models: no training of its own
                 results.setdefault(TTA, {"folds": [], "fit_s": 0.0, "extract_s": float("nan"),
                                          "dims": results[name]["dims"]})["folds"].append([f["tta"] for f in folds])
             results[name]["fit_s"] += s
-            print(f"[accuracy] seed {seed} {name:<20} UA {fmt([f['balanced_accuracy'] for f in folds])}  "
-                  f"({s:.1f} s)", flush=True)
+            log(name, seed, folds, s)
+        if derived:
+            dfolds, dsec, s = run_derived(table, models, derived, seed, n_splits, args.quick)
+            voice_s += s
+            for name in derived:
+                results[name]["folds"].append(dfolds[name])
+                results[name]["fit_s"] += dsec[name]
+                log(name, seed, dfolds[name], dsec[name])
         for name, (X, _) in peer_X.items():
-            folds, s = run_peer(X, y_names, actors, seed)
+            folds, s = run_peer(X, y_names, actors, seed, n_splits)
             results[name]["folds"].append(folds)
             results[name]["fit_s"] += s
-            print(f"[accuracy] seed {seed} {name:<20} UA {fmt([f['balanced_accuracy'] for f in folds])}  "
-                  f"({s:.1f} s)", flush=True)
+            log(name, seed, folds, s)
 
     # ---- table
     def flat(name, key):
         return [f.get(key, np.nan) for seed_folds in results[name]["folds"] for f in seed_folds]
 
     order = sorted(results, key=lambda n: -np.mean(flat(n, "balanced_accuracy")))
-    n_folds_total = 5 * len(args.seeds)
+    n_folds_total = n_splits * len(args.seeds)
     header = ("| system | features | UA (balanced acc.) | accuracy | macro-F1 | UA adapted (per speaker) | "
               f"feature extraction s | train + predict s ({n_folds_total} folds) |")
     lines = [header, "|" + "---|" * 8]
@@ -301,7 +324,7 @@ def main() -> None:
     if len(diffs):
         wins, losses = int((diffs > 0).sum()), int((diffs < 0).sum())
         se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-        if abs(diffs.mean()) < 2 * se or np.isnan(se):
+        if abs(diffs.mean()) <= 2 * se or np.isnan(se):
             verdict = ("the difference is within about two standard errors of zero, so this split gives no "
                        "evidence that the VAE latent improves recognition over the voice statistics alone")
         elif diffs.mean() > 0:
@@ -312,8 +335,7 @@ def main() -> None:
                     f"± {diffs.std():.3f} (mean ± std of the paired per-fold differences; standard error "
                     f"{se:.3f}); emovae is better on {wins} and worse on {losses} of {len(diffs)} folds: "
                     f"{verdict}.")
-    for other, what in (("previous model", "the previous model (hand-made statistics, MLPs and two CNNs)"),
-                        ("emovae (no voice student)", "the same heads on the hand-made statistics"),
+    for other, what in (("emovae (no voice student)", "the same heads on the hand-made statistics"),
                         ("emovae (voice + hand-made statistics)", "heads reading the hand-made statistics too")):
         d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
         if len(d):
@@ -330,29 +352,23 @@ def main() -> None:
                     + ("the" if best != best_peer else "The") + f" best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "
                     f"{ua['emovae'] - ua[best_peer]:+.3f} UA from it. "
                     f"Fold-to-fold spread (the ± columns) is large because each test fold holds only "
-                    f"{len(np.unique(actors)) // 5} speakers, so differences of a few points between systems "
+                    f"{len(np.unique(actors)) // n_splits} speakers, so differences of a few points between systems "
                     f"are not resolved by this split.")
     if args.quick:
-        text.append("**Quick smoke run** (VAE trained for 5 epochs, fewer systems): not a result.")
+        text.append(f"**Quick smoke run** ({len(table)} clips, {n_splits} folds, a few epochs, fewer systems): "
+                    "not a result.")
 
-    cmd = "python benchmarks/accuracy.py" + ("" if len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:]))
     total_s = time.perf_counter() - t_run
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
     md = [
         "# Accuracy benchmark: emovae vs. ablations and peer features",
         "",
-        f"- Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"- Machine: {platform.platform()}; CPU {cpu_model()}; {cores} cores; Python {platform.python_version()}",
-        f"- Command: `{cmd}`",
+        *common.header_lines("accuracy.py"),
         f"- Data: {len(table)} clips of {len(np.unique(actors))} actors ({Path(args.data).name}); "
         f"{len(skipped)} skipped",
-        f"- Split: actor-grouped 5-fold cross-validation (`emovae.evaluate.actor_folds`, seed(s) "
+        f"- Split: actor-grouped {n_splits}-fold cross-validation (`emovae.evaluate.actor_folds`, seed(s) "
         f"{', '.join(map(str, args.seeds))}), identical for every system. **Every number is speaker-independent**: "
         "no test actor's clips are used for training, scaling, early stopping or choosing C.",
-        f"- Metrics: mean ± std over the {n_folds_total} folds ({len(args.seeds)} seed(s) x 5). "
+        f"- Metrics: mean ± std over the {n_folds_total} folds ({len(args.seeds)} seed(s) x {n_splits}). "
         f"UA = balanced accuracy (mean per-class recall); chance = {CHANCE}.",
         f"- Whole run: {total_s:.0f} s wall.",
         "",
@@ -365,19 +381,21 @@ def main() -> None:
         "per clip (results-latency.md), so it is not the default. Its extraction and training times are the "
         "emovae row's.",
         "",
-        "UA adapted: the same folds in speaker-adapted mode, each system's features z-scored with all clips of "
-        "the same speaker (unlabelled; test speakers included), emovae through its adapted head (same fitted "
-        "models), the peers with an SVM trained on speaker-normalised features. The strict single-clip UA is the "
-        "headline; adapted needs several clips of a speaker (see results-adaptation.md for the curve).",
+        "UA adapted: the same folds and fitted models in speaker-adapted mode, using all clips of each test "
+        "speaker (unlabelled): emovae as users get it from `predict --speaker-from` (`Network.forward_by_speaker`: "
+        "the speaker's moments pooled with the model's prior of weight 8, the single-clip and adapted heads mixed "
+        "with trust n / (n + 8)), the peers with an SVM trained on speaker-normalised features and each test "
+        "speaker's features z-scored with all of its clips. The strict single-clip UA is the headline; adapted needs "
+        "several clips of a speaker (see results-adaptation.md for the curve).",
         "",
         "Feature extraction time is wall time for all clips: emovae's was measured in this run, uncached "
-        f"({n_jobs} processes); the peers' is the original (cached) extraction on all cores with openSMILE / "
+        f"({n_procs} processes); the peers' is the original (cached) extraction on all cores with openSMILE / "
         "librosa. Train + predict is the sum over folds (and seeds); for emovae it includes extracting the "
         f"features of every clip played at {'/'.join(f'{f:g}x' for f in TrainConfig().speed_perturb)} speed once ({augment_s:.1f} s: the classifier's training "
         "augmentation; only the training folds' copies are used in each fold). The emovae variants all train the VAE "
-        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. The voice rows share one "
-        f"student per fold ({shared.trained} students trained for {len(args.seeds) * 5} folds), counted in the first "
-        "voice row's time. Timings are wall "
+        "(the estimator always fits it), so \"no latent\" pays for a VAE it does not use. The ablations of the voice "
+        "rows reuse the emovae row's student of each fold (trained once per fold, counted in the emovae row's time; "
+        f"its statistics for every clip and copy took {voice_s:.1f} s in all, counted in no row). Timings are wall "
         "times on a machine that may be shared with other work: compare them within one run only.",
         "",
         "## Paired difference: emovae − emovae (no latent)",
@@ -388,7 +406,7 @@ def main() -> None:
                f"{len(diffs)} folds).", "",
                "| seed | fold | test actors | UA emovae | UA no latent | difference |", "|---|---|---|---|---|---|",
                *diff_lines, ""]
-    for other in ("previous model", "emovae (no voice student)", "emovae (voice + hand-made statistics)"):
+    for other in ("emovae (no voice student)", "emovae (voice + hand-made statistics)"):
         d, d_a = paired(other, "balanced_accuracy"), paired(other, "adapted_balanced_accuracy")
         if len(d):
             md += [f"## Paired difference: emovae − {other}", "",
@@ -396,8 +414,7 @@ def main() -> None:
                    f"**{d_a.mean():+.3f} ± {d_a.std():.3f}** (adapted), over {len(d)} folds: "
                    f"[{' '.join(f'{x:+.3f}' for x in d)}] / [{' '.join(f'{x:+.3f}' for x in d_a)}].", ""]
     md += ["## What it shows", "", " ".join(text), ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(md))
+    common.write_results(args.out, "\n".join(md))
 
     print()
     print(table_md)

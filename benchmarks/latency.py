@@ -6,14 +6,13 @@ of that process, and the size of a runtime-only install (numpy, soundfile, soxr,
 
 Usage: python benchmarks/latency.py [--model DIR] [--limit N] [--out benchmarks/results-latency.md]
        [--runtime-venv /tmp/emovae-rt]   (created with pip install '.[runtime]' when missing)
+       python benchmarks/latency.py --quick   # smoke run: 10 clips, no runtime install, one cold start
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,18 +23,9 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
+import common  # noqa: E402
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+REPO = common.REPO
 
 
 def time_path(fn, files) -> np.ndarray:
@@ -50,8 +40,9 @@ def time_path(fn, files) -> np.ndarray:
 
 
 def stage_times(rec, files) -> dict[str, float]:
-    """Median ms per clip of each stage of the onnxruntime path (``Recognizer.predict_file`` taken apart):
-    decode, resample, frame features, utterance statistics, network (with the prediction objects)."""
+    """Median ms per clip of each stage of the onnxruntime path (``Recognizer.predict_file`` taken apart, the
+    steps of ``features.extract``): decode, resample, frame features, utterance statistics, the voice student,
+    network (with the prediction objects)."""
     import soundfile as sf
     import soxr
 
@@ -68,7 +59,8 @@ def stage_times(rec, files) -> dict[str, float]:
         t1 = time.perf_counter()
         y = soxr.resample(y, sr, cfg.sample_rate, quality="HQ").astype(np.float32, copy=False)
         t2 = time.perf_counter()
-        frames = features.frame_features(y, cfg)
+        energy = features.frame_energy_db(y, cfg)
+        frames = features.frame_features(y, cfg, energy)
         t3 = time.perf_counter()
         stats = features.utterance_stats(frames, cfg)
         t4 = time.perf_counter()
@@ -76,8 +68,9 @@ def stage_times(rec, files) -> dict[str, float]:
         if cfg.voice:  # as features.extract and Recognizer do it: mel bands of the speech span, then the student
             from emovae.voice import encoder_mel, level
 
-            span = features.speech_span(features.frame_energy_db(y, cfg), cfg)
-            mel = encoder_mel(level(y[span.start * cfg.hop_length: span.stop * cfg.hop_length])).astype(np.float16)
+            span = features.speech_span(energy, cfg)
+            speech = y[span.start * cfg.hop_length: span.stop * cfg.hop_length]
+            mel = encoder_mel(level(speech if speech.size else y)).astype(np.float16)
             X = rec.network.prepare([features.Features(frames, X[0].frame_names, stats, X[0].stat_names, mel)])
         t5 = time.perf_counter()
         rec.predict_features(X)
@@ -128,18 +121,26 @@ def cold_start(py: Path, clip: Path, repeats: int = 5) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DATA))
+    common.add_common_arguments(ap, quick="10 clips, no runtime install, one cold start; --data is then the "
+                                          "folder the clips come from")
     ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results-latency.md"))
+    ap.add_argument("--out", help="results file (default: benchmarks/results-latency.md)")
     ap.add_argument("--runtime-venv", default="/tmp/emovae-rt")
     ap.add_argument("--skip-opensmile", action="store_true")
     args = ap.parse_args()
+    args.out = args.out or str(common.results_path("latency", args.quick))
+    if args.quick:
+        args.limit = args.limit or 10
+    if not args.skip_opensmile and not common.have_opensmile():
+        print("[latency] opensmile is not installed (pip install 'emovae[bench]'): the peer's row is skipped")
+        args.skip_opensmile = True
 
     import torch
 
     torch.set_num_threads(1)
-    from emovae.runtime import PRETRAINED_DIR, Recognizer
+    from emovae import Recognizer
+    from emovae.modelfile import PRETRAINED_DIR
 
     model_dir = Path(args.model) if args.model else PRETRAINED_DIR
     files = sorted(str(p) for p in Path(args.data).rglob("*.flac"))
@@ -155,24 +156,26 @@ def main() -> None:
     tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
     rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
     if not args.skip_opensmile:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import peers
-
-        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(peers.egemaps_svm_path(files), files)
+        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(common.egemaps_svm_path(files), files)
 
     size = du(model_dir)
     onnx_size = (model_dir / "model.onnx").stat().st_size
-    py, rt_bytes = runtime_install(Path(args.runtime_venv))
     clip = Path(files[0])
-    cold, rss = cold_start(py, clip)
-    full_cold, full_rss = cold_start(Path(sys.executable), clip)
+    if args.quick:  # no venv to build: the runtime-install rows are left out
+        rt_bytes = cold = rss = None
+        full_cold, full_rss = cold_start(Path(sys.executable), clip, repeats=1)
+    else:
+        py, rt_bytes = runtime_install(Path(args.runtime_venv))
+        cold, rss = cold_start(py, clip)
+        full_cold, full_rss = cold_start(Path(sys.executable), clip)
 
     ref = np.median(rows["emovae, onnxruntime"])
+    m = common.machine()
     lines = [
         "# Latency benchmark", "",
-        f"Run {dt.date.today()} on {platform.node()}: {cpu_model()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, one thread per path. {len(files)} RAVDESS dev clips, mean "
-        f"{clip_s:.2f} s. Command: `python benchmarks/latency.py{' --limit ' + str(args.limit) if args.limit else ''}`.",
+        f"Run {m['date'][:10]} on {m['node']}: {m['cpu']}, {m['cores']} cores, "
+        f"Python {m['python']}, emovae at {m['commit']}, one thread per path. {len(files)} RAVDESS dev clips, mean "
+        f"{clip_s:.2f} s. Command: `{common.command_line('latency.py')}`.",
         "", "End to end per clip: decode (48 kHz FLAC) -> resample -> features -> network.", "",
         "| path | p50 ms | p95 ms | real-time factor (p50) | p50 vs emovae onnx |", "|---|---|---|---|---|",
     ]
@@ -187,15 +190,18 @@ def main() -> None:
         f"| model folder on disk ({' + '.join(sorted(p.name for p in model_dir.iterdir() if p.is_file()))}) | "
         f"{size / 1024:.0f} KiB |",
         f"| model.onnx alone | {onnx_size / 1024:.0f} KiB |",
-        f"| runtime install (site-packages of a venv with `emovae[runtime]`) | {rt_bytes / 2**20:.0f} MiB |",
-        f"| cold start `emovae predict one.flac`, runtime install (median of 5) | {cold:.2f} s |",
-        f"| peak RSS of that process | {rss:.0f} MB |",
+        *([] if args.quick else [
+            f"| runtime install (site-packages of a venv with `emovae[runtime]`) | {rt_bytes / 2**20:.0f} MiB |",
+            f"| cold start `emovae predict one.flac`, runtime install (median of 5) | {cold:.2f} s |",
+            f"| peak RSS of that process | {rss:.0f} MB |"]),
         f"| cold start, full dev install (torch present, onnx backend) | {full_cold:.2f} s |",
         f"| peak RSS of that process | {full_rss:.0f} MB |",
     ]
+    if args.quick:
+        lines += ["", "**Quick smoke run**: a few clips, no runtime install, one cold start; not a result."]
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).write_text(text)
+    common.write_results(args.out, text)
 
 
 if __name__ == "__main__":

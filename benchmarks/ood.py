@@ -7,15 +7,13 @@ white noise at 0 and -5 dB SNR, machine speech. Per set and fold: AUROC and the 
 true-positive rate (threshold passing 95 % of in-domain clips; FPR = share of the set passed as in-domain),
 for the VAE scores and, in the same run, the classifier's maximum softmax probability and the energy score.
 
-Usage: python benchmarks/ood.py [--folds 5] [--n 40] [--out benchmarks/results-ood.md]
+Usage: python benchmarks/ood.py [--folds 5] [--n 40] [--models DIR] [--out benchmarks/results-ood.md]
+       python benchmarks/ood.py --quick    # smoke run: 40 clips of 4 actors, 2 folds, 5 clips per set
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -24,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fold_models import load_fold_model
+import common
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
 SR = 16000
 
 
@@ -104,23 +100,32 @@ def espeak_set(n: int) -> list[np.ndarray]:
     return out
 
 
-def scores(model, X) -> dict[str, np.ndarray]:
-    """Per-clip scores, higher = more out-of-domain."""
+def logits(model, X) -> np.ndarray:
+    """The single-clip head's logits (N, C) of clips X (with the voice statistics), through the fitted
+    ``network.EmotionNet``'s own steps (``scaled``, the VAE's ``encode``, ``head_inputs``, ``classifier``)."""
     import torch
 
     from emovae.features import model_inputs
 
+    seq, stats = model_inputs(X, model.configs()[1].seq_len)
+    net = model.net_
+    with torch.no_grad():
+        seq_t, stats_t = torch.from_numpy(seq), torch.from_numpy(stats)
+        x, s = net.scaled(seq_t, stats_t)
+        mu = net.vae.encode(x.contiguous(), s if net.vae.n_stats else None)[0]
+        h, _ = net.head_inputs(mu, s, stats_t, stats_t, torch.ones_like(stats_t))  # moments feed only the adapted head
+        return net.classifier(h).numpy()
+
+
+def scores(model, X) -> dict[str, np.ndarray]:
+    """Per-clip scores, higher = more out-of-domain."""
     X = model.prepare(X)  # the voice student's statistics appended (when the model has one)
     out = model.forward(X)
-    seq, stats = model_inputs(X, model.net_.vae.seq_len)
-    net = model.net_
-    with torch.no_grad():  # the classifier's logits, for the energy score
-        x, s = net.scaled_seq(torch.from_numpy(seq)), (torch.from_numpy(stats) - net.stats_mean) / net.stats_std
-        mu = net.vae.encode(x, s if net.vae.n_stats else None)[0]
-        parts = [p for p, use in ((s[:, -net.n_head:], model._cfgs()[2].use_stats), ((mu - net.z_mean) / net.z_std,
-                                                                    model._cfgs()[2].use_latent)) if use]
-        logits = net.classifier(torch.cat(parts, dim=1)).numpy()
-    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    lg = logits(model, X)
+    p = np.exp(lg - lg.max(1, keepdims=True))
+    if np.abs(p / p.sum(1, keepdims=True) - out["probabilities"]).max() > 1e-4:
+        raise RuntimeError("the logits do not give the network's probabilities: the energy score would be wrong")
+    lse = np.log(np.exp(lg - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
     return {
         "VAE novelty (stats reconstruction; shipped)": out["novelty"],
         "VAE frame reconstruction": out["recon_mse"],
@@ -143,26 +148,34 @@ def fpr_at_95(neg: np.ndarray, pos: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DATA))
+    common.add_common_arguments(ap, quick="2 folds, 5 clips per set, a few epochs")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=40, help="clips per generated set (and per fold for speech sets)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results-ood.md"))
+    ap.add_argument("--out", help="results file (default: benchmarks/results-ood.md)")
     ap.add_argument("--models", type=Path, metavar="DIR",
                     help="the fold models saved by accuracy.py --save-models DIR (same seed and folds) instead of "
                          "training each fold's model here")
     args = ap.parse_args()
+    if args.quick:
+        args.folds, args.n = 2, 5
+    args.out = args.out or str(common.results_path("ood", args.quick))
 
     from emovae import audio
     from emovae.config import FeatureConfig
     from emovae.evaluate import actor_folds, table_features
     from emovae.extraction import default_cache_dir, extract_dataset
     from emovae.features import extract
-    from emovae.model import EmotionRecognizer
+    from emovae.train.estimator import EmotionRecognizer
 
     t0 = time.time()
     cfg = FeatureConfig()
-    table, _ = extract_dataset(args.data, cfg, cache_dir=default_cache_dir(), progress=False)
+    data, cache, n_jobs, configs = args.data, default_cache_dir(), None, ()
+    if args.quick:
+        tmp = tempfile.mkdtemp(prefix="emovae-quick-")
+        data, cache, n_jobs = common.quick_subset(args.data, tmp), Path(tmp) / "features", 1
+        configs = common.quick_configs(args.seed)
+    table, _ = extract_dataset(data, cfg, cache_dir=cache, n_jobs=n_jobs, progress=False)
     X = table_features(table)
     synth = synthetic_sets(args.n, args.seed)
     machine = espeak_set(args.n)
@@ -173,9 +186,9 @@ def main() -> None:
     flags: dict[str, list[float]] = {}
     for k, (tr, te) in enumerate(actor_folds(table.actors, args.folds, args.seed)):
         if args.models:
-            model = load_fold_model(args.models, args.seed, k, np.unique(table.actors[te]))
+            model = common.load_fold_model(args.models, args.seed, k, np.unique(table.actors[te]))
         else:
-            model = EmotionRecognizer(cfg).fit([X[i] for i in tr], table.labels[tr], groups=table.actors[tr])
+            model = EmotionRecognizer(cfg, *configs).fit([X[i] for i in tr], table.labels[tr], groups=table.actors[tr])
         thr = model.novelty_["threshold"]
         ind = scores(model, [X[i] for i in te])
         flags.setdefault("in-domain (held-out actors)", []).append(
@@ -195,11 +208,12 @@ def main() -> None:
 
     score_names = list(next(iter(results.values())))
     short = ["VAE novelty", "VAE frames", "VAE KL", "max softmax", "energy"]
+    m = common.machine()
     lines = ["# Out-of-domain detection", "",
-             f"Run {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}); "
-             f"`python benchmarks/ood.py --folds {args.folds} --n {args.n}"
-             + (f" --models {args.models}" if args.models else "") + f"`; {time.time() - t0:.0f} s.", "",
-             f"In-domain: held-out actors of an actor-grouped {args.folds}-fold split of the 20 dev actors, each clip "
+             f"Run {m['date'][:10]} on {m['node']} ({m['cores']} cores, {m['cpu']}, Python {m['python']}; emovae at "
+             f"{m['commit']}); `{common.command_line('ood.py')}`; {time.time() - t0:.0f} s.", "",
+             f"In-domain: held-out actors of an actor-grouped {args.folds}-fold split of the "
+             f"{len(np.unique(table.actors))} dev actors, each clip "
              "scored by the fold's model. Out-of-domain: the sets below (generated in the benchmark, seeded). "
              "AUROC (1 = perfect separation, 0.5 = chance) and FPR at 95 % TPR (share of the set passed as "
              "in-domain when 95 % of in-domain clips pass), mean over folds. Scores: " +
@@ -221,7 +235,7 @@ def main() -> None:
         lines += ["", "Machine speech was skipped: espeak-ng is not installed (apt-get install espeak-ng)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).write_text(text)
+    common.write_results(args.out, text)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Write the GE2E teacher's first two LSTM layers from Resemblyzer's pretrained weights: the float16 state dict
-that emovae trains its voice student from (src/emovae/teacher/ge2e-2layers.npz, `--npz`), or an ONNX graph of
+that emovae trains its voice student from (src/emovae/train/teacher/ge2e-2layers.npz, `--npz`), or an ONNX graph of
 them at 4, 8 or 32 bits (`--onnx`, docs/research.md section 25).
 
-Needs `pip install resemblyzer webrtcvad-wheels` (build time only; emovae never imports it).
+Needs `pip install resemblyzer webrtcvad-wheels` (build time only; emovae never imports it) and emovae installed
+with its train extra (`pip install -e '.[train]'`; the ONNX graph is ``emovae.train.student.build_voice_onnx``).
 
-    python tools/build_voice_encoder.py --npz src/emovae/teacher/ge2e-2layers.npz
+    python tools/build_voice_encoder.py --npz src/emovae/train/teacher/ge2e-2layers.npz
     python tools/build_voice_encoder.py --onnx /tmp/voice4.onnx --bits 4
 """
 
@@ -13,8 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def teacher_layers(n_layers: int = 2) -> list[dict]:
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
     if args.onnx:
         import onnx
 
-        from emovae.voice import build_voice_onnx
+        from emovae.train.student import build_voice_onnx
 
         model = build_voice_onnx(layers, None if args.bits == 32 else args.bits)
         onnx.checker.check_model(model)
