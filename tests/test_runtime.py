@@ -1,42 +1,65 @@
+"""Inference: the Recognizer over both backends, predictions and their fields, bare ONNX files, errors, test-time
+augmentation, the latent map, and the shipped model."""
+
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from emovae.errors import AudioError, ModelFormatError, ParameterError
-from emovae.runtime import PRETRAINED_DIR, Recognizer, load_pretrained
+from emovae.modelfile import CONFIG_FILE, PRETRAINED_DIR
+from emovae.runtime import Recognizer, average_with_copies, fit_latent_map, load_pretrained, project_to_map
 
 from .conftest import SR, voice_like
 
 pytest.importorskip("onnxruntime")
 
 
-def test_onnx_and_torch_backends_agree(tiny_model_dir):
-    onnx = Recognizer.load(tiny_model_dir, backend="onnx")
+@pytest.fixture(scope="module")
+def rec(tiny_model_dir):
+    return Recognizer.load(tiny_model_dir, backend="onnx")
+
+
+def test_onnx_and_torch_backends_agree(tiny_model_dir, rec):
+    pytest.importorskip("torch")
     torch_ = Recognizer.load(tiny_model_dir, backend="torch")
-    assert onnx.backend == "onnx" and torch_.backend == "torch"
+    auto = Recognizer.load(tiny_model_dir)
+    assert rec.backend == auto.backend == "onnx" and torch_.backend == "torch"
     y = voice_like(200, 1.5, seed=9)
-    np.testing.assert_allclose(onnx.predict_proba(y, SR), torch_.predict_proba(y, SR), atol=1e-5)
+    np.testing.assert_allclose(rec.predict_proba(y, SR), torch_.predict_proba(y, SR), atol=1e-5)
+    a, b = rec.predict_signal(y, SR), torch_.predict_signal(y, SR)
+    np.testing.assert_allclose(a.latent, b.latent, atol=1e-4)
+    assert a.novelty == pytest.approx(b.novelty, rel=1e-4)
 
 
-def test_prediction_fields(tiny_model_dir, tmp_path):
+def test_a_prediction_reports_what_the_network_computed(rec, tmp_path):
     import soundfile as sf
 
-    rec = Recognizer.load(tiny_model_dir)
+    from emovae import audio
+
     p = tmp_path / "clip.wav"
     sf.write(p, voice_like(180, 1.2, sr=22050), 22050)  # another rate: resampled on load
     pred = rec.predict_file(p)
-    assert pred.emotion in rec.classes and pred.file == str(p)
-    assert sum(pred.probabilities.values()) == pytest.approx(1, abs=1e-4)
-    assert list(pred.probabilities) == list(rec.classes)
-    assert len(pred.top(3)) == 3 and pred.top(1)[0][0] == pred.emotion
+    f = rec.features(audio.load(p, SR), SR)
+    out = rec.network.forward([f])
+    assert pred.file == str(p) and list(pred.probabilities) == list(rec.classes)
+    np.testing.assert_allclose(list(pred.probabilities.values()), out["probabilities"][0], atol=1e-6)
+    assert pred.emotion == rec.classes[int(np.argmax(out["probabilities"][0]))]
+    assert pred.confidence == max(pred.probabilities.values()) and pred.top(1)[0] == (pred.emotion, pred.confidence)
+    assert [e for e, _ in pred.top(4)] == sorted(rec.classes, key=lambda c: -pred.probabilities[c])
+    np.testing.assert_allclose(pred.latent, out["mu"][0], atol=1e-6)
+    np.testing.assert_allclose(pred.map_xy, project_to_map(out["mu"], rec.meta["latent_map"])[0], atol=1e-6)
+    assert pred.novelty == pytest.approx(float(out["novelty"][0]))
+    assert pred.in_domain == (pred.novelty <= rec.novelty_threshold)
+    assert pred.duration_s == pytest.approx(f.frames.shape[0] * 0.01) and 0.5 < pred.duration_s <= 1.21
     d = pred.to_dict()
-    assert set(d) >= {"file", "emotion", "probabilities", "duration_s", "latent_map"}
-    json.dumps(d)
+    assert d["emotion"] == pred.emotion and d["latent_map"] == [round(v, 4) for v in pred.map_xy]
+    assert d["probabilities"] == {k: round(v, 6) for k, v in pred.probabilities.items()}
+    assert "adapted" not in d and "file" not in rec.predict_signal(voice_like(180, 1.0), SR).to_dict()
 
 
-def test_signal_errors(tiny_model_dir):
-    rec = Recognizer.load(tiny_model_dir)
+def test_signal_errors(rec):
     with pytest.raises(AudioError, match="silent"):
         rec.predict_proba(np.zeros(SR, np.float32), SR)
     with pytest.raises(AudioError, match="too short"):
@@ -47,66 +70,47 @@ def test_signal_errors(tiny_model_dir):
         rec.predict_file("/no/such/file.wav")
 
 
-def test_bare_onnx_file_runs_alone(tiny_model_dir, tmp_path):
-    """model.onnx (metadata inside) runs without model.json, given its voice student beside it."""
-    import shutil
-
+def test_a_bare_onnx_file_runs_alone(tiny_model_dir, rec, tmp_path):
+    """model.onnx carries model.json's inference part as metadata: it runs without the folder."""
     shutil.copy(tiny_model_dir / "model.onnx", tmp_path / "m.onnx")
-    with pytest.raises(ModelFormatError, match="voice student voice.onnx"):
-        Recognizer.load(tmp_path / "m.onnx")
-    shutil.copy(tiny_model_dir / "voice.onnx", tmp_path / "voice.onnx")
-    rec = Recognizer.load(tmp_path / "m.onnx")
-    ref = Recognizer.load(tiny_model_dir, backend="onnx")
+    bare = Recognizer.load(tmp_path / "m.onnx")
     y = voice_like(150, 1.0, seed=2)
-    np.testing.assert_array_equal(rec.predict_proba(y, SR), ref.predict_proba(y, SR))
-    assert rec.classes == ref.classes
+    np.testing.assert_array_equal(bare.predict_proba(y, SR), rec.predict_proba(y, SR))
+    assert bare.classes == rec.classes and bare.novelty_threshold == rec.novelty_threshold
+    assert bare.predict_signal(y, SR).map_xy == rec.predict_signal(y, SR).map_xy
     with pytest.raises(ParameterError, match="onnx backend"):
         Recognizer.load(tmp_path / "m.onnx", backend="torch")
 
 
 def test_load_errors(tmp_path, tiny_model_dir):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
     with pytest.raises(ModelFormatError, match="no such model folder"):
         Recognizer.load(tmp_path / "none")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelFormatError, match="not a loadable ONNX"):
         Recognizer.load(tmp_path / "bad.onnx")
-    with pytest.raises(ParameterError):
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    (tmp_path / "plain.onnx").write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ModelFormatError, match="without emovae metadata"):
+        Recognizer.load(tmp_path / "plain.onnx")
+    with pytest.raises(ParameterError, match="backend"):
         Recognizer.load(tiny_model_dir, backend="tf")
+    (tmp_path / "folder").mkdir()
+    shutil.copy(tiny_model_dir / CONFIG_FILE, tmp_path / "folder" / CONFIG_FILE)
+    with pytest.raises(ModelFormatError, match="no model.onnx"):
+        Recognizer.load(tmp_path / "folder", backend="onnx")
 
 
-def test_runtime_does_not_import_torch(tiny_model_dir):
-    import subprocess
-    import sys
-
-    code = ("import sys; from emovae.runtime import Recognizer; r = Recognizer.load(sys.argv[1], backend='onnx');"
-            "import numpy as np; t = np.arange(16000) / 16000;"
-            "r.predict_proba((0.3 * np.sin(2 * np.pi * 200 * t)).astype('float32'), 16000);"
-            "print('torch' in sys.modules, 'sklearn' in sys.modules, 'librosa' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False"]
-
-
-@pytest.mark.skipif(not (PRETRAINED_DIR / "model.json").exists(), reason="no shipped model in this checkout")
-def test_shipped_model_loads_and_predicts():
-    import os
-
-    rec = load_pretrained()
-    assert rec.classes == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-    assert rec.meta["metrics"]["mean"]["balanced_accuracy"] > 0.3  # its stored speaker-independent CV score
-    size = sum(f.stat().st_size for f in PRETRAINED_DIR.iterdir())
-    assert size <= 1024 * 1024, f"shipped model is {size} bytes"
-    assert os.path.exists(PRETRAINED_DIR / "model.onnx")
-    p = rec.predict_proba(voice_like(200, 2.0), SR)
-    assert p.shape == (8,) and abs(p.sum() - 1) < 1e-4
-
-
-def test_test_time_augmentation_averages_the_speed_copies(tiny_model_dir):
+def test_test_time_augmentation_averages_the_speed_copies(tiny_model_dir, rec):
     from emovae import audio
     from emovae.features import extract
 
-    rec = Recognizer.load(tiny_model_dir)
     tta = Recognizer.load(tiny_model_dir, tta=True)
-    speeds = tuple(json.loads((tiny_model_dir / "model.json").read_text())["train_config"]["speed_perturb"])
+    speeds = tuple(json.loads((tiny_model_dir / CONFIG_FILE).read_text())["train_config"]["speed_perturb"])
     assert rec.test_time_speeds == () and tta.test_time_speeds == speeds and speeds
     y = voice_like(190, 1.5, seed=4)
     cfg = rec.feature_config
@@ -122,9 +126,33 @@ def test_test_time_augmentation_averages_the_speed_copies(tiny_model_dir):
 
 
 def test_average_with_copies_counts_each_clips_own_copies():
-    from emovae.runtime import average_with_copies
-
     proba = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     copies = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     out = average_with_copies(proba, copies, np.array([0, 0, 1]))  # clip 2 has no copies
     np.testing.assert_allclose(out, [[1 / 3, 2 / 3], [0.5, 0.5], [0.5, 0.5]], atol=1e-6)
+
+
+def test_latent_map_is_the_pca_of_the_training_latents():
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal(50)
+    mu = np.outer(t, [3.0, 0.0, 4.0]) + 0.01 * rng.standard_normal((50, 3)) + [1.0, 2.0, 3.0]  # along (3, 0, 4)
+    lmap = fit_latent_map(mu, ["neutral"] * 50)
+    first = np.array(lmap["components"][0])
+    np.testing.assert_allclose(np.abs(first), [0.6, 0.0, 0.8], atol=1e-2)
+    assert first[0] > 0  # the sign convention: the first coordinate of each component is positive
+    np.testing.assert_allclose(project_to_map(mu, lmap), lmap["points"], atol=1e-3)
+    np.testing.assert_allclose(np.array(lmap["points"])[:, 0], (t - t.mean()) * 5 * np.sign(first[0]), atol=0.05)
+    assert project_to_map(mu[0], lmap).shape == (1, 2)
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / CONFIG_FILE).exists(), reason="no shipped model in this checkout")
+def test_the_shipped_model_names_the_demo_clips():
+    """The bundled clips' speakers are among the shipped model's training speakers: it must name them."""
+    from emovae.data import parse_name
+    from emovae.evaluate import demo_clips
+
+    rec = load_pretrained(backend="onnx")
+    clips = demo_clips()
+    preds = [rec.predict_file(c) for c in clips]
+    assert len(clips) == 8 and all(p.in_domain for p in preds)
+    assert sum(p.emotion == parse_name(c).emotion for p, c in zip(preds, clips)) >= 7
