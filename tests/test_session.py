@@ -1,4 +1,4 @@
-"""Session adaptation: running moments, the Session, batch adaptation by speaker, the store, stream and CLI."""
+"""Sessions: clip-by-clip adaptation (``Session``), batches grouped by speaker, the store, the stream and the CLI."""
 
 from __future__ import annotations
 
@@ -8,129 +8,108 @@ import numpy as np
 import pytest
 
 from emovae.errors import ParameterError
-from emovae.features import speaker_moments
-from emovae.session import RunningMoments, Session, SessionConfig, SessionStore, predict_by_speaker
+from emovae.session import Session, SessionConfig, SessionStore, predict_by_speaker
+from emovae.speaker import PRIOR_WEIGHT, RunningMoments, mix, model_prior
 
-from .conftest import SR, voice_like, write_ravdess_tree
+from .conftest import SR, voice_like
 
-
-def test_running_moments_match_batch_computation():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((30, 5)) * [1, 10, 100, 0.1, 3] + [0, 5, -50, 2, 1e3]
-    m = RunningMoments(np.zeros(5), np.ones(5), prior_weight=0)
-    for row in x:  # clip by clip
-        m.update(row)
-    mean, std = m.estimate()
-    bm, bs = speaker_moments(x, np.zeros(len(x)))
-    np.testing.assert_allclose(mean, bm[0], rtol=1e-6)
-    np.testing.assert_allclose(std, bs[0], rtol=1e-5)
-    np.testing.assert_allclose(std, x.std(axis=0), rtol=1e-5)
-
-
-def test_prior_counts_as_pseudo_clips():
-    """A prior of weight k with the mean and std of k clips estimates exactly what those k clips would."""
-    rng = np.random.default_rng(1)
-    a, b = rng.standard_normal((4, 3)) + 2, rng.standard_normal((7, 3)) * 3 - 1
-    m = RunningMoments(a.mean(axis=0), a.std(axis=0), prior_weight=len(a))
-    mean0, std0 = m.estimate()  # no clips yet: the prior itself
-    np.testing.assert_allclose(mean0, a.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(std0, a.std(axis=0), rtol=1e-6)
-    m.update(b)
-    mean, std = m.estimate()
-    both = np.vstack([a, b])
-    np.testing.assert_allclose(mean, both.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(std, both.std(axis=0), rtol=1e-5)
-    m.reset()
-    assert m.n == 0
-    np.testing.assert_allclose(m.estimate()[0], a.mean(axis=0), rtol=1e-6)
-
-
-def test_moments_shift_from_prior_toward_the_speaker():
-    m = RunningMoments(np.zeros(2), np.ones(2), prior_weight=2)
-    dist = []
-    for _ in range(20):
-        m.update(np.array([10.0, -10.0]))
-        dist.append(np.abs(m.estimate()[0] - [10, -10]).max())
-    assert all(d2 < d1 for d1, d2 in zip(dist, dist[1:]))
-    assert dist[0] == pytest.approx(20 / 3, rel=1e-5) and dist[-1] < 1.0
-
-
-def test_running_moments_reject_wrong_shape_and_empty():
-    m = RunningMoments(np.zeros(3), np.ones(3), prior_weight=0)
-    with pytest.raises(ParameterError, match="nothing to estimate"):
-        m.estimate()
-    with pytest.raises(ParameterError, match="shape"):
-        m.update(np.zeros(4))
-    with pytest.raises(ParameterError):
-        SessionConfig(prior_weight=-1)
+pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
 def rec(tiny_model_dir):
     from emovae.runtime import Recognizer
 
-    return Recognizer.load(tiny_model_dir)
+    return Recognizer.load(tiny_model_dir, backend="onnx")
 
 
 def clips(n=6, seed=0):
     return [voice_like(120 + 15 * i, 1.0, seed=seed + i) for i in range(n)]
 
 
-def test_session_first_clip_is_single_clip_then_adapts(rec):
+def probs(p, classes) -> np.ndarray:
+    return np.array([p.probabilities[c] for c in classes])
+
+
+def test_session_first_clip_is_the_lone_clip_then_adapts(rec):
     s = Session(rec)
     ys = clips()
     first = s.predict_signal(ys[0], SR)
     single = rec.predict_signal(ys[0], SR)
     assert not first.adapted and first.speaker_clips == 1
-    assert first.probabilities == pytest.approx(single.probabilities, abs=1e-6)
+    np.testing.assert_array_equal(probs(first, rec.classes), probs(single, rec.classes))
+    assert first.latent == single.latent and first.novelty == single.novelty
     later = [s.predict_signal(y, SR) for y in ys[1:]]
     assert all(p.adapted for p in later) and [p.speaker_clips for p in later] == [2, 3, 4, 5, 6]
     assert s.n_clips == 6
     alone = rec.predict_signal(ys[-1], SR)
-    assert not np.allclose(list(later[-1].probabilities.values()), list(alone.probabilities.values()), atol=1e-4)
+    assert not np.allclose(probs(later[-1], rec.classes), probs(alone, rec.classes), atol=1e-4)
     d = later[-1].to_dict()
     assert d["adapted"] is True and d["speaker_clips"] == 6
     s.reset()
     assert s.n_clips == 0 and not s.predict_signal(ys[0], SR).adapted
 
 
-def test_session_probabilities_follow_classes(rec):
-    s = Session(rec)
+def test_the_nth_clip_uses_the_n_clips_so_far(rec):
+    """After n clips: (1 - t) x single-clip + t x adapted head, t = n / (n + prior_weight), the adapted head
+    reading the moments of those n clips pooled with the prior."""
+    cfg = SessionConfig(prior_weight=3.0)
+    s = Session(rec, cfg)
+    X = [rec.features(y, SR) for y in clips(4)]
+    moments = RunningMoments(*model_prior(rec.meta), prior_weight=3.0)
+    for n, f in enumerate(X, start=1):
+        got = s.predict_features(f)
+        moments.update(f.stats)
+        mean, std = moments.estimate()
+        out = rec.network.forward([f], spk_mean=mean, spk_std=std)
+        t = cfg.trust(n)
+        assert t == (0.0 if n < 2 else pytest.approx(n / (n + 3)))
+        expected = mix(out["probabilities"], out["probabilities_adapted"], t)[0]
+        np.testing.assert_allclose(probs(got, rec.classes), expected, atol=1e-6)
+
+
+def test_session_predict_proba_follows_classes(rec):
+    a, b = Session(rec), Session(rec)
     for y in clips(3):
-        p = s.predict_proba(y, SR)
-    assert p.shape == (len(rec.classes),) and p.sum() == pytest.approx(1, abs=1e-5)
+        p = a.predict_proba(y, SR)
+        q = b.predict_signal(y, SR)
+    assert p.shape == (len(rec.classes),)
+    np.testing.assert_array_equal(p, probs(q, rec.classes))
 
 
-def test_session_matches_the_torch_backend(tiny_model_dir):
-    pytest.importorskip("onnxruntime")
+def test_session_matches_the_torch_backend(tiny_model_dir, rec):
+    pytest.importorskip("torch")
     from emovae.runtime import Recognizer
 
-    onnx, torch_ = Recognizer.load(tiny_model_dir, backend="onnx"), Recognizer.load(tiny_model_dir, backend="torch")
-    a, b = Session(onnx), Session(torch_)
+    a, b = Session(rec), Session(Recognizer.load(tiny_model_dir, backend="torch"))
     for y in clips(4):
         pa, pb = a.predict_signal(y, SR), b.predict_signal(y, SR)
     assert pa.adapted and pb.adapted
-    np.testing.assert_allclose(list(pa.probabilities.values()), list(pb.probabilities.values()), atol=1e-4)
+    np.testing.assert_allclose(probs(pa, rec.classes), probs(pb, rec.classes), atol=1e-4)
 
 
-def test_batch_adaptation_by_speaker(rec):
-    ys = clips(6)
-    X = [rec.features(y, SR) for y in ys]
+def test_batch_adaptation_by_speaker_is_order_free(rec):
+    X = [rec.features(y, SR) for y in clips(6)]
     spk = ["a", "a", "a", "b", "b", "lone"]
     preds = predict_by_speaker(rec, X, spk, names=[f"c{i}" for i in range(6)])
     assert [p.file for p in preds] == [f"c{i}" for i in range(6)]
     assert [p.speaker_clips for p in preds] == [3, 3, 3, 2, 2, 1]
     assert [p.adapted for p in preds] == [True] * 5 + [False]
+    np.testing.assert_array_equal(probs(preds[5], rec.classes), probs(rec.predict_features([X[5]])[0], rec.classes))
     # order within a speaker does not matter; other speakers do not change a speaker's results
     again = predict_by_speaker(rec, [X[2], X[0], X[1]], ["a"] * 3)
-    assert again[0].probabilities == pytest.approx(preds[2].probabilities, abs=1e-6)
+    np.testing.assert_allclose(probs(again[0], rec.classes), probs(preds[2], rec.classes), atol=1e-6)
+    np.testing.assert_allclose(probs(again[1], rec.classes), probs(preds[0], rec.classes), atol=1e-6)
     # a batch of one speaker equals a session after all its clips, for the last clip
     s = Session(rec)
     for f in X[:3]:
         last = s.predict_features(f)
-    assert last.probabilities == pytest.approx(preds[2].probabilities, abs=1e-5)
+    np.testing.assert_allclose(probs(last, rec.classes), probs(preds[2], rec.classes), atol=1e-5)
+    fewer = predict_by_speaker(rec, X, spk, cfg=SessionConfig(min_clips=3))
+    assert [p.adapted for p in fewer] == [True] * 3 + [False] * 3
     with pytest.raises(ParameterError, match="speakers"):
         predict_by_speaker(rec, X, spk[:2])
+    assert predict_by_speaker(rec, [], []) == []
 
 
 def test_store_expires_evicts_and_resets(rec):
@@ -148,6 +127,8 @@ def test_store_expires_evicts_and_resets(rec):
     store.get("c")  # a third session: the least recently used (b) goes
     assert store.peek("b") is None and len(store) == 2
     assert store.delete("c") and not store.delete("c") and len(store) == 1
+    with pytest.raises(ParameterError):
+        SessionStore(rec, ttl_s=0)
 
 
 def test_stream_as_one_session(rec):
@@ -159,54 +140,50 @@ def test_stream_as_one_session(rec):
     speech = [e for e in events if e.probabilities is not None]
     assert len(speech) >= 4 and not speech[0].adapted and all(e.adapted for e in speech[1:])
     assert s.n_clips == len(speech)
-    assert json.loads(json.dumps(speech[-1].to_dict()))["adapted"] is True
+    assert speech[-1].to_dict()["adapted"] is True
 
 
-def test_cli_predict_speaker_from(tiny_model_dir, tmp_path, capsys):
+def test_cli_predict_speaker_from(tiny_model_dir, synthetic, rec, tmp_path, capsys):
     from emovae.cli import main
 
-    files = write_ravdess_tree(tmp_path / "d", actors=(5, 6), emotions=(1, 3, 5))
-    rc = main(["predict", "--model", str(tiny_model_dir), "--json", "--speaker-from", "actor",
-               *map(str, files)])
+    files = sorted(synthetic["new"].rglob("*.wav"))
+    rc = main(["predict", "--model", str(tiny_model_dir), "--json", "--speaker-from", "actor", *map(str, files)])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert rc == 0 and len(rows) == 6
-    assert all(r["adapted"] and r["speaker_clips"] == 3 for r in rows)
+    assert rc == 0 and len(rows) == len(files) == 8
+    assert all(r["adapted"] and r["speaker_clips"] == 4 for r in rows)
+    X = [rec.features(*_read(f)) for f in files]
+    spk = [f.parent.name for f in files]
+    expected = rec.predict_by_speaker(X, spk)
+    for r, p in zip(rows, expected):
+        assert r["probabilities"] == pytest.approx(p.probabilities, abs=1e-5)
+    assert main(["predict", "--model", str(tiny_model_dir), "--json", "--speaker-from", "folder", "--prior-weight",
+                 "0", *map(str, files)]) == 0
+    rows0 = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected0 = rec.predict_by_speaker(X, spk, cfg=SessionConfig(prior_weight=0))
+    assert rows0[0]["probabilities"] == pytest.approx(expected0[0].probabilities, abs=1e-5)
+    assert rows0[0]["probabilities"] != pytest.approx(rows[0]["probabilities"], abs=1e-4)
     csv = tmp_path / "spk.csv"
     csv.write_text("file,speaker\n" + "".join(f"{f.name},x\n" for f in files))
     assert main(["predict", "--model", str(tiny_model_dir), "--json", "--speaker-from", str(csv),
                  *map(str, files)]) == 0
-    assert {json.loads(line)["speaker_clips"] for line in capsys.readouterr().out.splitlines()} == {6}
-    csv.write_text("file,speaker\n" + f"{files[0].name},x\n")
-    assert main(["predict", "--model", str(tiny_model_dir), "--speaker-from", str(csv), *map(str, files)]) == 2
-    assert "no speaker for 5 file(s)" in capsys.readouterr().err
+    assert {json.loads(line)["speaker_clips"] for line in capsys.readouterr().out.splitlines()} == {8}
 
 
-def test_session_mixes_the_heads_with_growing_trust(rec):
-    """After n clips: (1 - t) x single-clip head + t x adapted head, t = n / (n + prior_weight)."""
-    s = Session(rec, SessionConfig(prior_weight=3.0))
-    ys = clips(4)
-    for y in ys:
-        p = s.predict_signal(y, SR)
-    f = rec.features(ys[-1], SR)
-    mean, std = s.moments.estimate()
-    out = rec.network.forward([f], spk_mean=mean, spk_std=std)
-    t = 4 / 7
-    expected = (1 - t) * out["probabilities"][0] + t * out["probabilities_adapted"][0]
-    np.testing.assert_allclose([p.probabilities[c] for c in rec.classes], expected, atol=1e-6)
-    assert SessionConfig(prior_weight=0).trust(1) == 1.0 and SessionConfig(prior_weight=2).trust(2) == 0.5
+def _read(path):
+    from .conftest import read
+
+    return read(path)
 
 
-def test_every_entry_point_uses_the_same_default_prior_weight():
-    """The CLI (predict, stream, serve), the service config and Recognizer.session share SessionConfig's default."""
-    import inspect
-
+def test_every_entry_point_uses_the_same_default_prior_weight(rec):
+    """The CLI (predict, stream, serve), the service config, Session and Recognizer.session share one default."""
     from emovae.cli import build_parser
-    from emovae.runtime import Recognizer
-    from emovae.serve import ServeConfig
 
-    default = SessionConfig().prior_weight
     parser = build_parser()
     for argv in (["predict", "x.wav"], ["stream", "x.wav"], ["serve"]):
-        assert parser.parse_args(argv).prior_weight == default, argv
-    assert ServeConfig().prior_weight == default
-    assert inspect.signature(Recognizer.session).parameters["prior_weight"].default == default
+        assert parser.parse_args(argv).prior_weight == PRIOR_WEIGHT, argv
+    assert Session(rec).cfg == rec.session().cfg == SessionConfig()
+    pytest.importorskip("fastapi")
+    from emovae.serve import ServeConfig
+
+    assert ServeConfig().prior_weight == PRIOR_WEIGHT
