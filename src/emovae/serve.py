@@ -371,16 +371,15 @@ def _host_port(netloc: str, default_port: int | None) -> tuple[str, int | None]:
 
 def same_origin(origin: str, host_header: str | None) -> bool:
     """Whether ``origin`` (a browser's Origin header) names the host the request was sent to (its Host
-    header). The scheme is not compared, so that a TLS proxy in front keeps working; ports are, when the
-    Host header has one."""
+    header). The scheme is not compared, so that a TLS proxy in front keeps working; ports are (a Host
+    header without one means the default port of the Origin's scheme)."""
     if not host_header:
         return False
     u = urlsplit(origin)
     if u.scheme not in ("http", "https") or not u.netloc:
         return False  # "null" (sandboxed pages, file://) and nonsense are foreign
-    o_host, o_port = _host_port(u.netloc, {"http": 80, "https": 443}[u.scheme])
-    h_host, h_port = _host_port(host_header, None)
-    return o_host == h_host and (h_port is None or h_port == o_port)
+    default = {"http": 80, "https": 443}[u.scheme]
+    return _host_port(u.netloc, default) == _host_port(host_header, default)
 
 
 class OriginPolicy:
