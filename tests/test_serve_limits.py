@@ -203,6 +203,7 @@ def test_uploads_beyond_the_budget_get_429_with_retry_after_and_aborts_log_one_l
         r = httpx.post(url, content=b"\x00" * 190_000, headers=WAV, timeout=10)
         assert r.status_code == 429 and "busy" in r.json()["error"], r.text
         assert int(r.headers["retry-after"]) >= 1
+        assert r.headers.get("connection") != "close"  # body drained: the client reads the 429, no reset
         assert 0.4 <= time.monotonic() - t0 < 5
         # a small upload fits beside the held one
         assert httpx.post(url, content=clip, headers=WAV, timeout=10).status_code == 200

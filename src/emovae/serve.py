@@ -24,6 +24,7 @@ only by a request that succeeded, at most ``new_sessions_per_min`` per client ad
 import asyncio
 import collections
 import ctypes
+import gc
 import html
 import io
 import logging
@@ -598,6 +599,26 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
         return bounded
 
+    async def drain(request: Request, limit: int) -> bool:
+        """Read and drop the body of a request refused before its body was read, so that the client, still
+        sending, gets the answer rather than a connection reset. False when it could not (a client waiting
+        for 100-continue, a body over ``limit``, too slow or gone): then the connection is to be closed."""
+        if "100-continue" in request.headers.get("expect", "").lower():
+            return False
+        receive = body_receiver(request, limit)
+        try:
+            while (await receive()).get("more_body", False):
+                pass
+        except (RequestError, ClientGone):
+            return False
+        return True
+
+    async def refuse_unread(request: Request, limit: int, exc: RequestError) -> RequestError:
+        """``exc`` for a request whose body was not read: drained, or with Connection: close."""
+        if not await drain(request, limit):
+            exc.headers = {**(exc.headers or {}), **close}
+        return exc
+
     async def read_body(receive) -> bytes:
         chunks = []
         while True:
@@ -672,6 +693,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         def trim():
             state.pop("trim", None)
             if state["inflight"] == 0:
+                gc.collect()  # failed requests leave cycles (exception, traceback, frames) holding their uploads
                 malloc_trim()
 
         state["trim"] = asyncio.get_running_loop().call_later(TRIM_AFTER_IDLE_S, trim)
@@ -686,20 +708,20 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         Retry-After also when the service holds as many uploads as it may."""
         sid = session or request.headers.get("x-session-id")
         client = request.client.host if request.client else "unknown"
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = cfg.max_bytes + (MULTIPART_OVERHEAD if ctype == MULTIPART else 0)
         if sid:
             session_store()
             session_id(sid)
             if sessions.peek(sid) is None and (wait := new_session_wait(client)) > 0:
-                raise too_many_sessions(wait)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        limit = cfg.max_bytes + (MULTIPART_OVERHEAD if ctype == MULTIPART else 0)
+                raise await refuse_unread(request, limit, too_many_sessions(wait))
         declared = declared_length(request, limit)
         reserve = limit if declared is None else declared
         budget = state["budget"]
         if not await budget.acquire(reserve, cfg.queue_timeout_s):
-            raise RequestError(429, f"busy: the service holds as many uploads as it may "
-                                    f"({_mb(cfg.pending_bytes)}); retry in a few seconds",
-                               {"Retry-After": str(RETRY_AFTER_BUSY_S), **close})
+            raise await refuse_unread(request, limit, RequestError(
+                429, f"busy: the service holds as many uploads as it may ({_mb(cfg.pending_bytes)}); "
+                     "retry in a few seconds", {"Retry-After": str(RETRY_AFTER_BUSY_S)}))
         state["inflight"] += 1
         data = None
         try:
@@ -805,6 +827,18 @@ def header_timeout_protocol(header_timeout_s: float):
     return HeaderTimeoutH11
 
 
+def release_large_buffers_at_once(threshold: int = 1 << 20) -> bool:
+    """Make glibc serve every allocation of ``threshold`` bytes or more (an upload, decoded audio) by its own
+    mmap, returned to the OS when freed, instead of letting its adaptive threshold keep them in the heap:
+    after a burst of 64 x 10 MB uploads the server stayed ~150 MB above idle without this (and without the
+    gc.collect() when idle), ~30 MB with both (benchmarks/results-load.md). Process-wide; False where there is
+    no glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | None = None,
         backend: str = "auto", cfg: ServeConfig | None = None, log_level: str = "info", abstain: bool = False) -> None:
     """Load ``model`` (default: the shipped one) once and serve it with uvicorn until interrupted.
@@ -813,6 +847,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | No
     from .runtime import Recognizer
 
     cfg = cfg or ServeConfig()
+    release_large_buffers_at_once()
     recognizer = Recognizer.load(model, backend=backend, abstain=abstain)
     app = create_app(recognizer, cfg)
     uvicorn.run(app, host=host, port=port, log_level=log_level, http=header_timeout_protocol(cfg.header_timeout_s),
