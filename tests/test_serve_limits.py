@@ -186,6 +186,14 @@ def test_byte_budget_waits_first_come_first_served_and_times_out():
         assert await waiter and b.used == 50
         b.release(50)
         assert b.used == 0
+        assert await b.acquire(100, 1)
+        cancelled = asyncio.ensure_future(b.acquire(10, 5))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        b.release(100)
+        assert b.used == 0 and not b._waiters  # noqa: SLF001
 
     asyncio.run(scenario())
 

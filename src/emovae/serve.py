@@ -173,6 +173,10 @@ class ByteBudget:
             return True
         except asyncio.TimeoutError:
             return False
+        except BaseException:  # cancelled: give back room granted in the meantime
+            if fut.done() and not fut.cancelled():
+                self.used -= n
+            raise
         finally:
             if item in self._waiters:
                 self._waiters.remove(item)
