@@ -5,9 +5,19 @@ Starts its own server on 127.0.0.1 (``python -m emovae serve`` when the CLI has 
 clips (raw FLAC bodies) to /v1/predict back to back. Reports predictions/s, p50/p90/p99 latency, errors and
 the server's RSS (VmRSS from /proc) after warm-up and after the load, and writes a markdown results file.
 
+With --burst: --burst-clients (64) clients post one --burst-mb (10) MB upload each, all at once, audio
+generated in memory (48 kHz stereo 16-bit WAV, raw body or multipart, a quarter of them garbage of the same
+size with ?session=; another quarter good clips with ?session=); a client answered 429 waits its Retry-After
+and tries again until --burst-seconds. Reports the server's RSS at idle, its peak (VmHWM, and VmRSS sampled
+every 10 ms) and settled (1 s and 10 s after the burst), the answers by status, 5xx, and the sessions the
+failed requests created (checked with GET /v1/sessions/ID). Writes the "## Burst" section of --out, keeping
+the other section (and the throughput run keeps the burst section).
+
 Usage: python benchmarks/load.py [--model DIR] [--clients 8] [--seconds 30] [--data DIR]
        [--workers N] [--out benchmarks/results-load.md]
-Targets (2 cores): >= 50 predictions/s, p99 <= 200 ms at 8 clients, RSS growth < 10 %.
+       python benchmarks/load.py --burst [--burst-clients 64] [--burst-mb 10] [--burst-seconds 180]
+Targets (2 cores): >= 50 predictions/s, p99 <= 200 ms at 8 clients, RSS growth < 10 %; burst: peak <= 500 MB,
+settled within 50 MB of idle, 0 5xx, 0 sessions created by failed requests.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
 PRETRAINED = REPO / "src" / "emovae" / "pretrained"
 TARGETS = {"rps": 50.0, "p99_ms": 200.0, "rss_growth": 0.10}
+BURST_TARGETS = {"peak_mb": 500.0, "settled_above_idle_mb": 50.0}
+BURST_HEADER = "## Burst"
 
 
 def cpu_model() -> str:
@@ -44,11 +56,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (VmRSS in /proc/PID/status); nan off Linux."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process in MB (VmRSS in /proc/PID/status; ``field="VmHWM"``: its peak since
+    the process started); nan off Linux."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -123,6 +136,215 @@ def client(port: int, clips: list[bytes], offset: int, stop: float, lat: list, e
     conn.close()
 
 
+def burst_audio(n_bytes: int, sr: int = 48000, seed: int = 0) -> bytes:
+    """A WAV (stereo 16-bit at ``sr``) of about ``n_bytes``: a voice-like harmonic sound with a wandering
+    pitch and syllable-rate loudness, different per seed."""
+    import io
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = (n_bytes - 44) // 4
+    t = np.arange(n) / sr
+    f0 = 140 + 40 * rng.random() + 25 * np.sin(2 * np.pi * 0.7 * t + rng.random() * 6)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.55 + 0.45 * np.sin(2 * np.pi * 3.5 * t)) ** 2
+    y = (0.3 * y / np.max(np.abs(y)) + 0.003 * rng.standard_normal(n)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([y, 0.8 * y], axis=1), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def multipart(body: bytes, name: str = "clip.wav") -> tuple[bytes, str]:
+    boundary = "emovae-load-boundary-7d1f"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    return head + body + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def burst_client(port: int, k: int, body: bytes, kind: str, barrier: threading.Barrier, stop: float,
+                 results: list) -> None:
+    """One client of the burst: posts its upload once (again after each 429's Retry-After, until ``stop``)."""
+    path = "/v1/predict" + (f"?session=burst-{kind}-{k}" if kind in ("bad", "session") else "")
+    if k % 2:
+        payload, ctype = multipart(body)
+    else:
+        payload, ctype = body, "audio/wav"
+    statuses = []
+    barrier.wait()
+    t0 = time.perf_counter()
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        retry = None
+        try:
+            conn.request("POST", path, body=payload, headers={"Content-Type": ctype})
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+            retry = r.getheader("Retry-After")
+        except (OSError, http.client.HTTPException) as exc:
+            statuses.append(type(exc).__name__)
+        finally:
+            conn.close()
+        if statuses[-1] != 429 or retry is None or time.perf_counter() + float(retry) > stop:
+            break
+        time.sleep(float(retry))
+    results.append({"k": k, "kind": kind, "statuses": statuses, "seconds": time.perf_counter() - t0,
+                    "session": path.partition("=")[2] or None})
+
+
+def get_status(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+def run_burst(args, model: Path) -> tuple[str, bool]:
+    """The 64 x 10 MB burst; returns its markdown section and whether every target was met."""
+    n_bytes = int(args.burst_mb * 1e6)
+    kinds = ["bad" if k % 4 == 1 else "session" if k % 4 == 3 else "plain" for k in range(args.burst_clients)]
+    t_gen = time.perf_counter()
+    good = [burst_audio(n_bytes, seed=s) for s in range(4)]  # 4 distinct clips, shared by the clients
+    garbage = np.random.default_rng(1).integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
+    bodies = [garbage if kind == "bad" else good[k % 4] for k, kind in enumerate(kinds)]
+    print(f"generated {len(good)} clips of {len(good[0]) / 1e6:.1f} MB in {time.perf_counter() - t_gen:.1f} s",
+          file=sys.stderr)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    port = free_port()
+    proc = start_server(model, port, args.workers)
+    samples: list[tuple[float, float]] = []
+    sampling = threading.Event()
+    try:
+        rss_start = rss_mb(proc.pid)
+        # warm-up: every path of the burst once, full size (raw, multipart, garbage, a session), so that idle
+        # includes what the first use of each imports and caches
+        warm = [("/v1/predict", good[0], "audio/wav", 200), ("/v1/predict", *multipart(good[1]), 200),
+                ("/v1/predict?session=warm-bad", garbage, "audio/wav", 415),
+                ("/v1/predict?session=warm", *multipart(good[2]), 200)]
+        for path, body, ctype, expected in warm:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            assert r.status == expected, f"warm-up request {path} failed: {r.status}"
+        time.sleep(2.0)
+        rss_idle = rss_mb(proc.pid)
+        hwm_idle = rss_mb(proc.pid, "VmHWM")
+
+        def sample():
+            while not sampling.is_set():
+                samples.append((time.perf_counter(), rss_mb(proc.pid)))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        results: list = []
+        barrier = threading.Barrier(args.burst_clients)
+        t0 = time.perf_counter()
+        stop = t0 + args.burst_seconds
+        threads = [threading.Thread(target=burst_client, args=(port, k, bodies[k], kinds[k], barrier, stop, results))
+                   for k in range(args.burst_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        time.sleep(1.0)
+        rss_1s = rss_mb(proc.pid)
+        time.sleep(9.0)
+        rss_10s = rss_mb(proc.pid)
+        sampling.set()
+        sampler.join()
+        peak_hwm = rss_mb(proc.pid, "VmHWM")
+        # sessions: every failed request's session must be absent; the good ones present
+        failed_sids = [r["session"] for r in results if r["session"] and r["statuses"][-1] != 200]
+        ok_sids = [r["session"] for r in results if r["session"] and r["statuses"][-1] == 200]
+        leaked = [sid for sid in failed_sids if get_status(port, f"/v1/sessions/{sid}") != 404]
+        missing = [sid for sid in ok_sids if get_status(port, f"/v1/sessions/{sid}") != 200]
+        alive = proc.poll() is None
+    finally:
+        sampling.set()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    from collections import Counter
+
+    first = Counter(str(r["statuses"][0]) for r in results)
+    final = Counter(f"{r['kind']} {r['statuses'][-1]}" for r in results)
+    all_answers = [s for r in results for s in r["statuses"]]
+    n5xx = sum(1 for s in all_answers if isinstance(s, int) and s >= 500)
+    n_conn_err = sum(1 for s in all_answers if not isinstance(s, int))
+    peak_sampled = max(v for _, v in samples) if samples else float("nan")
+    peak = max(peak_hwm, peak_sampled)
+    settled_above = rss_10s - rss_idle
+    ok = {"peak": peak <= BURST_TARGETS["peak_mb"],
+          "settled": settled_above <= BURST_TARGETS["settled_above_idle_mb"],
+          "5xx": n5xx == 0 and n_conn_err == 0, "sessions": not leaked}
+    mark = {True: "met", False: "**missed**"}
+    served = sorted(r["seconds"] for r in results if r["statuses"][-1] == 200)
+    lines = [
+        f"{BURST_HEADER}: {args.burst_clients} clients x {args.burst_mb:g} MB uploads at once",
+        "",
+        f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible (shared with other work; load average "
+        f"{load_before[0]:.1f} before the run), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}",
+        f"- model: {model}; server started by "
+        f"{'emovae serve' if cli_has_serve() else 'serve.run via python -c'} with ServeConfig defaults"
+        + (f" but {args.workers} prediction threads" if args.workers else ""),
+        f"- load: {args.burst_clients} clients released together, one upload each of {len(good[0]) / 1e6:.1f} MB "
+        f"(48 kHz stereo 16-bit WAV, {len(good[0]) / 192000:.0f} s), half as raw bodies, half multipart; "
+        f"{kinds.count('bad')} of them random bytes with ?session= (must fail, must create no session), "
+        f"{kinds.count('session')} good ones with ?session=; a 429 is retried after its Retry-After "
+        f"until {args.burst_seconds:g} s",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| server RSS at start / idle after warm-up | {rss_start:.0f} / {rss_idle:.0f} MB | |",
+        f"| server RSS peak during the burst | {peak:.0f} MB (VmHWM {peak_hwm:.0f}, sampled {peak_sampled:.0f}; "
+        f"VmHWM at idle {hwm_idle:.0f}) | <= {BURST_TARGETS['peak_mb']:.0f} MB ({mark[ok['peak']]}) |",
+        f"| server RSS 1 s / 10 s after the burst | {rss_1s:.0f} / {rss_10s:.0f} MB "
+        f"({settled_above:+.0f} MB vs idle at 10 s) | within {BURST_TARGETS['settled_above_idle_mb']:.0f} MB "
+        f"of idle ({mark[ok['settled']]}) |",
+        f"| first answers by status | {dict(sorted(first.items()))} | |",
+        f"| final answers by kind and status | {dict(sorted(final.items()))} | |",
+        f"| all answers (retries included): 5xx / connection errors | {n5xx} / {n_conn_err} | 0 "
+        f"({mark[ok['5xx']]}) |",
+        f"| sessions created by failed requests | {len(leaked)} of {len(failed_sids)} | 0 ({mark[ok['sessions']]}) |",
+        f"| sessions of good requests present | {len(ok_sids) - len(missing)} of {len(ok_sids)} | all |",
+        f"| burst wall time; time to a 200 p50 / max | {elapsed:.1f} s; "
+        + (f"{np.percentile(served, 50):.1f} / {served[-1]:.1f} s" if served else "none served") + " | |",
+        f"| server alive after the run | {alive} | True |",
+        "",
+        f"Reproduce: `python benchmarks/load.py --burst --burst-clients {args.burst_clients} "
+        f"--burst-mb {args.burst_mb:g}`.",
+        "",
+    ]
+    return "\n".join(lines), all(ok.values()) and alive and not missing
+
+
+def write_section(out: Path, text: str, burst: bool) -> None:
+    """Write ``text`` as the throughput part (before BURST_HEADER) or the burst part of ``out``, keeping
+    the other part."""
+    old = out.read_text() if out.exists() else ""
+    head, sep, tail = old.partition("\n" + BURST_HEADER)
+    if old.startswith(BURST_HEADER):
+        head, sep, tail = "", "\n", old[1:]
+    if burst:
+        out.write_text((head.rstrip("\n") + "\n\n" if head.strip() else "") + text)
+    else:
+        out.write_text(text.rstrip("\n") + "\n\n" + (BURST_HEADER + tail if sep else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
@@ -132,11 +354,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=64, help="distinct clips to cycle through")
     ap.add_argument("--workers", type=int, default=None, help="server prediction threads (default: ServeConfig's)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results-load.md")
+    ap.add_argument("--burst", action="store_true", help="run the burst of large uploads instead")
+    ap.add_argument("--burst-clients", type=int, default=64)
+    ap.add_argument("--burst-mb", type=float, default=10.0, help="size of each upload in MB (1e6 bytes)")
+    ap.add_argument("--burst-seconds", type=float, default=180.0, help="clients stop retrying after this")
     args = ap.parse_args(argv)
 
     model = args.model or PRETRAINED
     if not (model / "model.json").exists():
         raise SystemExit(f"{model}: no model.json; pass --model DIR (a folder written by 'emovae train')")
+    if args.burst:
+        text, ok = run_burst(args, model)
+        print(text)
+        write_section(args.out, text, burst=True)
+        print(f"-> {args.out}")
+        return 0 if ok else 1
     files = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in (".wav", ".flac"))[: args.clips]
     if not files:
         raise SystemExit(f"{args.data}: no .wav/.flac clips; pass --data DIR")
@@ -218,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if errors:
         print("first errors:", errors[:5], file=sys.stderr)
-    args.out.write_text(text)
+    write_section(args.out, text, burst=False)
     print(f"-> {args.out}")
     return 0 if alive and not errors else 1
 
