@@ -105,7 +105,7 @@ def test_upload_a_clip_shows_its_emotion(browser, server, tiny_model_dir, tmp_pa
     import soundfile as sf
     from selenium.webdriver.common.by import By
 
-    from emovae.runtime import read_model_json
+    from emovae.modelfile import read_model_json
 
     classes = read_model_json(tiny_model_dir)["classes"]
     clip = tmp_path / "clip.wav"
@@ -136,7 +136,7 @@ def test_record_from_the_microphone(browser, server, tiny_model_dir):
     """MediaRecorder -> decodeAudioData -> 16-bit WAV encoded in the page -> /v1/predict."""
     from selenium.webdriver.common.by import By
 
-    from emovae.runtime import read_model_json
+    from emovae.modelfile import read_model_json
 
     classes = read_model_json(tiny_model_dir)["classes"]
     _ready_page(browser, server)
