@@ -344,8 +344,14 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeConfig, run
 
-    cfg = ServeConfig(max_bytes=int(args.max_mb * 1024 * 1024), max_seconds=args.max_seconds, workers=args.workers,
-                      session_ttl_s=args.session_ttl, max_sessions=args.max_sessions, prior_weight=args.prior_weight)
+    mib = 1024 * 1024
+    cfg = ServeConfig(max_bytes=int(args.max_mb * mib), max_seconds=args.max_seconds, workers=args.workers,
+                      session_ttl_s=args.session_ttl, max_sessions=args.max_sessions, prior_weight=args.prior_weight,
+                      max_pending_bytes=None if args.max_pending_mb is None else int(args.max_pending_mb * mib),
+                      queue_timeout_s=args.queue_timeout, body_timeout_s=args.body_timeout,
+                      header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
+                      new_sessions_per_min=args.session_rate, new_sessions_per_min_total=args.session_rate_total,
+                      allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib))
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
         abstain=args.abstain)
     return 0
@@ -510,6 +516,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds an idle adaptation session is kept (default 1800)")
     p.add_argument("--max-sessions", type=POSITIVE_INT, default=10000, dest="max_sessions",
                    help="sessions kept at most; the least recently used go first (default 10000)")
+    g = p.add_argument_group("limits (a service open to others)")
+    g.add_argument("--max-pending-mb", type=POSITIVE, dest="max_pending_mb",
+                   help="request bodies held in memory at once, MiB (default: room for 6 uploads of --max-mb); "
+                        "beyond it uploads wait --queue-timeout seconds, then get 429 with Retry-After")
+    g.add_argument("--queue-timeout", type=POSITIVE, default=10.0, dest="queue_timeout",
+                   help="seconds an upload waits for room (default 10)")
+    g.add_argument("--body-timeout", type=POSITIVE, default=30.0, dest="body_timeout",
+                   help="seconds a request body may take to arrive in full, else 408 (default 30)")
+    g.add_argument("--header-timeout", type=POSITIVE, default=10.0, dest="header_timeout",
+                   help="seconds a connection may take to send its request headers (default 10)")
+    g.add_argument("--keep-alive", type=POSITIVE, default=5.0, dest="keep_alive",
+                   help="seconds an idle connection is kept open (default 5)")
+    g.add_argument("--session-rate", type=POSITIVE, default=30.0, dest="session_rate",
+                   help="new sessions per minute per client address, else 429 (default 30)")
+    g.add_argument("--session-rate-total", type=POSITIVE, default=600.0, dest="session_rate_total",
+                   help="new sessions per minute in all (default 600)")
+    g.add_argument("--allow-origin", action="append", dest="allow_origin", metavar="ORIGIN",
+                   help="a web origin (https://app.example.com) whose pages may call this service; repeat for "
+                        "more, * for any (default: same origin only)")
+    g.add_argument("--max-decoded-mb", type=POSITIVE, default=128.0, dest="max_decoded_mb",
+                   help="decoded samples of one clip, MiB, else 413 before decoding (default 128)")
     _add_prior_arg(p)
     p.set_defaults(func=cmd_serve)
 
