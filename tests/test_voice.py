@@ -33,17 +33,21 @@ def test_voice_names_match_the_encoder_output():
     assert len(names) == voice.VOICE_DIM == 512 and names[0] == "voice_mean_0" and names[-1] == "voice_std_255"
 
 
-def test_with_voice_appends_the_graphs_statistics():
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+def _graph_bytes(seed: int) -> bytes:
     from emovae.train.student import build_voice_onnx
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     layer = {"weight_ih": rng.standard_normal((4 * voice.HIDDEN, voice.N_MELS)) * 0.1,
              "weight_hh": rng.standard_normal((4 * voice.HIDDEN, voice.HIDDEN)) * 0.1,
              "bias_ih": np.zeros(4 * voice.HIDDEN), "bias_hh": np.zeros(4 * voice.HIDDEN)}
-    session = voice.voice_session(build_voice_onnx([layer], bits=None).SerializeToString())
-    mel = rng.random((30, voice.N_MELS)).astype(np.float16)
+    return build_voice_onnx([layer], bits=None).SerializeToString()
+
+
+def test_with_voice_appends_the_graphs_statistics():
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    session = voice.voice_session(_graph_bytes(0))
+    mel = np.random.default_rng(0).random((30, voice.N_MELS)).astype(np.float16)
     f = Features(np.zeros((30, 2)), ("a", "b"), np.array([1.0, 2.0], np.float32), ("s1", "s2"), mel)
     out = voice.with_voice([f, None], session)
     assert out[1] is None and out[0].mel is None
@@ -57,3 +61,17 @@ def test_with_voice_appends_the_graphs_statistics():
 def test_a_missing_voice_graph_is_named(tmp_path):
     with pytest.raises(EmovaeError, match="missing"):
         voice.voice_session(tmp_path / "none.onnx")
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: voice._file_session caches sessions by path, so a voice.onnx "
+                                       "rewritten in place (a model retrained into the same folder) keeps its old graph")
+def test_a_voice_graph_rewritten_in_place_is_read_again(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    mel = np.random.default_rng(0).random((1, 20, voice.N_MELS)).astype(np.float32)
+    path = tmp_path / "voice.onnx"
+    path.write_bytes(_graph_bytes(1))
+    voice.voice_session(path).run(None, {"mel": mel})
+    path.write_bytes(_graph_bytes(2))
+    expected = voice.voice_session(path.read_bytes()).run(None, {"mel": mel})[0]
+    np.testing.assert_array_equal(voice.voice_session(path).run(None, {"mel": mel})[0], expected)
