@@ -297,6 +297,11 @@ def init_smile(feature_set: str) -> None:
                              feature_level=opensmile.FeatureLevel.Functionals)
 
 
+def smile_signal(y: np.ndarray) -> np.ndarray:
+    """openSMILE functionals of a 16 kHz signal with this process's extractor (``init_smile``) -> (n_features,)."""
+    return _SMILE.process_signal(y, SAMPLE_RATE).to_numpy(dtype=np.float64).reshape(-1)
+
+
 def smile_one(path: str) -> np.ndarray:
     """openSMILE functionals of one file -> (n_features,) float64."""
     df = _SMILE.process_signal(load_16k(path), SAMPLE_RATE)
