@@ -63,8 +63,6 @@ def test_a_missing_voice_graph_is_named(tmp_path):
         voice.voice_session(tmp_path / "none.onnx")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: voice._file_session caches sessions by path, so a voice.onnx "
-                                       "rewritten in place (a model retrained into the same folder) keeps its old graph")
 def test_a_voice_graph_rewritten_in_place_is_read_again(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

@@ -47,6 +47,7 @@ def check_meta(meta, where: str) -> dict:
     """``meta`` (a model description) checked and brought to this version's keys; ModelFormatError otherwise."""
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFormatError(f"{where}: not an emovae model description")
+    meta = {k: dict(v) if isinstance(v, dict) else v for k, v in meta.items()}  # the caller's dict stays as it was
     version = meta.get("format_version", 0)
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
         raise ModelFormatError(f"{where}: model format {version!r} is newer than this emovae understands "

@@ -51,18 +51,20 @@ def encoder_mel(y: np.ndarray) -> np.ndarray:
     return (power @ dsp.mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T).astype(np.float32)
 
 
-@lru_cache(maxsize=2)
-def _file_session(path: str):
-    """One session per voice graph file and process."""
-    if not Path(path).is_file():
-        raise EmovaeError(f"voice graph {path} is missing: reinstall emovae, or retrain the model")
+@lru_cache(maxsize=4)
+def _file_session(path: str, stamp: tuple[int, int]):
+    """One session per voice graph file (and version of it: ``stamp`` is its size and mtime) and process."""
     return onnx_session(path)
 
 
 def voice_session(model_bytes_or_path):
     """An onnxruntime session of a voice graph (``build_voice_onnx``), from a file or serialised bytes."""
     if isinstance(model_bytes_or_path, (str, Path)):
-        return _file_session(str(model_bytes_or_path))
+        p = Path(model_bytes_or_path)
+        if not p.is_file():
+            raise EmovaeError(f"voice graph {p} is missing: reinstall emovae, or retrain the model")
+        st = p.stat()
+        return _file_session(str(p), (st.st_size, st.st_mtime_ns))
     return onnx_session(model_bytes_or_path)
 
 

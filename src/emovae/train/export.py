@@ -42,13 +42,15 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter logs optional-op warnings (torchvision) and progress
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(net, (seq, stats, spk_mean, spk_std), str(path), input_names=list(INPUTS),
-                              output_names=list(OUTPUTS), dynamic_shapes=({0: batch},) * 4, external_data=False,
-                              dynamo=True)
-    quiet.setLevel(level)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(net, (seq, stats, spk_mean, spk_std), str(path), input_names=list(INPUTS),
+                                  output_names=list(OUTPUTS), dynamic_shapes=({0: batch},) * 4, external_data=False,
+                                  dynamo=True)
+    finally:
+        quiet.setLevel(level)
     proto = onnx.load(str(path))
     half_initializers(proto)
     strip_trace(proto)
