@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import EmovaeError, ParameterError
+from .errors import DataError, EmovaeError, ParameterError
 
 
 def _err(msg: str) -> None:
@@ -59,25 +59,28 @@ def _cache_dir(args: argparse.Namespace):
     return Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache_dir()
 
 
-def _report_skipped(skipped: list[tuple[str, str]]) -> None:
-    for path, why in skipped:
-        print(f"skipped: {why}" if Path(path).name in why else f"skipped: {path}: {why}", file=sys.stderr)
+def _report_problems(problems, limit: int = 20) -> None:
+    """Each skipped file or row on stderr (the first ``limit``), then a count."""
+    for pr in problems[:limit]:
+        print(f"skipped: {pr}", file=sys.stderr)
+    if len(problems) > limit:
+        print(f"skipped: ... and {len(problems) - limit} more", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------- commands
-def cmd_features(args: argparse.Namespace) -> int:
-    from .extraction import emotion_counts, extract_dataset
+def _describe(table) -> str:
+    speakers = len(set(table.speakers.tolist())) if table.has_speakers else "unknown"
+    corpora = sorted(set(table.corpora.tolist()))
+    return (f"{len(table)} clips of {speakers} speakers ({', '.join(corpora)}); per class: "
+            + ", ".join(f"{k} {v}" for k, v in table.counts().items()))
 
-    table, skipped = extract_dataset(args.data, _feature_config(args), cache_dir=_cache_dir(args),
-                                     n_jobs=args.jobs, progress=not args.quiet)
-    _report_skipped(skipped)
+
+def cmd_features(args: argparse.Namespace) -> int:
+    table = _dataset(args, _feature_config(args))
     npz, csv_path = table.save(args.out)
-    actors = sorted(set(table.actors.tolist()))
-    print(f"{len(table)} clips from {len(actors)} actors, {table.stats.shape[1]} statistics and "
-          f"{len(table.frame_names)} frame features per clip -> {npz} (+ {csv_path.name})")
-    print("per emotion: " + ", ".join(f"{k} {v}" for k, v in emotion_counts(table).items()))
-    if skipped:
-        print(f"{len(skipped)} file(s) skipped (see messages above)")
+    print(_describe(table))
+    print(f"{table.stats.shape[1]} statistics and {len(table.frame_names)} frame features per clip -> {npz} "
+          f"(+ {csv_path.name})")
     return 0
 
 
@@ -101,39 +104,64 @@ def _model_configs(args: argparse.Namespace):
     return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(**tkw)
 
 
-def _new_output_dir(path: str, force: bool) -> Path:
-    """A run/model folder that is new or empty (never silently overwrite earlier work)."""
-    from .errors import ParameterError
-
+def _check_output_dir(path: str, force: bool) -> Path:
+    """``path`` as a run/model folder that may be written: new or empty, or ``force`` (never silently
+    overwrite earlier work); checked before any work, created only when there is something to write."""
     d = Path(path)
     if d.exists() and not d.is_dir():
         raise ParameterError(f"{d} exists and is not a folder")
     if d.is_dir() and any(d.iterdir()) and not force:
         raise ParameterError(f"{d} already holds files; choose a new folder or pass --force to overwrite")
+    return d
+
+
+def _new_output_dir(path: str, force: bool) -> Path:
+    """``_check_output_dir``, then the folder made."""
+    d = _check_output_dir(path, force)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
-    """The folder's feature table, with the features of its clips played at ``speeds`` (for training)."""
+    """The feature table of every ``--data`` source (labels chosen and merged by ``--labels`` and ``--map``),
+    with the features of its clips played at ``speeds`` (for training). Bad manifest rows stop the command
+    (naming file and line) unless ``--skip-bad-rows``; other skipped files are reported and counted."""
+    from .corpus import parse_mapping
     from .extraction import extract_dataset
 
-    table, skipped = extract_dataset(args.data, fcfg or _feature_config(args), cache_dir=_cache_dir(args),
-                                     n_jobs=args.jobs, progress=not args.quiet)
-    _report_skipped(skipped)
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if getattr(args, "labels", None) else None
+    table, problems = extract_dataset(args.data, fcfg or _feature_config(args), labels=labels,
+                                      mapping=parse_mapping(getattr(args, "map", None)),
+                                      speaker_pattern=getattr(args, "speaker_pattern", None),
+                                      cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
+    rows = [pr for pr in problems if pr.row]
+    if rows and not getattr(args, "skip_bad_rows", False):
+        _report_problems(rows)
+        raise DataError(f"{len(rows)} bad manifest row(s) (listed above, with file and line); fix them, or pass "
+                        "--skip-bad-rows to leave them out")
+    _report_problems(problems)
+    if problems:
+        print(f"{len(problems)} item(s) skipped (see messages above)", file=sys.stderr)
     return table.augment(speeds, cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
 
 
 def _print_metrics(m: dict) -> None:
     line = (f"balanced accuracy (UA) {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
             f"macro-F1 {m['macro_f1']:.3f}, reconstruction {m['reconstruction_loss']:.3f} "
-            f"({m['n_files']} clips, {m['n_actors']} actors; chance {m['chance']:.3f})")
+            f"({m['n_files']} clips, {m.get('n_speakers', '?')} speakers; chance {m['chance']:.3f})")
     print(line)
+    if m.get("warning"):
+        print(f"WARNING: {m['warning']}")
     if "mean" in m:
         mean, std = m["mean"], m["std"]
         print("per fold: UA " + " ".join(f"{f['balanced_accuracy']:.3f}" for f in m["folds"])
               + f"; mean {mean['balanced_accuracy']:.3f} +- {std['balanced_accuracy']:.3f}")
-    print("recall per emotion: " + ", ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items()))
+    print("recall per class: " + ", ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items()))
+    if "all_classes" in m:
+        print(f"all {len(m['all_classes']['confusion']['labels'])} classes, unrestricted argmax: UA "
+              f"{m['all_classes']['balanced_accuracy']:.3f}")
+    for corpus, cm in m.get("per_corpus", {}).items():
+        print(f"  {corpus}: UA {cm['balanced_accuracy']:.3f} ({cm['n_files']} clips)")
     for other in ("strict", "adapted", "test_time_augmented"):
         if other in m:
             print(f"{m[other]['mode']}: UA {m[other]['mean']['balanced_accuracy']:.3f} +- "
@@ -152,16 +180,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     _require_train()
     from .train.pipeline import train_model
 
-    out = _new_output_dir(args.out, args.force)
+    _check_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
     vcfg, ccfg, tcfg = _model_configs(args)
     table = _dataset(args, fcfg, tcfg.speed_perturb)
-    _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, command="emovae " + " ".join(args.argv),
-                         progress=not args.quiet)
+    if not table.has_speakers:
+        raise DataError("these clips have no speaker ids: training needs them for its speaker-disjoint inner "
+                        "split and the adapted head (a manifest's speaker column, or --speaker-pattern)")
+    out = _new_output_dir(args.out, args.force)
+    _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, split=args.split,
+                         command="emovae " + " ".join(args.argv), progress=not args.quiet)
     if res is not None:
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
-    print(f"model trained on {len(table)} clips of {len(set(table.actors.tolist()))} actors -> {out}")
+    print(f"model trained on {_describe(table)} -> {out}")
     return 0
 
 
@@ -171,20 +203,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, evaluate_model, write_report
     from .train.estimator import EmotionRecognizer
 
-    out = _new_output_dir(args.out, args.force)
+    _check_output_dir(args.out, args.force)
     if args.model:
         model = EmotionRecognizer.load(args.model)
         table = _dataset(args, model.configs()[0])
         res = evaluate_model(model, table, adapted=args.speaker_norm)
-        config = {"model": str(args.model), "data": str(args.data)}
+        config = {"model": str(args.model), "data": [str(d) for d in args.data]}
     else:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
         table = _dataset(args, fcfg, tcfg.speed_perturb)
         res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
-                             n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm)
-        config = {"data": str(args.data), "cv": args.cv, "seed": args.seed, "feature_config": to_dict(fcfg),
+                             n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm,
+                             split=args.split)
+        config = {"data": [str(d) for d in args.data], "cv": args.cv, "split": args.split, "seed": args.seed,
+                  "labels": args.labels, "map": args.map, "feature_config": to_dict(fcfg),
                   "vae_config": to_dict(vcfg), "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg)}
+    out = _new_output_dir(args.out, args.force)
     write_report(out, res, config=config, figures=not args.no_figures)
     _print_metrics(res.metrics)
     print(f"report -> {out} (metrics.json, predictions.csv, figures)")
@@ -397,6 +432,24 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "0.8 0.9 1.1 1.2; give no value to turn it off)")
 
 
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, action="append", metavar="[KIND=]PATH",
+                   help="labelled clips; repeat to mix sources. A folder named by a corpus convention (ravdess, "
+                        "savee, crema-d, tess, emodb; detected, or given as KIND=PATH), a folder per label "
+                        "(folders=PATH: angry/x.wav ...), or a CSV/TSV manifest with columns path,label,speaker "
+                        "[,corpus] (paths relative to it)")
+    g.add_argument("--labels", metavar="A,B,...",
+                   help="keep only these classes (after --map), e.g. angry,happy,neutral,sad; others are dropped "
+                        "with a count")
+    g.add_argument("--map", metavar="FROM=TO,...", help="merge labels, e.g. calm=neutral")
+    g.add_argument("--speaker-pattern", dest="speaker_pattern", metavar="REGEX",
+                   help="for a folder per label: the speaker in each file name, a regular expression with a group "
+                        "named speaker, e.g. '^(?P<speaker>[^_]+)_'")
+    g.add_argument("--skip-bad-rows", action="store_true", dest="skip_bad_rows",
+                   help="leave out bad manifest rows (missing file, empty label or speaker) instead of stopping")
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--sample-rate", type=_number(int, 8000, 384000), dest="sample_rate", help="analysis rate in Hz (default 16000)")
@@ -424,8 +477,12 @@ def _add_prior_arg(p: argparse.ArgumentParser) -> None:
 def _add_training_command(sub, name: str, help_text: str, out_help: str, func) -> argparse.ArgumentParser:
     """A subcommand that reads a labelled folder and writes a new folder, with the model and feature options."""
     p = sub.add_parser(name, help=help_text)
-    p.add_argument("--data", required=True, help="folder with RAVDESS-named clips")
+    _add_data_args(p)
     p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--split", choices=["speaker", "corpus", "random"], default="speaker",
+                   help="cross-validation folds: by speaker (default), leave-one-corpus-out (--data given twice or "
+                        "more), or random over files (SPEAKER-DEPENDENT, labelled so; only when there are no "
+                        "speaker ids)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     _add_model_args(p)
     _add_feature_args(p)
@@ -441,13 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("features", help="extract features of a RAVDESS folder into a table (.npz + .csv)")
-    p.add_argument("--data", required=True, help="folder with RAVDESS-named .wav/.flac files (searched recursively)")
+    p = sub.add_parser("features", help="extract features of labelled clips into a table (.npz + .csv)")
+    _add_data_args(p)
     p.add_argument("--out", required=True, help="output .npz (a .csv index is written beside it)")
     _add_feature_args(p)
     p.set_defaults(func=cmd_features)
 
-    p = _add_training_command(sub, "train", "train a model on every clip of a RAVDESS folder",
+    p = _add_training_command(sub, "train", "train a model on labelled clips (any corpus, any labels)",
                               "new model folder (model.onnx + model.json)", cmd_train)
     p.add_argument("--cv", type=_number(int, 0, 100), default=0,
                    help="also run K-fold actor CV and store its metrics in the model")

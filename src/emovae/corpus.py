@@ -56,6 +56,7 @@ class Problem:
 
     where: str
     reason: str
+    row: bool = False  # a manifest row (a user's table to fix), not a file found in a folder
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -178,17 +179,18 @@ def read_manifest(path: Path) -> tuple[list[Item], list[Problem]]:
             continue
         where = f"{path}:{line}"
         if len(row) < len(header):
-            problems.append(Problem(where, f"{len(row)} fields for {len(header)} columns"))
+            problems.append(Problem(where, f"{len(row)} fields for {len(header)} columns", True))
             continue
         value = {c: row[i].strip() for c, i in col.items()}
         clip = Path(value["path"]) if Path(value["path"]).is_absolute() else path.parent / value["path"]
         if not value["path"] or not clip.is_file():
             problems.append(Problem(where, f"file {value['path']!r} not found" + (
-                f" (looked at {clip})" if value["path"] else "")))
+                f" (looked at {clip})" if value["path"] else ""), True))
         elif not value["label"]:
-            problems.append(Problem(where, "empty label"))
+            problems.append(Problem(where, "empty label", True))
         elif not value["speaker"]:
-            problems.append(Problem(where, "empty speaker (give every clip a speaker id: folds are split by speaker)"))
+            problems.append(Problem(where, "empty speaker (give every clip a speaker id: folds are split by speaker)",
+                                    True))
         else:
             items.append(Item(str(clip), canonical_label(value["label"]), value["speaker"],
                               value.get("corpus") or path.stem))

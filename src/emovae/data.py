@@ -1,4 +1,4 @@
-"""RAVDESS file names -> validated Utterance records; recursive folder scan.
+"""RAVDESS file names -> validated Utterance records (``corpus.py`` reads RAVDESS folders through it).
 
 A RAVDESS name is ``MM-VV-EE-II-SS-RR-AA`` (modality, vocal channel, emotion, intensity, statement,
 repetition, actor). Anything that does not parse is reported with its reason, never guessed at.
@@ -76,24 +76,3 @@ def parse_name(path: str | os.PathLike) -> Utterance:
         actor=actor,
         gender="male" if actor % 2 else "female",
     )
-
-
-def scan(folder: str | os.PathLike) -> tuple[list[Utterance], list[tuple[str, str]]]:
-    """Find every .wav/.flac under ``folder`` (recursively, sorted) and parse its name.
-
-    Returns (utterances, skipped) where skipped lists (path, reason) for audio files whose name is not a
-    valid RAVDESS name. Raises DataError when the folder does not exist.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder (pass the folder that holds the RAVDESS Actor_* folders)")
-    utterances: list[Utterance] = []
-    skipped: list[tuple[str, str]] = []
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() not in AUDIO_EXTENSIONS or not p.is_file():
-            continue
-        try:
-            utterances.append(parse_name(p))
-        except DataError as exc:
-            skipped.append((str(p), str(exc)))
-    return utterances, skipped

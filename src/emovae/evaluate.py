@@ -1,4 +1,4 @@
-"""Speaker-independent evaluation: actor-grouped folds, metrics, predictions table, run-folder report.
+"""Speaker-independent evaluation: speaker-grouped folds, metrics, predictions table, run-folder report.
 
 Every fitted part (scalers, VAE, classifier) is fitted inside the training folds; the test fold is
 touched once. Balanced accuracy (UA) leads: neutral has half the clips of each other emotion.
@@ -15,32 +15,54 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import EMOTIONS
 from .errors import DataError, MissingDependencyError
 from .extraction import FeatureTable
 from .features import Features
 
-CHANCE = 1.0 / len(EMOTIONS)
 SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "reconstruction_loss")
+SPLITS = ("speaker", "random", "corpus")
 
 
-def actor_folds(actors: np.ndarray, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train_idx, test_idx) per fold; actors shuffled with ``seed`` and dealt into ``n_splits`` test groups,
-    so no actor is ever in two test folds nor in the train and test of one fold."""
-    uniq = np.unique(actors)
+def speaker_folds(groups: np.ndarray, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, test_idx) per fold; speakers (``groups``) shuffled with ``seed`` and dealt into ``n_splits``
+    test groups, so no speaker is ever in two test folds nor in the train and test of one fold."""
+    uniq = np.unique(groups)
     if n_splits < 2:
         raise DataError("cross-validation needs at least 2 folds")
     if len(uniq) < n_splits:
-        raise DataError(f"{len(uniq)} actor(s) cannot fill {n_splits} actor-disjoint folds; use --cv {len(uniq)} "
-                        "or add speakers" if len(uniq) >= 2 else "cross-validation needs clips of at least 2 actors")
-    groups = np.array_split(np.random.default_rng(seed).permutation(uniq), n_splits)
-    return [(np.flatnonzero(~np.isin(actors, g)), np.flatnonzero(np.isin(actors, g))) for g in groups]
+        raise DataError(f"{len(uniq)} speaker(s) cannot fill {n_splits} speaker-disjoint folds; use --cv "
+                        f"{len(uniq)} or add speakers" if len(uniq) >= 2 else
+                        "cross-validation needs clips of at least 2 speakers")
+    parts = np.array_split(np.random.default_rng(seed).permutation(uniq), n_splits)
+    return [(np.flatnonzero(~np.isin(groups, g)), np.flatnonzero(np.isin(groups, g))) for g in parts]
 
 
-def compute_metrics(y_true, y_pred, labels=EMOTIONS) -> dict:
+def folds_for(table: FeatureTable, split: str, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of a table: ``speaker`` (speaker-grouped; refused without speaker ids), ``corpus``
+    (leave-one-corpus-out) or ``random`` (over files: speaker-dependent, labelled so in every report)."""
+    if split == "speaker":
+        if not table.has_speakers:
+            raise DataError("these clips have no speaker ids, so folds cannot be split by speaker: give speakers "
+                            "(a manifest's speaker column, or --speaker-pattern for a folder per label), or pass "
+                            "--split random for a speaker-DEPENDENT estimate (inflated by 10-30 points)")
+        return speaker_folds(table.speakers, n_splits, seed)
+    if split == "corpus":
+        corpora = table.corpora
+        names = list(dict.fromkeys(corpora.tolist()))
+        if len(names) < 2:
+            raise DataError("--by corpus needs clips of at least 2 corpora (repeat --data)")
+        return [(np.flatnonzero(corpora != c), np.flatnonzero(corpora == c)) for c in names]
+    if split == "random":
+        order = np.random.default_rng(seed).permutation(len(table))
+        return [(np.setdiff1d(np.arange(len(table)), part), np.sort(part)) for part in np.array_split(order, n_splits)]
+    raise DataError(f"split must be one of {SPLITS}, not {split!r}")
+
+
+def compute_metrics(y_true, y_pred, labels) -> dict:
     """accuracy, balanced_accuracy (mean recall over classes present), macro_f1, per_class_recall,
     confusion (rows true, columns predicted, in ``labels`` order)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = list(labels)
     k = len(labels)
     idx = {lab: i for i, lab in enumerate(labels)}
     cm = np.zeros((k, k), dtype=int)
@@ -57,8 +79,9 @@ def compute_metrics(y_true, y_pred, labels=EMOTIONS) -> dict:
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class_recall": {lab: float(r) for lab, r, s in zip(labels, recall, present) if s},
-        "confusion": {"labels": list(labels), "matrix": cm.tolist()},
+        "confusion": {"labels": labels, "matrix": cm.tolist()},
         "n_files": int(cm.sum()),
+        "chance": 1.0 / max(1, int(present.sum())),
     }
 
 
@@ -67,8 +90,9 @@ class EvalResult:
     """Per-clip outcomes of an evaluation (cross-validated or of one saved model) and its metrics."""
 
     table: FeatureTable
-    y_pred: np.ndarray  # emotion names (N,)
-    proba: np.ndarray  # (N, 8) in EMOTIONS order
+    classes: tuple[str, ...]  # the columns of proba
+    y_pred: np.ndarray  # label names (N,)
+    proba: np.ndarray  # (N, len(classes))
     mu: np.ndarray  # latent means (N, L)
     recon_mse: np.ndarray  # (N,)
     fold: np.ndarray  # fold index per clip (0 for a single model)
@@ -76,16 +100,17 @@ class EvalResult:
     histories: list[dict] = field(default_factory=list)
 
 
-def _outputs_in_emotion_order(model, X: list[Features], groups=None) -> dict[str, np.ndarray]:
-    """Network outputs of a fitted model with probabilities in EMOTIONS order: adapted to each speaker when
-    ``groups`` (speakers) are given (``runtime.Network.forward_by_speaker``, what users get from
-    ``predict --speaker-from``), else single-clip."""
+def _outputs_in_class_order(model, X: list[Features], classes, groups=None) -> dict[str, np.ndarray]:
+    """Network outputs of a fitted model with probabilities in ``classes`` order (0 for a class the model does
+    not know): adapted to each speaker when ``groups`` (speakers) are given (``runtime.Network.forward_by_speaker``,
+    what users get from ``predict --speaker-from``), else single-clip."""
     net = model.network()
     X = net.prepare(X)
     out = net.forward(X) if groups is None else net.forward_by_speaker(X, groups)
-    proba = np.zeros((len(X), len(EMOTIONS)), dtype=np.float32)
+    proba = np.zeros((len(X), len(classes)), dtype=np.float32)
     for j, c in enumerate(model.classes_):
-        proba[:, EMOTIONS.index(c)] = out["probabilities"][:, j]
+        if c in classes:
+            proba[:, list(classes).index(c)] = out["probabilities"][:, j]
     out["probabilities"] = proba
     return out
 
@@ -96,88 +121,125 @@ def table_features(table: FeatureTable) -> list[Features]:
     return [Features(f, table.frame_names, s, table.stat_names, m) for f, s, m in zip(table.frames, table.stats, mels)]
 
 
+def _summary(fold_metrics: list[dict], keys=SCALAR_METRICS) -> dict:
+    return {f"{stat}": {key: float(fn([f[key] for f in fold_metrics])) for key in keys}
+            for stat, fn in (("mean", np.mean), ("std", np.std))}
+
+
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,
-                   progress: bool = True, adapted: bool = False) -> EvalResult:
-    """Actor-grouped K-fold CV: a fresh ``make_model()`` is fitted on each training fold (with actors as
-    groups for its inner split) and scored once on the test fold: strict single-clip, or ``adapted`` (each
-    test actor's clips normalised by all of that actor's unlabelled clips)."""
+                   progress: bool = True, adapted: bool = False, split: str = "speaker") -> EvalResult:
+    """K-fold CV grouped by speaker (``split``: see ``folds_for``): a fresh ``make_model()`` is fitted on each
+    training fold (speakers as groups for its inner split) and scored once on the test fold: strict
+    single-clip, or ``adapted`` (each test speaker's clips with all of that speaker's unlabelled clips)."""
     from tqdm.auto import tqdm
 
     _check_trainable(table)
-    X, y, actors = table_features(table), np.array(EMOTIONS)[table.labels], table.actors
+    folds = folds_for(table, split, n_splits, seed)
+    if adapted and not table.has_speakers:
+        raise DataError("adapted scoring needs speaker ids")
+    X, y, groups, classes = table_features(table), table.labels, table.speakers, table.classes
     n = len(X)
-    res = EvalResult(table, np.empty(n, dtype=object), np.zeros((n, len(EMOTIONS)), np.float32), None,
+    res = EvalResult(table, classes, np.empty(n, dtype=object), np.zeros((n, len(classes)), np.float32), None,
                      np.zeros(n, np.float32), np.zeros(n, dtype=int))
     fold_metrics, other_mode, tta = [], [], []  # the test folds scored in the other mode / with test-time copies
-    for k, (tr, te) in enumerate(tqdm(actor_folds(actors, n_splits, seed), desc="folds", unit="fold",
-                                      disable=not progress)):
+    for k, (tr, te) in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
-        model = make_model().fit([X[i] for i in tr], y[tr], groups=actors[tr], **extra)
+        model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
         Xte = [X[i] for i in te]
-        out = _outputs_in_emotion_order(model, Xte, actors[te] if adapted else None)
-        if "probabilities_adapted" in out:
-            alt = _outputs_in_emotion_order(model, Xte, None if adapted else actors[te])["probabilities"]
-            other_mode.append(compute_metrics(y[te], np.array(EMOTIONS)[alt.argmax(axis=1)]))
+        out = _outputs_in_class_order(model, Xte, classes, groups[te] if adapted else None)
+        if table.has_speakers:
+            alt = _outputs_in_class_order(model, Xte, classes, None if adapted else groups[te])["probabilities"]
+            other_mode.append(compute_metrics(y[te], np.array(classes)[alt.argmax(axis=1)], classes))
         if table.augmented and not adapted:  # test-time augmentation: the test clips' own speed copies
-            tta.append(compute_metrics(y[te], np.array(EMOTIONS)[_averaged_over_copies(
-                model, out["probabilities"], [[a[i] for a in table.augmented.values()] for i in te]).argmax(1)]))
+            tta.append(compute_metrics(y[te], np.array(classes)[_averaged_over_copies(
+                model, out["probabilities"], [[a[i] for a in table.augmented.values()] for i in te],
+                classes).argmax(1)], classes))
         if res.mu is None:
             res.mu = np.zeros((n, out["mu"].shape[1]), np.float32)
         res.proba[te], res.mu[te], res.recon_mse[te], res.fold[te] = (out["probabilities"], out["mu"],
                                                                      out["recon_mse"], k)
-        res.y_pred[te] = np.array(EMOTIONS)[out["probabilities"].argmax(axis=1)]
-        m = compute_metrics(y[te], res.y_pred[te])
-        m.update(reconstruction_loss=float(out["recon_mse"].mean()), test_actors=sorted(set(actors[te].tolist())),
+        res.y_pred[te] = np.array(classes)[out["probabilities"].argmax(axis=1)]
+        m = compute_metrics(y[te], res.y_pred[te], classes)
+        m.update(reconstruction_loss=float(out["recon_mse"].mean()), test_speakers=sorted(set(groups[te].tolist())),
                  chosen_c=getattr(model, "c_", None))
         fold_metrics.append(m)
         res.histories.append(getattr(model, "history_", {}))
-    res.metrics = compute_metrics(y, res.y_pred)
+    res.metrics = compute_metrics(y, res.y_pred, classes)
+    what = {"speaker": "speaker-grouped", "corpus": "leave-one-corpus-out", "random": "random (over files)"}[split]
     res.metrics.update(
         reconstruction_loss=float(res.recon_mse.mean()),
-        evaluation=f"actor-grouped {n_splits}-fold cross-validation (seed {seed})",
+        evaluation=f"{what} {len(folds)}-fold cross-validation (seed {seed})",
+        speaker_independent=split != "random",
         mode=_mode(adapted),
-        n_actors=int(len(np.unique(actors))), chance=CHANCE,
-        folds=fold_metrics,
-        mean={key: float(np.mean([f[key] for f in fold_metrics])) for key in SCALAR_METRICS},
-        std={key: float(np.std([f[key] for f in fold_metrics])) for key in SCALAR_METRICS},
+        n_speakers=int(len(np.unique(groups))), classes=list(classes),
+        folds=fold_metrics, **_summary(fold_metrics),
     )
+    if split == "random":
+        res.metrics["warning"] = ("SPEAKER-DEPENDENT: the same speakers are in training and test folds; this "
+                                  "overstates accuracy on new speakers by 10-30 points")
+    res.metrics.update(per_corpus(table, res.y_pred, classes))
     if other_mode:  # the same fitted models scored in the other mode, so both numbers always come together
         res.metrics["strict" if adapted else "adapted"] = {
-            "mode": _mode(not adapted),
-            **{f"{stat}": {key: float(fn([f[key] for f in other_mode])) for key in SCALAR_METRICS[:3]}
-               for stat, fn in (("mean", np.mean), ("std", np.std))},
+            "mode": _mode(not adapted), **_summary(other_mode, SCALAR_METRICS[:3]),
             "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in other_mode]}
     if tta:
         res.metrics["test_time_augmented"] = {
             "mode": "single clip averaged with its copies at the training speeds (predict --tta)",
-            **{f"{stat}": {key: float(fn([f[key] for f in tta])) for key in SCALAR_METRICS[:3]}
-               for stat, fn in (("mean", np.mean), ("std", np.std))},
-            "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in tta]}
+            **_summary(tta, SCALAR_METRICS[:3]), "folds": [{key: f[key] for key in SCALAR_METRICS[:3]} for f in tta]}
     return res
 
 
-def _averaged_over_copies(model, proba: np.ndarray, copies: list[list]) -> np.ndarray:
-    """Single-clip probabilities (N, 8) in EMOTIONS order averaged with those of each clip's copies (missing
+def per_corpus(table: FeatureTable, y_pred: np.ndarray, classes) -> dict:
+    """{"per_corpus": {corpus: metrics}} when the table holds several corpora, else {}."""
+    corpora = table.corpora
+    names = list(dict.fromkeys(corpora.tolist()))
+    if len(names) < 2:
+        return {}
+    y = table.labels
+    return {"per_corpus": {c: compute_metrics(y[corpora == c], y_pred[corpora == c], classes) for c in names}}
+
+
+def _averaged_over_copies(model, proba: np.ndarray, copies: list[list], classes) -> np.ndarray:
+    """Single-clip probabilities (N, C) in ``classes`` order averaged with those of each clip's copies (missing
     copies: None, skipped), as ``Recognizer(tta=True)`` does for one clip."""
     from .runtime import average_with_copies
 
     flat = [(i, c) for i, cs in enumerate(copies) for c in cs if c is not None]
     if not flat:
         return proba
-    p = _outputs_in_emotion_order(model, [c for _, c in flat])["probabilities"]
+    p = _outputs_in_class_order(model, [c for _, c in flat], classes)["probabilities"]
     return average_with_copies(proba, p, np.array([i for i, _ in flat]))
 
 
 def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalResult:
-    """Score a fitted model once on every clip of ``table`` (speakers it has not been trained on)."""
-    X, y = table_features(table), np.array(EMOTIONS)[table.labels]
-    out = _outputs_in_emotion_order(model, X, table.actors if adapted else None)
-    y_pred = np.array(EMOTIONS)[out["probabilities"].argmax(axis=1)]
-    res = EvalResult(table, y_pred, out["probabilities"], out["mu"], out["recon_mse"], np.zeros(len(X), dtype=int))
-    res.metrics = compute_metrics(y, y_pred)
+    """Score a fitted model once on every clip of ``table`` (speakers it has not been trained on). When the
+    table's classes differ from the model's, the headline metrics are over the classes both share, with the
+    argmax restricted to them (clips of other classes left out); the unrestricted figure is ``all_classes``."""
+    if adapted and not table.has_speakers:
+        raise DataError("adapted scoring needs speaker ids")
+    X, y = table_features(table), table.labels
+    model_classes = tuple(model.classes_)
+    shared = tuple(c for c in model_classes if c in set(table.classes))
+    if not shared:
+        raise DataError(f"the model's classes {list(model_classes)} and the data's {list(table.classes)} have "
+                        "none in common; map labels with --map (e.g. anger=angry)")
+    out = _outputs_in_class_order(model, X, model_classes, table.speakers if adapted else None)
+    keep = np.isin(y, shared)
+    full_pred = np.array(model_classes)[out["probabilities"].argmax(axis=1)]
+    cols = [model_classes.index(c) for c in shared]
+    y_pred = np.array(shared)[out["probabilities"][:, cols].argmax(axis=1)]
+    res = EvalResult(table, model_classes, y_pred, out["probabilities"], out["mu"], out["recon_mse"],
+                     np.zeros(len(X), dtype=int))
+    res.metrics = compute_metrics(y[keep], y_pred[keep], shared)
     res.metrics.update(reconstruction_loss=float(out["recon_mse"].mean()), evaluation="saved model on new data",
-                       mode=_mode(adapted),
-                       n_actors=int(len(np.unique(table.actors))), chance=CHANCE)
+                       mode=_mode(adapted), n_speakers=int(len(np.unique(table.speakers))), classes=list(shared))
+    if set(shared) != set(model_classes) or not keep.all():
+        all_labels = tuple(dict.fromkeys(model_classes + table.classes))
+        res.metrics["all_classes"] = {
+            "note": f"argmax over all {len(model_classes)} model classes, every clip",
+            **compute_metrics(y, full_pred, all_labels)}
+        res.metrics["left_out"] = int((~keep).sum())
+    res.metrics.update(per_corpus(table, y_pred, shared))
     res.histories = [getattr(model, "history_", {})]
     return res
 
@@ -190,9 +252,8 @@ def _mode(adapted: bool) -> str:
 
 
 def _check_trainable(table: FeatureTable) -> None:
-    emotions = sorted(set(table.labels.tolist()))
-    if len(emotions) < 2:
-        raise DataError(f"the data holds only one emotion ({EMOTIONS[emotions[0]]}); training needs at least two")
+    if len(table.classes) < 2:
+        raise DataError(f"the data holds only one class ({table.classes[0]}); training needs at least two")
 
 
 def write_report(run_dir: str | os.PathLike, res: EvalResult, *, config: dict | None = None,
@@ -205,9 +266,9 @@ def write_report(run_dir: str | os.PathLike, res: EvalResult, *, config: dict | 
         (d / "config.json").write_text(json.dumps(config, indent=1))
     with open(d / "predictions.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["file", "actor", "fold", "true", "predicted", *EMOTIONS])
-        for i, u in enumerate(res.table.utterances):
-            w.writerow([u.path, u.actor, int(res.fold[i]), u.emotion, res.y_pred[i],
+        w.writerow(["file", "speaker", "corpus", "fold", "true", "predicted", *res.classes])
+        for i, it in enumerate(res.table.items):
+            w.writerow([it.path, it.speaker, it.corpus, int(res.fold[i]), it.label, res.y_pred[i],
                         *(f"{p:.5f}" for p in res.proba[i])])
     if figures:
         write_figures(d, res)
@@ -221,7 +282,7 @@ def write_figures(d: Path, res: EvalResult) -> None:
     title = f"UA {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f} ({m['n_files']} clips)"
     plots.save_figure(plots.confusion_figure(np.array(m["confusion"]["matrix"]), m["confusion"]["labels"],
                                              title=title), d / "confusion.png")
-    labels = [u.emotion for u in res.table.utterances]
+    labels = res.table.labels.tolist()
     for method in ("pca", "tsne"):
         if len(labels) >= 5:
             pts = plots.project_2d(res.mu, method=method)
@@ -252,7 +313,7 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict, lis
     clips = demo_clips()
     preds = [recognizer.predict_file(c) for c in clips]
     truth = [parse_name(c).emotion for c in clips]
-    m = compute_metrics(truth, [p.emotion for p in preds])
+    m = compute_metrics(truth, [p.emotion for p in preds], recognizer.classes)
     m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
     (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],
                                                    indent=1))

@@ -1,7 +1,7 @@
 """Batch feature extraction over many files: parallel workers, a cache keyed by file identity and config.
 
 The per-clip work is ``features.extract(audio.load(path))``; this module only schedules it, caches it
-and collects the results into a FeatureTable a user can save and open.
+and collects the results of a corpus (``corpus.scan_all``) into a FeatureTable a user can save and open.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from . import audio, features
 from .config import FeatureConfig, config_hash, from_dict, to_dict
-from .data import EMOTIONS, Utterance, scan
+from .corpus import Item, Problem, class_order, scan_all, select_labels
 from .errors import DataError, EmovaeError
 
 #: Bump when feature code changes its output for the same config, so that caches are never stale.
@@ -127,13 +127,14 @@ def extract_files(
 
 @dataclass
 class FeatureTable:
-    """Features of a labelled corpus: one row per clip, in ``utterances`` order.
+    """Features of a labelled corpus: one row per clip, in ``items`` order (``corpus.Item``: path, label,
+    speaker, corpus).
 
     stats: (clips, n_stats) float32; frames: one (frames_i, n_frame_features) array per clip; mels: with
     ``FeatureConfig.voice``, one (frames_i, 40) float16 mel band array per clip (the voice student's input).
     """
 
-    utterances: list[Utterance]
+    items: list[Item]
     stats: np.ndarray
     stat_names: tuple[str, ...]
     frames: list[np.ndarray]
@@ -143,25 +144,40 @@ class FeatureTable:
     mels: list | None = None
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return len(self.items)
 
     @property
     def labels(self) -> np.ndarray:
-        """Emotion index per clip (positions in EMOTIONS), (clips,)."""
-        return np.array([u.label for u in self.utterances], dtype=np.int64)
+        """Label name per clip, (clips,)."""
+        return np.array([it.label for it in self.items], dtype=object)
 
     @property
-    def actors(self) -> np.ndarray:
-        """Actor number per clip, (clips,): the group for speaker-independent splits."""
-        return np.array([u.actor for u in self.utterances], dtype=np.int64)
+    def classes(self) -> tuple[str, ...]:
+        """The labels present, in ``corpus.class_order``."""
+        return class_order(it.label for it in self.items)
+
+    @property
+    def speakers(self) -> np.ndarray:
+        """Speaker per clip as ``corpus/speaker``, (clips,): the group of speaker-independent splits."""
+        return np.array([it.group for it in self.items], dtype=object)
+
+    @property
+    def corpora(self) -> np.ndarray:
+        """Corpus name per clip, (clips,)."""
+        return np.array([it.corpus for it in self.items], dtype=object)
+
+    @property
+    def has_speakers(self) -> bool:
+        """True when every clip has a speaker id (folders without a speaker pattern have none)."""
+        return all(it.speaker for it in self.items)
 
     @property
     def paths(self) -> list[str]:
-        return [u.path for u in self.utterances]
+        return [it.path for it in self.items]
 
     def subset(self, idx: np.ndarray | list[int]) -> "FeatureTable":
         idx = list(np.asarray(idx, dtype=int))
-        return FeatureTable([self.utterances[i] for i in idx], self.stats[idx], self.stat_names,
+        return FeatureTable([self.items[i] for i in idx], self.stats[idx], self.stat_names,
                             [self.frames[i] for i in idx], self.frame_names, self.config,
                             {f: [a[i] for i in idx] for f, a in self.augmented.items()},
                             None if self.mels is None else [self.mels[i] for i in idx])
@@ -179,9 +195,16 @@ class FeatureTable:
         """The augmented copies of clips ``idx`` (for ``EmotionRecognizer.fit(..., augmented=...)``)."""
         return {f: [a[i] for i in idx] for f, a in self.augmented.items()}
 
+    def counts(self) -> dict[str, int]:
+        """Clips per label, in ``classes`` order."""
+        n = {c: 0 for c in self.classes}
+        for it in self.items:
+            n[it.label] += 1
+        return n
+
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``path`` (.npz: stats, frames concatenated with offsets, names, config) and a CSV index
-        beside it (one row per clip: labels, n_frames, and every statistic by name). Returns both paths."""
+        """Write ``path`` (.npz: stats, frames concatenated with offsets, names, items, config) and a CSV index
+        beside it (one row per clip: file, label, speaker, corpus, n_frames, and every statistic by name)."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
@@ -195,22 +218,20 @@ class FeatureTable:
         np.savez_compressed(
             path, stats=self.stats, stat_names=np.array(self.stat_names), frames=frames,
             frame_offsets=np.concatenate([[0], np.cumsum(lengths)]), frame_names=np.array(self.frame_names),
-            paths=np.array(self.paths), config=json.dumps(to_dict(self.config)), **mels,
+            paths=np.array(self.paths), labels=np.array([it.label for it in self.items]),
+            speakers=np.array([it.speaker for it in self.items]), corpora=np.array([it.corpus for it in self.items]),
+            config=json.dumps(to_dict(self.config)), **mels,
         )
         csv_path = path.with_suffix(".csv")
         with open(csv_path, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["file", "actor", "gender", "emotion", "intensity", "statement", "repetition", "n_frames",
-                        *self.stat_names])
-            for u, n, row in zip(self.utterances, lengths, self.stats):
-                w.writerow([u.path, u.actor, u.gender, u.emotion, u.intensity, u.statement, u.repetition, int(n),
-                            *(f"{v:.6g}" for v in row)])
+            w.writerow(["file", "label", "speaker", "corpus", "n_frames", *self.stat_names])
+            for it, n, row in zip(self.items, lengths, self.stats):
+                w.writerow([it.path, it.label, it.speaker, it.corpus, int(n), *(f"{v:.6g}" for v in row)])
         return path, csv_path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureTable":
-        from .data import parse_name
-
         try:
             with np.load(path) as z:
                 off, all_frames = z["frame_offsets"], z["frames"]  # each z[...] access decompresses anew
@@ -219,35 +240,44 @@ class FeatureTable:
                 if "mels" in z.files:
                     moff, all_mels = z["mel_offsets"], z["mels"]
                     mels = [all_mels[moff[i] : moff[i + 1]] for i in range(len(moff) - 1)]
-                return cls([parse_name(p) for p in z["paths"]], z["stats"], tuple(z["stat_names"]), frames,
-                           tuple(z["frame_names"]), from_dict(FeatureConfig, json.loads(str(z["config"]))),
-                           mels=mels)
+                items = [Item(str(p), str(lab), str(spk), str(c))
+                         for p, lab, spk, c in zip(z["paths"], z["labels"], z["speakers"], z["corpora"])]
+                return cls(items, z["stats"], tuple(z["stat_names"]), frames, tuple(z["frame_names"]),
+                           from_dict(FeatureConfig, json.loads(str(z["config"]))), mels=mels)
         except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{path}: not an emovae feature table ({exc})") from None
+            raise DataError(f"{path}: not an emovae feature table of this version ({exc}); extract it again with "
+                            "'emovae features'") from None
 
 
 def extract_dataset(
-    folder: str | os.PathLike,
+    sources,
     cfg: FeatureConfig | None = None,
     *,
+    labels=None,
+    mapping: dict[str, str] | None = None,
+    speaker_pattern: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
-) -> tuple[FeatureTable, list[tuple[str, str]]]:
-    """Scan a RAVDESS folder, extract every clip; returns the table and the skipped files with reasons
-    (malformed names and unreadable audio). Raises DataError when nothing usable is found."""
+) -> tuple[FeatureTable, list[Problem]]:
+    """Read one or several labelled sources (``corpus.scan_all``: folders by naming convention, a folder per
+    label, manifests), keep ``labels`` after ``mapping`` (``corpus.select_labels``), and extract every clip.
+    Returns the table and the problems (skipped rows and names, unreadable audio, dropped labels), each with
+    the file and reason. Raises DataError when nothing usable is found."""
     cfg = cfg or FeatureConfig()
-    utterances, skipped = scan(folder)
-    if not utterances:
-        raise DataError(f"{folder}: no RAVDESS-named .wav/.flac files found"
-                        + (f" ({len(skipped)} audio files with other names were skipped)" if skipped else ""))
-    feats, failures = extract_files([u.path for u in utterances], cfg, cache_dir=cache_dir, n_jobs=n_jobs,
+    items, problems = scan_all(sources, speaker_pattern)
+    items, dropped = select_labels(items, labels, mapping)
+    problems += [Problem(f"label {lab!r}", f"{n} clip(s) dropped (not in --labels)") for lab, n in dropped.items()]
+    if not items:
+        raise DataError("no clips left after choosing labels " + ", ".join(labels or ()) + "; "
+                        + ", ".join(f"{lab} {n}" for lab, n in dropped.items()) + " dropped")
+    feats, failures = extract_files([it.path for it in items], cfg, cache_dir=cache_dir, n_jobs=n_jobs,
                                     progress=progress)
     keep = [i for i, f in enumerate(feats) if f is not None]
     if not keep:
-        raise DataError(f"{folder}: none of the {len(utterances)} files could be read; first error: {failures[0][1]}")
+        raise DataError(f"none of the {len(items)} files could be read; first error: {failures[0][1]}")
     table = FeatureTable(
-        [utterances[i] for i in keep],
+        [items[i] for i in keep],
         np.stack([feats[i].stats for i in keep]),
         feats[keep[0]].stat_names,
         [feats[i].frames for i in keep],
@@ -255,10 +285,4 @@ def extract_dataset(
         cfg,
         mels=[feats[i].mel for i in keep] if cfg.voice else None,
     )
-    return table, skipped + failures
-
-
-def emotion_counts(table: FeatureTable) -> dict[str, int]:
-    """Clips per emotion, in EMOTIONS order."""
-    counts = np.bincount(table.labels, minlength=len(EMOTIONS))
-    return {e: int(c) for e, c in zip(EMOTIONS, counts)}
+    return table, problems + [Problem(p, why) for p, why in failures]

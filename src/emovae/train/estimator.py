@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
+from ..corpus import class_order
 from ..data import EMOTIONS
 from ..errors import DataError, ModelFormatError, ParameterError, require
 from ..features import Features, model_inputs
@@ -37,16 +38,17 @@ except ImportError:  # pragma: no cover - without the extra, fit/load say which 
 
 
 def as_names(y) -> np.ndarray:
-    """Emotion labels (names, or indices into EMOTIONS) as names (N,); ParameterError for unknown ones."""
+    """Labels as names (N,): any strings (a model's classes come from its data), or integers as indices into
+    EMOTIONS; ParameterError for an index out of range or an empty label."""
     y = np.asarray(y)
     if y.dtype.kind in "iu":
         if y.size and (y.min() < 0 or y.max() >= len(EMOTIONS)):
             raise ParameterError(f"label indices must be in 0..{len(EMOTIONS) - 1}")
         return np.array(EMOTIONS)[y]
-    bad = sorted(set(y.tolist()) - set(EMOTIONS))
-    if bad:
-        raise ParameterError(f"unknown emotion label(s) {bad}; expected names from {EMOTIONS}")
-    return y.astype(str)
+    names = y.astype(str)
+    if names.size and (np.char.strip(names) == "").any():
+        raise ParameterError("empty label(s): every clip needs a label")
+    return names
 
 
 def inner_split(groups: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +108,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------------------------------------- fit
     def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None) -> "EmotionRecognizer":
-        """Fit on clips X with emotion labels y (names or EMOTIONS indices) and speakers ``groups``.
+        """Fit on clips X with labels y (names, any set of two or more; or EMOTIONS indices) and speakers
+        ``groups``; ``classes_`` follows ``corpus.class_order``.
 
         ``augmented``: {speed factor: [Features of clip i played at that speed, or None]} (see
         ``FeatureTable.augment``); the copies join the heads' training rows as extra speakers, never the
@@ -123,9 +126,9 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         y = as_names(y)
         if len(y) != len(X):
             raise ParameterError(f"got {len(X)} clips but {len(y)} labels")
-        present = [e for e in EMOTIONS if e in set(y.tolist())]
+        present = list(class_order(y.tolist()))
         if len(present) < 2:
-            raise DataError(f"training needs clips of at least 2 emotions; got only {present}")
+            raise DataError(f"training needs clips of at least 2 classes; got only {present}")
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
         self.classes_ = np.array(present)
         self.voice_onnx_, self._network = None, None  # a refit never keeps an earlier fit's student

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
-from ..data import EMOTIONS
 from ..evaluate import EvalResult, cross_validate, table_features
 from ..extraction import FeatureTable
 from ..modelfile import WEIGHTS_FILE
@@ -18,8 +17,8 @@ from .export import export_model_dir
 
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
-                ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, command: str = "",
-                progress: bool = False) -> tuple[EmotionRecognizer, EvalResult | None]:
+                ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, split: str = "speaker",
+                command: str = "", progress: bool = False) -> tuple[EmotionRecognizer, EvalResult | None]:
     """Train on every clip of ``table`` and write the model folder ``out``; with ``cv`` folds, first a
     speaker-grouped cross-validation whose metrics are stored in model.json. Returns the model and the CV result."""
 
@@ -28,15 +27,16 @@ def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig
 
     res, metrics = None, {}
     if cv:
-        res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress)
+        res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress, split=split)
         metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
-        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_actors")}
+        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_speakers")}
                             for f in res.metrics["folds"]]
     X = table_features(table)
-    model = make().fit(X, table.labels, groups=table.actors, augmented=table.augmented)
-    model.extra_ = {"training_data": {"n_files": len(table), "actors": sorted(set(table.actors.tolist())),
+    model = make().fit(X, table.labels, groups=table.speakers, augmented=table.augmented)
+    model.extra_ = {"training_data": {"n_files": len(table), "speakers": sorted(set(table.speakers.tolist())),
+                                      "corpora": sorted(set(table.corpora.tolist())), "clips_per_class": table.counts(),
                                       "command": command},
-                    "latent_map": fit_latent_map(model.transform(X), [EMOTIONS[i] for i in table.labels])}
+                    "latent_map": fit_latent_map(model.transform(X), table.labels.tolist())}
     out = Path(out)
     model.save(out, metrics=metrics)
     export_model_dir(model, out)  # parity-checked against torch: the ONNX file then holds the only copy of the weights
