@@ -1,6 +1,7 @@
 import pytest
 
-from emovae.data import EMOTIONS, parse_name, scan
+from emovae.corpus import scan
+from emovae.data import EMOTIONS, parse_name
 from emovae.errors import DataError
 
 
@@ -39,13 +40,16 @@ def test_parse_rejects_with_reason(name, why):
 
 
 def test_scan_recurses_sorts_and_reports_bad_names(tmp_path):
+    """A RAVDESS folder read through corpus.scan: found recursively, in path order, bad names reported, never
+    guessed; other files ignored."""
     (tmp_path / "a" / "b").mkdir(parents=True)
     for rel in ["a/b/03-01-02-01-01-01-02.wav", "a/03-01-01-01-01-01-01.flac", "bad-name.wav",
                 "03-01-09-01-01-01-01.wav", "notes.txt"]:
         (tmp_path / rel).write_bytes(b"")
-    utts, skipped = scan(tmp_path)
-    assert [u.emotion for u in utts] == ["neutral", "calm"]
-    assert sorted(p.split("/")[-1] for p, _ in skipped) == ["03-01-09-01-01-01-01.wav", "bad-name.wav"]
+    items, problems = scan(f"ravdess={tmp_path}")
+    assert [(it.label, it.speaker) for it in items] == [("neutral", "01"), ("calm", "02")]
+    assert sorted(pr.where.split("/")[-1] for pr in problems) == ["03-01-09-01-01-01-01.wav", "bad-name.wav"]
+    assert not any(pr.row for pr in problems)
 
 
 def test_scan_missing_folder(tmp_path):

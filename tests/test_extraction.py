@@ -17,16 +17,21 @@ def test_extract_dataset_and_roundtrip(tmp_path):
     (tmp_path / "data" / "Actor_01" / "badname.wav").write_bytes(b"x")
     (tmp_path / "data" / "Actor_02" / "03-01-03-01-01-01-02.wav").write_text("not audio")
     table, skipped = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
-    assert len(table) == 4 and sorted(set(table.actors)) == [1, 2]
-    reasons = " ".join(r for _, r in skipped)
+    assert len(table) == 4 and sorted(set(table.speakers)) == ["ravdess/01", "ravdess/02"]
+    assert table.classes == ("neutral", "angry") and table.counts() == {"neutral": 2, "angry": 2}
+    assert table.labels.tolist() == ["neutral", "angry"] * 2 and set(table.corpora) == {"ravdess"}
+    assert table.has_speakers
+    reasons = " ".join(pr.reason for pr in skipped)
     assert len(skipped) == 2 and "not a RAVDESS name" in reasons and "not a readable audio file" in reasons
+    assert not any(pr.row for pr in skipped)  # files found in a folder, not manifest rows
     npz, csv_path = table.save(tmp_path / "out" / "feats.npz")
     back = FeatureTable.load(npz)
     np.testing.assert_array_equal(back.stats, table.stats)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(back.frames, table.frames))
-    assert back.config == CFG and back.paths == table.paths
+    assert back.config == CFG and back.paths == table.paths and back.items == table.items
+    assert back.classes == table.classes and back.speakers.tolist() == table.speakers.tolist()
     header = csv_path.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["file", "actor", "gender", "emotion"] and "mfcc_0__mean" in header
+    assert header[:5] == ["file", "label", "speaker", "corpus", "n_frames"] and "mfcc_0__mean" in header
 
 
 def test_parallel_equals_serial(tmp_path):
@@ -74,7 +79,7 @@ def test_cache_ignores_corrupt_entry(tmp_path):
 
 
 def test_empty_folder(tmp_path):
-    with pytest.raises(DataError, match="no RAVDESS-named"):
+    with pytest.raises(DataError, match="no .wav or .flac files"):
         extract_dataset(tmp_path, CFG, progress=False)
 
 

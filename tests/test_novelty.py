@@ -26,7 +26,7 @@ def test_threshold_is_the_99th_percentile_of_the_inner_validation_speakers(tiny_
     from emovae.train.estimator import inner_split
 
     tcfg = tiny_model.configs()[3]
-    _, va = inner_split(train_table.actors, tcfg.val_actors, tcfg.seed)
+    _, va = inner_split(train_table.speakers, tcfg.val_actors, tcfg.seed)
     X = table_features(train_table)
     scores = tiny_model.forward([X[i] for i in va])["novelty"]
     nov = tiny_model.novelty_
