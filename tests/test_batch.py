@@ -1,0 +1,150 @@
+"""Batch in, table out (issue 23): inputs (files, folders, globs, manifests, stdin), one row per file with bad
+files as rows, CSV/JSONL/Parquet tables resumed without scoring a file twice, ``Recognizer.predict_files`` and the
+batch ``predict_proba``. Uses the shipped model on its demo clips (about a second)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from emovae import batch
+from emovae.cli import main
+from emovae.errors import MissingDependencyError
+from emovae.evaluate import demo_clips
+
+pd = pytest.importorskip("pandas")
+
+
+@pytest.fixture(scope="module")
+def rec():
+    pytest.importorskip("onnxruntime")
+    from emovae.runtime import load_pretrained
+
+    return load_pretrained()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """demo clips in a/ (2) and a/b/ (2), plus a text file and a broken .wav"""
+    src = demo_clips()[:4]
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for i, f in enumerate(src):
+        shutil.copy(f, tmp_path / "a" / ("b" if i >= 2 else "") / f.name)
+    (tmp_path / "a" / "notes.txt").write_text("not audio")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    return tmp_path
+
+
+def test_inputs_expand_files_folders_globs_manifests_and_stdin(tree):
+    a = sorted(str(p) for p in (tree / "a").rglob("*.flac"))
+    files, problems = batch.expand_inputs([str(tree / "a")])
+    assert files == a and problems == []  # recursive, audio only, sorted
+    files, _ = batch.expand_inputs([str(tree / "a" / "*.flac"), str(tree / "a")])
+    assert sorted(files) == a and len(files) == 4  # a file named twice is scored once
+    (tree / "m.csv").write_text("path,label\na/" + (tree / "a" / "b").iterdir().__next__().name.join(["b/", ""])
+                                + ",happy\n\n," + "x\n")
+    files, problems = batch.expand_inputs([str(tree / "m.csv")])
+    assert len(files) == 1 and files[0].startswith(str(tree / "a" / "b")) and problems[0][1] == "empty path"
+    files, _ = batch.expand_inputs(["-"], io.StringIO("\n".join(a[:2]) + "\n\n"))
+    assert files == a[:2]
+    files, problems = batch.expand_inputs([str(tree / "nothing*.wav"), str(tree / "missing.wav")])
+    assert files == [str(tree / "missing.wav")] and "no audio file matches" in problems[0][1]
+
+
+def test_predict_files_is_a_table_by_file_equal_to_predict_file(rec, tree):
+    paths = [*sorted((tree / "a").rglob("*.flac")), tree / "broken.wav"]
+    table = rec.predict_files(paths)
+    assert list(table.index) == [str(p) for p in paths]
+    assert list(table.columns) == batch.columns(rec.classes)[1:]
+    for p in paths[:-1]:
+        one = rec.predict_file(p)
+        row = table.loc[str(p)]
+        assert row["emotion"] == one.emotion and pd.isna(row["error"])
+        np.testing.assert_allclose(row[list(rec.classes)].astype(float), [one.probabilities[c] for c in rec.classes],
+                                   atol=1e-5)
+        assert row["duration_s"] == pytest.approx(one.duration_s, abs=1e-3)
+    bad = table.loc[str(paths[-1])]
+    assert "broken.wav" in bad["error"] and pd.isna(bad["emotion"])
+
+
+def test_predict_files_names_the_missing_extra(rec, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(MissingDependencyError, match=r"emovae\[batch\]"):
+        rec.predict_files(demo_clips()[:1])
+
+
+def test_batch_predict_proba_shapes_and_values(rec):
+    from emovae import audio
+
+    sr = rec.feature_config.sample_rate
+    ys = [audio.load(f, sr) for f in demo_clips()[:3]]
+    single = np.stack([rec.predict_proba(y, sr) for y in ys])
+    assert single.shape == (3, len(rec.classes))
+    np.testing.assert_allclose(rec.predict_proba([(y, sr) for y in ys]), single, atol=1e-5)
+    np.testing.assert_allclose(rec.predict_proba(ys, sr), single, atol=1e-5)
+    n = min(len(y) for y in ys)
+    equal = np.stack([y[:n] for y in ys])  # 3 rows: a multichannel clip unless told it is a batch
+    assert rec.predict_proba(equal, sr).shape == (len(rec.classes),)
+    batch_p = rec.predict_proba(equal, sr, batch=True)
+    np.testing.assert_allclose(batch_p, np.stack([rec.predict_proba(y, sr) for y in equal]), atol=1e-5)
+    many = np.tile(equal, (6, 1))  # 18 rows > MAX_CHANNELS: a batch without asking
+    assert rec.predict_proba(many, sr).shape == (18, len(rec.classes))
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_cli_table_resumes_without_scoring_a_file_twice(rec, tree, ext, monkeypatch, capsys):
+    if ext == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tree / f"results{ext}"
+    scored = []
+    real = batch.score
+
+    def spy(recognizer, paths, chunk=batch.CHUNK):
+        paths = list(paths)
+        scored.extend(paths)
+        return real(recognizer, paths, chunk)
+
+    monkeypatch.setattr(batch, "score", spy)
+    first = sorted(str(p) for p in (tree / "a").glob("*.flac"))
+    assert main(["predict", *first, str(tree / "broken.wav"), "--out", str(out)]) == 1
+    assert "2 files scored, 1 failed" in capsys.readouterr().err
+    # the broken file is fixed, and the whole tree is asked for: only files without a scored row are scored
+    shutil.copy(demo_clips()[5], tree / "broken.wav")
+    assert main(["predict", str(tree / "a"), str(tree / "broken.wav"), "--out", str(out)]) == 0
+    assert "3 files scored, 0 failed, 2 already in the table" in capsys.readouterr().err
+    assert sorted(scored) == sorted(first + [str(tree / "broken.wav")] * 2 + [
+        str(p) for p in (tree / "a" / "b").glob("*.flac")])
+    table = batch.read_table(out)[1]
+    files = [r["file"] for r in table]
+    assert len(files) == len(set(files)) == 5 and all(batch._blank(r["error"]) for r in table)
+    assert set(r["emotion"] for r in table) <= set(rec.classes)
+    assert batch.read_done(out) == {batch._key(f) for f in files}
+
+
+def test_cli_table_from_stdin_and_text_mode_reads_folders(rec, tree, monkeypatch, capsys):
+    paths = sorted(str(p) for p in (tree / "a").rglob("*.flac"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(paths)))
+    assert main(["predict", "-", "--out", str(tree / "r.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tree / "r.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == paths and list(rows[0]) == batch.columns(rec.classes)
+    capsys.readouterr()
+    assert main(["predict", "--json", str(tree / "a"), str(tree / "a" / "none*.wav")]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["file"] for line in out.splitlines()] == paths
+    assert "no audio file matches" in err
+
+
+def test_a_cut_csv_row_is_scored_again(rec, tree, capsys):
+    out = tree / "r.csv"
+    paths = sorted(str(p) for p in (tree / "a").glob("*.flac"))
+    assert main(["predict", *paths, "--out", str(out)]) == 0
+    text = out.read_text()
+    out.write_text(text[: text.rindex(",", 0, len(text) - 12)])  # a kill in the middle of the last row
+    assert main(["predict", *paths, "--out", str(out)]) == 0
+    assert "1 files scored, 0 failed, 1 already in the table" in capsys.readouterr().err
+    assert [r["file"] for r in batch.read_table(out)[1]] == paths

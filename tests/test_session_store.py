@@ -1,0 +1,201 @@
+"""Sessions in a real store (issue 23): ``RedisSessionStore`` against a redis-server started here on a free
+loopback port (no mock store): the same answers as the in-process store, atomic updates from two threads and two
+processes (the n-th clip sees n-1 earlier ones), the TTL kept by the server, moments only, and two service apps
+sharing one speaker's session. Skipped when ``redis-server`` is not installed (Debian: apt-get install
+redis-server)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from emovae.errors import EmovaeError, ParameterError
+from emovae.session import RedisSessionStore, Session, SessionStore, open_store
+from emovae.speaker import RunningMoments, SessionConfig
+
+from .conftest import SR, voice_like
+
+pytest.importorskip("redis")
+REDIS_SERVER = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
+                                reason="redis-server is not on PATH (apt-get install redis-server)")
+S = 6  # statistics of the stub model
+
+
+class Stub:
+    """What a store reads of a recognizer: the model's prior."""
+
+    source = "stub"
+    meta = {"speaker_prior": {"mean": [0.5] * S, "std": [2.0] * S}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    import redis
+
+    port = _free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--protected-mode", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def url(redis_url):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+def _stats(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(1.0, 3.0, (n, S))
+
+
+def test_moments_equal_the_in_process_store_and_only_moments_are_stored(url):
+    import redis
+
+    mem, red = SessionStore(Stub()), RedisSessionStore(Stub(), url)
+    x = _stats(5)
+    assert red.peek("a") is None and len(red) == 0 and red.get("a").n_clips == 0 and red.peek("a") is None
+    for i, row in enumerate(x, 1):
+        (m_mem, n_mem), (m_red, n_red) = mem.observe("a", row), red.observe("a", row)
+        assert n_mem == n_red == i
+        if i < SessionConfig().min_clips:
+            assert m_mem is None and m_red is None
+        else:
+            np.testing.assert_array_equal(m_red[0], m_mem[0])
+            np.testing.assert_array_equal(m_red[1], m_mem[1])
+    assert red.peek("a").n_clips == 5 and len(red) == 1
+    (key,) = redis.Redis.from_url(url).keys("*")
+    assert set(redis.Redis.from_url(url).hgetall(key)) == {b"n", b"mean", b"m2"}  # moments, never audio
+    assert red.delete("a") and not red.delete("a") and red.peek("a") is None and len(red) == 0
+
+
+def test_the_ttl_is_kept_by_the_server(url):
+    import redis
+
+    red = RedisSessionStore(Stub(), url, ttl_s=0.3)
+    red.observe("a", _stats(1)[0])
+    ttl = redis.Redis.from_url(url).pttl(red._key("a"))
+    assert 0 < ttl <= 300
+    time.sleep(0.45)
+    assert red.peek("a") is None and red.observe("a", _stats(1)[0])[1] == 1  # expired: a fresh session
+
+
+def _observe_many(url: str, rows: np.ndarray, out) -> None:
+    store = RedisSessionStore(Stub(), url)  # its own connection, as another replica would have
+    for row in rows:
+        out.put(store.observe("spk", row)[1])
+
+
+def _check_all_counted(url, rows, seen):
+    assert sorted(seen) == list(range(1, len(rows) + 1)), "a clip was lost or counted twice"
+    ref = RunningMoments(*Stub.meta["speaker_prior"].values(), SessionConfig().prior_weight)
+    ref.update(rows)
+    stored = RedisSessionStore(Stub(), url).moments("spk")
+    assert stored.n == len(rows)
+    np.testing.assert_allclose(stored.mean, ref.mean, rtol=1e-12)  # the order differs, the moments do not
+    np.testing.assert_allclose(stored.m2, ref.m2, rtol=1e-9)
+
+
+def test_two_threads_updating_one_speaker_lose_no_clip(url):
+    import queue
+
+    rows = _stats(80, seed=1)
+    out = queue.Queue()
+    threads = [threading.Thread(target=_observe_many, args=(url, part, out)) for part in (rows[::2], rows[1::2])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    _check_all_counted(url, rows, [out.get_nowait() for _ in range(out.qsize())])
+
+
+def test_two_processes_updating_one_speaker_lose_no_clip(url):
+    rows = _stats(60, seed=2)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_observe_many, args=(url, part, out)) for part in (rows[::2], rows[1::2])]
+    for p in procs:
+        p.start()
+    seen = [out.get(timeout=60) for _ in range(len(rows))]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    _check_all_counted(url, rows, seen)
+
+
+def test_open_store_names_its_errors(url):
+    assert isinstance(open_store(Stub()), SessionStore) and isinstance(open_store(Stub(), "memory"), SessionStore)
+    assert isinstance(open_store(Stub(), url), RedisSessionStore)
+    with pytest.raises(ParameterError, match="redis://"):
+        open_store(Stub(), "mongodb://x")
+    with pytest.raises(EmovaeError, match="cannot reach"):
+        open_store(Stub(), f"redis://127.0.0.1:{_free_port()}/0")
+
+
+# ----------------------------------------------------------------------------------- the service, shared
+@pytest.fixture(scope="module")
+def rec():
+    pytest.importorskip("onnxruntime")
+    from emovae.runtime import load_pretrained
+
+    return load_pretrained()
+
+
+def _wav(seed: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, voice_like(140 + 10 * seed, 1.2, seed=seed), SR, format="WAV")
+    return buf.getvalue()
+
+
+def test_two_service_apps_share_one_speakers_session(rec, url):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from emovae.serve import ServeConfig, create_app
+
+    cfg = ServeConfig(max_bytes=400_000, max_seconds=4.0, session_store=url)
+    apps = [TestClient(create_app(rec, cfg)) for _ in range(2)]
+    session = Session(rec)  # the same clips through one in-process session
+    for i in range(5):
+        body = apps[i % 2].post("/v1/predict?session=alice", content=_wav(i)).json()
+        want = session.predict_signal(voice_like(140 + 10 * i, 1.2, seed=i), SR)
+        assert body["speaker_clips"] == i + 1 and body["adapted"] == (i + 1 >= 2)
+        assert body["emotion"] == want.emotion
+        assert body["probabilities"] == pytest.approx(want.probabilities, abs=2e-4)
+    assert apps[1].get("/v1/sessions/alice").json() == {"session": "alice", "clips": 5, "adapted": True}
+    bad = apps[0].post("/v1/predict?session=bob", content=b"not audio")
+    assert bad.status_code >= 400 and apps[1].get("/v1/sessions/bob").status_code == 404  # no session from a failure
+    assert apps[0].delete("/v1/sessions/alice").json()["deleted"] is True
+    assert apps[1].get("/v1/sessions/alice").status_code == 404
