@@ -285,15 +285,25 @@ def _print_prediction(p, as_json: bool) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import audio
+    from . import audio, batch
 
     if args.tta and args.speaker_from:
         raise ParameterError("--tta scores single clips; with --speaker-from the clips adapt to their speaker "
                              "instead: use one or the other")
+    if args.out:
+        batch.table_format(args.out)
+    files, problems = batch.expand_inputs(args.files, sys.stdin)
     rec = _recognizer(args)
+    if args.out and not args.speaker_from:
+        counts = batch.run_to_table(rec, files, problems, args.out, progress=sys.stderr.isatty())
+        return _table_summary(counts, args.out)
     failed = 0
+    if not args.out:
+        for spec, msg in problems:
+            failed += 1
+            _err(f"{spec}: skipped: {msg}")
     if not args.speaker_from:
-        for path in args.files:
+        for path in files:
             try:
                 _print_prediction(rec.predict_file(path), args.json)
             except EmovaeError as exc:
@@ -303,12 +313,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # batch adaptation: every clip is normalised with the moments of all clips of its speaker
     from .speaker import SessionConfig
 
-    speakers = _speakers(args.files, args.speaker_from)
-    feats, names, spk = [], [], []
+    speakers = _speakers(files, args.speaker_from)
+    feats, names, spk, rows = [], [], [], []
     cfg = rec.feature_config
-    for path, s in zip(args.files, speakers):
+    for path, s in zip(files, speakers):
         if s is None:
             failed += 1
+            rows.append(batch.error_row(path, f"{path}: no speaker for it (--speaker-from {args.speaker_from})",
+                                        rec.classes))
             continue
         try:
             feats.append(rec.features(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration),
@@ -317,11 +329,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
             spk.append(s)
         except EmovaeError as exc:
             failed += 1
-            _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-    if feats:
-        for p in rec.predict_by_speaker(feats, spk, names, SessionConfig(prior_weight=args.prior_weight)):
-            _print_prediction(p, args.json)
+            msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            rows.append(batch.error_row(path, msg, rec.classes))
+            if not args.out:
+                _err(msg)
+    preds = rec.predict_by_speaker(feats, spk, names, SessionConfig(prior_weight=args.prior_weight)) if feats else []
+    if args.out:
+        rows += [batch.prediction_row(p, rec.classes) for p in preds]
+        counts = batch.run_to_table(rec, files, problems, args.out, rows=rows)
+        return _table_summary(counts, args.out)
+    for p in preds:
+        _print_prediction(p, args.json)
     return 1 if failed else 0
+
+
+def _table_summary(counts: dict, out) -> int:
+    skipped = f", {counts['skipped']} already in the table" if counts["skipped"] else ""
+    print(f"{counts['scored']} files scored, {counts['failed']} failed{skipped} -> {out}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -386,7 +411,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       queue_timeout_s=args.queue_timeout, body_timeout_s=args.body_timeout,
                       header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
                       new_sessions_per_min=args.session_rate, new_sessions_per_min_total=args.session_rate_total,
-                      allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib))
+                      allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib),
+                      session_store=args.session_store)
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
         abstain=args.abstain)
     return 0
@@ -517,7 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
     p = sub.add_parser("predict", help="name the emotion of audio files (shipped model by default)")
-    p.add_argument("files", nargs="+", help="audio files (.wav, .flac, .ogg...)")
+    p.add_argument("files", nargs="+", metavar="input",
+                   help="audio files (.wav, .flac, .ogg, .mp3), folders (searched recursively), glob patterns, "
+                        "CSV/TSV manifests with a 'path' column, or - for a list of paths on stdin")
+    p.add_argument("--out", metavar="results.csv|.parquet|.jsonl",
+                   help="write a table, one row per file (bad files get their error); an existing table is "
+                        "resumed: files already scored are skipped and new rows added")
     p.add_argument("--model", help="model folder or exported .onnx file (default: the shipped model)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
                    help="network backend (default auto: onnxruntime when installed)")
@@ -572,7 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-ttl", type=POSITIVE, default=1800.0, dest="session_ttl",
                    help="seconds an idle adaptation session is kept (default 1800)")
     p.add_argument("--max-sessions", type=POSITIVE_INT, default=10000, dest="max_sessions",
-                   help="sessions kept at most; the least recently used go first (default 10000)")
+                   help="sessions kept at most; the least recently used go first (default 10000; in-process store)")
+    p.add_argument("--session-store", dest="session_store", metavar="memory|redis://HOST:6379/0",
+                   help="where adaptation sessions live: this process (default), or a Redis/Valkey server shared "
+                        "by several processes or replicas (moments only, with the TTL in the server; needs "
+                        "emovae[scale])")
     g = p.add_argument_group("limits (a service open to others)")
     g.add_argument("--max-pending-mb", type=POSITIVE, dest="max_pending_mb",
                    help="request bodies held in memory at once, MiB (default: room for 6 uploads of --max-mb); "

@@ -291,10 +291,40 @@ class Recognizer:
 
         return Session(self, cfg)
 
-    def predict_proba(self, signal: np.ndarray, sr: int) -> np.ndarray:
-        """Probabilities (len(classes),) of one clip, in ``classes`` order (averaged over the test-time copies
-        when the recognizer was loaded with ``tta``)."""
-        return self.network.forward(self._features_and_copies(signal, sr, "<signal>", True))["probabilities"].mean(0)
+    def predict_proba(self, signal, sr: int | None = None, *, batch: bool | None = None) -> np.ndarray:
+        """Probabilities in ``classes`` order (averaged over the test-time copies when the recognizer was loaded
+        with ``tta``). One clip (mono, (samples, channels) or (channels, samples) at ``sr`` Hz) -> (n_classes,).
+        A batch -> (n, n_classes), as scikit-learn's ``predict_proba``: a list of (signal, sr) pairs (or of
+        signals, all at ``sr``), or a 2-D array of n equal-length clips (n, samples) at ``sr``. A 2-D array is
+        read as one multichannel clip unless ``batch=True`` or it has more rows than ``audio.MAX_CHANNELS`` and
+        fewer rows than columns. A bad clip raises its error, naming it by its index."""
+        if batch is None:
+            batch = (isinstance(signal, (list, tuple)) and len(signal) > 0 and not np.isscalar(signal[0])) or (
+                isinstance(signal, np.ndarray) and signal.ndim == 2 and audio.MAX_CHANNELS < signal.shape[0] < signal.shape[1])
+        if not batch:
+            return self.network.forward(self._features_and_copies(signal, sr, "<signal>", True))["probabilities"].mean(0)
+        clips = []
+        for i, item in enumerate(signal):
+            if isinstance(item, tuple) and len(item) == 2 and not isinstance(item[1], np.ndarray):
+                y, rate = item
+            else:
+                y, rate = item, sr
+            clips.append(self._features_and_copies(y, rate, f"<signal {i}>", True))
+        if not clips:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = self.network.forward([c[0] for c in clips])["probabilities"]
+        if any(len(c) > 1 for c in clips):
+            owner = np.repeat(np.arange(len(clips)), [len(c) - 1 for c in clips])
+            out = average_with_copies(out, self.network.forward([x for c in clips for x in c[1:]])["probabilities"], owner)
+        return np.asarray(out)
+
+    def predict_files(self, paths):
+        """A pandas DataFrame indexed by file: emotion, confidence, one column per class, in_domain, novelty,
+        duration_s and error (a file that cannot be scored gets its error, not an exception). Needs pandas
+        (``pip install 'emovae[batch]'``); ``batch.expand_inputs`` turns folders, globs and manifests into files."""
+        from .batch import predict_files
+
+        return predict_files(self, paths)
 
     def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None) -> Prediction:
         clip, *copies = self._features_and_copies(signal, sr, name or "<signal>", True)

@@ -1,0 +1,368 @@
+"""Batch scoring: many files in, one table out (``emovae predict ... --out results.csv``,
+``Recognizer.predict_files``).
+
+Inputs (``expand_inputs``): files, folders (recursively, ``AUDIO_SUFFIXES``), glob patterns, CSV/TSV manifests
+with a ``path`` column (relative paths from the manifest's folder) and ``-`` for a list of paths on stdin; each
+file once, in the order given. Rows (``score``): one per file with ``columns(classes)``; a file that cannot be
+scored becomes a row with its error, never a stop. Tables (``write_table``): CSV and JSON lines with the standard
+library, Parquet with pandas and pyarrow (``pip install 'emovae[batch]'``). Resumable: with an existing table,
+files already scored (rows without an error) are skipped and the new rows appended, so no file is scored twice;
+rows are written as they are scored (Parquet: rewritten every ``PARQUET_FLUSH_ROWS`` rows), so a killed run
+loses at most the rows in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import EmovaeError, ParameterError, require
+
+__all__ = ["AUDIO_SUFFIXES", "columns", "expand_inputs", "score", "predict_files", "read_done", "write_table",
+           "run_to_table"]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+MANIFEST_SUFFIXES = (".csv", ".tsv")
+TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+FIXED_BEFORE = ("file", "emotion", "confidence")
+FIXED_AFTER = ("in_domain", "novelty", "duration_s", "error")
+CHUNK = 16  # clips whose network forward runs as one batch
+PARQUET_FLUSH_ROWS = 500
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _manifest_paths(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Paths of a CSV/TSV manifest's ``path`` column (relative ones from the manifest's folder), and problems
+    (where, message) for rows without a path. Other columns (label, speaker...) are allowed and ignored."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"{path}: not a readable text manifest ({exc})") from None
+    first = text.split("\n", 1)[0]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else ","
+    rows = csv.reader(text.splitlines(), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(rows, [])]
+    if "path" not in header:
+        raise ParameterError(f"{path}:1: a manifest for predict needs a header with a 'path' column")
+    col = header.index("path")
+    paths, problems = [], []
+    for line, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        value = row[col].strip() if col < len(row) else ""
+        if not value:
+            problems.append((f"{path}:{line}", "empty path"))
+            continue
+        p = Path(value)
+        paths.append(str(p if p.is_absolute() else path.parent / p))
+    return paths, problems
+
+
+def _audio_in(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def expand_inputs(specs: Iterable[str], stdin=None) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, problems): the audio files named by ``specs`` (files, folders, globs, manifests, ``-`` for paths
+    on ``stdin``, one a line), each once in the order given; problems (spec, message) for a glob that matches
+    nothing, a folder without audio or a manifest row without a path. A named file that does not exist is kept:
+    scoring it gives its error."""
+    files: dict[str, None] = {}
+    problems: list[tuple[str, str]] = []
+    read_stdin = False
+
+    def add(paths):
+        for p in paths:
+            files.setdefault(os.path.normpath(p), None)
+
+    for spec in specs:
+        spec = str(spec)
+        if spec == "-":
+            if read_stdin:
+                continue
+            read_stdin = True
+            lines = (stdin if stdin is not None else sys.stdin).read().splitlines()
+            add(line.strip() for line in lines if line.strip())
+            continue
+        p = Path(spec)
+        if p.is_dir():
+            found = _audio_in(p)
+            if not found:
+                problems.append((spec, f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+            add(found)
+        elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+            paths, probs = _manifest_paths(p)
+            add(paths)
+            problems.extend(probs)
+        elif not p.exists() and _is_glob(spec):
+            found = sorted(m for m in glob.glob(spec, recursive=True))
+            hits = []
+            for m in found:
+                if Path(m).is_dir():
+                    hits.extend(_audio_in(Path(m)))
+                elif Path(m).suffix.lower() in AUDIO_SUFFIXES:
+                    hits.append(m)
+            if not hits:
+                problems.append((spec, "no audio file matches this pattern"))
+            add(hits)
+        else:
+            add([spec])
+    return list(files), problems
+
+
+# --------------------------------------------------------------------------------------------------- rows
+def columns(classes) -> list[str]:
+    """The table's columns: file, emotion, confidence, one per class, in_domain, novelty, duration_s, error."""
+    clash = set(classes) & set(FIXED_BEFORE + FIXED_AFTER)
+    if clash:
+        raise ParameterError(f"class names {sorted(clash)} clash with the table's own columns")
+    return [*FIXED_BEFORE, *classes, *FIXED_AFTER]
+
+
+def error_row(file: str, message: str, classes) -> dict:
+    row = dict.fromkeys(columns(classes))
+    row["file"], row["error"] = file, message
+    return row
+
+
+def prediction_row(p, classes) -> dict:
+    row = {"file": p.file, "emotion": p.emotion, "confidence": round(p.confidence, 6)}
+    row.update({c: round(p.probabilities[c], 6) for c in classes})
+    row.update(in_domain=p.in_domain, novelty=None if p.novelty is None else round(p.novelty, 3),
+               duration_s=round(p.duration_s, 3), error=None)
+    return row
+
+
+def _message(path: str, exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, EmovaeError) else f"{type(exc).__name__}: {exc}"
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def score(recognizer, paths: Iterable[str], chunk: int = CHUNK) -> Iterator[dict]:
+    """One row per path, in order (``prediction_row`` or ``error_row``); the network runs ``chunk`` clips at a
+    time. Never raises for a bad file (KeyboardInterrupt aside)."""
+    from . import audio
+
+    cfg, classes = recognizer.feature_config, recognizer.classes
+    paths = [str(p) for p in paths]
+    for start in range(0, len(paths), chunk):
+        part = paths[start:start + chunk]
+        rows: list[dict | None] = [None] * len(part)
+        ok, clips, copies = [], [], []
+        for i, path in enumerate(part):
+            try:
+                y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
+                clip, *more = recognizer._features_and_copies(y, cfg.sample_rate, path, True)
+            except Exception as exc:  # noqa: BLE001 - a bad file is a row, never a stop
+                rows[i] = error_row(path, _message(path, exc), classes)
+                continue
+            ok.append(i)
+            clips.append(clip)
+            copies.append(more)
+        if ok:
+            try:
+                preds = recognizer.predict_features(clips, [part[i] for i in ok],
+                                                    copies=copies if any(copies) else None)
+            except Exception:  # noqa: BLE001 - find the clip the network refuses: one at a time
+                preds = []
+                for i, clip, more in zip(ok, clips, copies):
+                    try:
+                        preds.append(recognizer.predict_features([clip], [part[i]], copies=[more] if more else None)[0])
+                    except Exception as exc:  # noqa: BLE001
+                        preds.append(exc)
+            for i, p in zip(ok, preds):
+                rows[i] = error_row(part[i], _message(part[i], p), classes) if isinstance(p, Exception) \
+                    else prediction_row(p, classes)
+        yield from rows
+
+
+def predict_files(recognizer, paths: Iterable[str | os.PathLike]):
+    """A pandas DataFrame indexed by file, one row per path (``columns`` less ``file``); unreadable files get
+    their ``error`` and empty scores. Needs pandas (``pip install 'emovae[batch]'``)."""
+    pd = require("pandas", "batch")
+    paths = [str(p) for p in paths]
+    table = pd.DataFrame(list(score(recognizer, paths)), columns=columns(recognizer.classes))
+    return table.set_index("file")
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def table_format(path: str | os.PathLike) -> str:
+    fmt = TABLE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ParameterError(f"{path}: --out must end in {', '.join(TABLE_FORMATS)}")
+    return fmt
+
+
+def _key(file: str) -> str:
+    return os.path.normpath(os.path.abspath(str(file)))
+
+
+def _blank(value) -> bool:
+    if value is None or value == "":
+        return True
+    try:
+        return value != value  # NaN from pandas
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a table written by ``write_table``; CSV values stay text."""
+    fmt = table_format(path)
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+    if fmt == "jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            lines = [line for line in fh.read().split("\n") if line.strip()]
+        for n, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(lines):  # the last line, cut by a kill: its file is scored again
+                    break
+                raise ParameterError(f"{path}:{n}: not a JSON line") from None
+        return (list(rows[0]) if rows else []), rows
+    pd = require("pandas", "batch")
+    require("pyarrow", "batch")
+    df = pd.read_parquet(path)
+    return list(df.columns), df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def _scored(row: dict, fmt: str) -> bool:
+    """A complete row without an error. A CSV row cut by a kill lacks its last fields (None, where a complete
+    row has "" for no error); a cut JSON line is not read at all."""
+    if _blank(row.get("emotion")):
+        return False
+    return row.get("error") == "" if fmt == "csv" else _blank(row.get("error"))
+
+
+def read_done(path: str | os.PathLike) -> set[str]:
+    """Files (absolute, normalised) that a table holds scored rows of (rows without an error)."""
+    return {_key(r["file"]) for r in read_table(path)[1] if _scored(r, table_format(path))}
+
+
+class TableWriter:
+    """Rows written to a CSV, JSON-lines or Parquet table as they come; ``keep``: rows of an earlier run kept
+    first."""
+
+    def __init__(self, path: str | os.PathLike, cols: list[str], keep: list[dict] | None = None):
+        self.path, self.cols, self.fmt = Path(path), cols, table_format(path)
+        self.rows: list[dict] = list(keep or [])
+        if self.fmt == "parquet":
+            self.pd = require("pandas", "batch")
+            require("pyarrow", "batch")
+            self.pending = 0
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            self._write(fh, self.rows, header=True)
+        os.replace(tmp, self.path)
+        self.rows = []
+        self.fh = open(self.path, "a", newline="", encoding="utf-8")
+
+    def _write(self, fh, rows, header=False):
+        if self.fmt == "csv":
+            w = csv.DictWriter(fh, self.cols, extrasaction="ignore")
+            if header:
+                w.writeheader()
+            w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        else:
+            for r in rows:
+                fh.write(json.dumps({c: r.get(c) for c in self.cols}) + "\n")
+
+    def write(self, rows: list[dict]) -> None:
+        if self.fmt == "parquet":
+            self.rows.extend(rows)
+            self.pending += len(rows)
+            if self.pending >= PARQUET_FLUSH_ROWS:
+                self.flush()
+            return
+        self._write(self.fh, rows)
+        self.fh.flush()
+
+    def flush(self) -> None:
+        if self.fmt == "parquet":
+            df = self.pd.DataFrame(self.rows, columns=self.cols)
+            for c in self.cols:
+                if c not in ("file", "emotion", "error", "in_domain"):
+                    df[c] = self.pd.to_numeric(df[c], errors="coerce")
+            df["in_domain"] = df["in_domain"].astype("boolean")
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            df.to_parquet(tmp, index=False)
+            os.replace(tmp, self.path)
+            self.pending = 0
+        else:
+            self.fh.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.fmt != "parquet":
+            self.fh.close()
+
+
+def write_table(rows: Iterable[dict], path: str | os.PathLike, classes) -> None:
+    """Write ``rows`` to a new table at ``path`` (.csv, .jsonl or .parquet)."""
+    w = TableWriter(path, columns(classes))
+    try:
+        w.write(list(rows))
+    finally:
+        w.close()
+
+
+def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], out: str | os.PathLike,
+                 progress: bool = False, rows: Iterable[dict] | None = None) -> dict:
+    """Score ``files`` into the table ``out``, resuming an existing one: its scored files are skipped, its error
+    rows for files scored now replaced. ``problems`` become error rows. ``rows``: rows computed elsewhere (then
+    no resume: ``out`` must be new). Returns counts: scored, failed, skipped."""
+    cols = columns(recognizer.classes)
+    out = Path(out)
+    table_format(out)
+    keep, done = [], set()
+    if out.exists():
+        if rows is not None:
+            raise ParameterError(f"{out} exists; adapted scores depend on all clips of a speaker, so they are not "
+                                 "resumed: write to a new --out")
+        old_cols, old_rows = read_table(out)
+        if old_rows and old_cols != cols:
+            raise ParameterError(f"{out}: its columns ({', '.join(old_cols)}) are not this model's "
+                                 f"({', '.join(cols)}): write to a new --out")
+        fmt = table_format(out)
+        done = {_key(r["file"]) for r in old_rows if _scored(r, fmt)}
+        now = {_key(f) for f in files} | {_key(s) for s, _ in problems}
+        keep = [r for r in old_rows if _scored(r, fmt) or _key(r["file"]) not in now]
+    todo = [f for f in files if _key(f) not in done]
+    counts = {"scored": 0, "failed": 0, "skipped": len(files) - len(todo)}
+    writer = TableWriter(out, cols, keep)
+    try:
+        if problems:
+            writer.write([error_row(s, m, recognizer.classes) for s, m in problems])
+            counts["failed"] += len(problems)
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        source = score(recognizer, todo) if rows is None else iter(rows)
+        buf = []
+        for row in source:
+            buf.append(row)
+            counts["failed" if row["error"] else "scored"] += 1
+            bar.update(1)
+            if len(buf) >= CHUNK:
+                writer.write(buf)
+                buf = []
+        writer.write(buf)
+        bar.close()
+    finally:
+        writer.close()
+    return counts
