@@ -192,3 +192,109 @@ def test_retired_cnn_mlp_options_are_gone(option, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", "d", "--out", "o", option, "16"])
     assert exc.value.code == 2 and option in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- any corpus (issue 20)
+#: how the manifest below names the tiny model's emotions: aliases, and one class of the user's own
+MANIFEST_LABELS = {"neutral": "neu", "happy": "joy", "angry": "Anger", "surprised": "excited"}
+
+
+def _manifest(path, files, bad_rows=True):
+    """A manifest of RAVDESS-named ``files`` (absolute paths) with speaker ids; with ``bad_rows``, line 3 names a
+    missing file and line 6 has no speaker."""
+    from emovae.data import parse_name
+
+    rows = ["path,label,speaker"] + [f"{f},{MANIFEST_LABELS[parse_name(f).emotion]},spk{parse_name(f).actor}"
+                                     for f in files]
+    if bad_rows:
+        rows.insert(2, f"{files[0].parent / 'missing.wav'},angry,spk1")
+        rows.insert(5, f"{files[1]},angry,")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _one_take(folder):
+    """One clip per speaker and emotion of a synthetic tree (statement 01): 16 of the tiny model's 32."""
+    return [f for f in sorted(folder.rglob("*.wav")) if f.name.split("-")[4] == "01"]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_bad_manifest_stops_with_file_and_line_and_writes_nothing(synthetic, tmp_path, capsys, command):
+    from .conftest import tiny_train_args
+
+    m = _manifest(tmp_path / "calls.csv", _one_take(synthetic["train"]))
+    assert main(["-q", command, "--data", str(m), "--out", str(tmp_path / "out"), "--cache-dir",
+                 str(synthetic["cache"]), *_tiny_model_args()]) == 2
+    err = capsys.readouterr().err
+    assert f"{m}:3: file" in err and f"{m}:6: empty speaker" in err
+    assert "2 bad manifest row(s)" in err and "--skip-bad-rows" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_bad_rows_trains_a_4_class_model_that_predicts_its_classes(synthetic, tmp_path, capsys):
+    """A manifest with the user's own label names trains a model of exactly its 4 classes; predict answers in
+    them (JSON and text), and model.json keeps them."""
+    from emovae.modelfile import read_model_json
+
+    m = _manifest(tmp_path / "calls.csv", _one_take(synthetic["train"]))
+    out = tmp_path / "model"
+    assert main(["-q", "train", "--data", str(m), "--out", str(out), "--cache-dir", str(synthetic["cache"]),
+                 "--skip-bad-rows", *_tiny_model_args()]) == 0
+    std = capsys.readouterr()
+    assert f"skipped: {m}:3: file" in std.err and f"skipped: {m}:6: empty speaker" in std.err
+    assert "model trained on 16 clips of 4 speakers (calls); per class: neutral 4, happy 4, angry 4, excited 4" \
+        in std.out
+    classes = ["neutral", "happy", "angry", "excited"]
+    meta = read_model_json(out)
+    assert meta["classes"] == classes and meta["training_data"]["corpora"] == ["calls"]
+    assert meta["training_data"]["speakers"] == [f"calls/spk{a}" for a in (1, 2, 3, 4)]
+    assert meta["training_data"]["clips_per_class"] == dict.fromkeys(classes, 4)
+    files = sorted(synthetic["new"].rglob("*.wav"))
+    assert main(["predict", "--model", str(out), "--json", *map(str, files)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(files) and all(list(r["probabilities"]) == classes for r in rows)
+    assert all(r["emotion"] in classes and sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+               for r in rows)
+    assert main(["predict", "--model", str(out), str(files[0])]) == 0
+    assert capsys.readouterr().out.startswith(f"{files[0]}: {rows[0]['emotion']} (")
+
+
+def test_features_mixing_two_sources_with_labels_and_map(tmp_path, capsys):
+    import soundfile as sf
+
+    from .conftest import voice_like
+
+    write_ravdess_tree(tmp_path / "rav", actors=(1, 2), emotions=(1, 2, 3, 5), seconds=0.5)
+    for k, name in enumerate(["DC_a01", "DC_n01", "DC_h01", "DC_sa01"]):
+        (tmp_path / "sav").mkdir(exist_ok=True)
+        sf.write(tmp_path / "sav" / f"{name}.wav", voice_like(120 + 30 * k, 0.5, seed=k), 16000)
+    rc = main(["-q", "features", "--data", str(tmp_path / "rav"), "--data", f"savee={tmp_path / 'sav'}",
+               "--labels", "angry,happy,neutral", "--map", "calm=neutral", "--out", str(tmp_path / "f.npz"),
+               "--no-cache", "--voice", "0", "--n-mfcc", "13", "--jobs", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "11 clips of 3 speakers (ravdess, savee); per class: neutral 5, happy 3, angry 3" in out
+    assert "label 'sad': 1 clip(s) dropped" in err
+    from emovae.extraction import FeatureTable
+
+    back = FeatureTable.load(tmp_path / "f.npz")
+    assert back.counts() == {"neutral": 5, "happy": 3, "angry": 3}
+    assert sorted(set(back.speakers)) == ["ravdess/01", "ravdess/02", "savee/DC"]
+    assert main(["features", "--data", str(tmp_path / "rav"), "--map", "calm", "--out", str(tmp_path / "g")]) == 2
+    assert "FROM=TO" in capsys.readouterr().err
+
+
+def test_train_refuses_clips_without_speaker_ids(tmp_path, capsys):
+    import soundfile as sf
+
+    from .conftest import voice_like
+
+    for label, f0 in (("neutral", 110), ("angry", 220)):
+        (tmp_path / "mine" / label).mkdir(parents=True)
+        for k in range(2):
+            sf.write(tmp_path / "mine" / label / f"take{k}.wav", voice_like(f0 + 7 * k, 0.5, seed=k), 16000)
+    assert main(["-q", "train", "--data", f"folders={tmp_path / 'mine'}", "--out", str(tmp_path / "m"),
+                 "--no-cache", *_tiny_model_args()]) == 2
+    err = capsys.readouterr().err
+    assert "no speaker ids" in err and "--speaker-pattern" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

@@ -7,7 +7,6 @@ redis-server)."""
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import shutil
 import socket
 import subprocess
@@ -139,17 +138,34 @@ def test_two_threads_updating_one_speaker_lose_no_clip(url):
     _check_all_counted(url, rows, [out.get_nowait() for _ in range(out.qsize())])
 
 
-def test_two_processes_updating_one_speaker_lose_no_clip(url):
+CHILD = """
+import sys, numpy as np
+from emovae.session import RedisSessionStore
+class Stub:
+    source, meta = "stub", {"speaker_prior": {"mean": [0.5] * %d, "std": [2.0] * %d}}
+store = RedisSessionStore(Stub(), sys.argv[1])
+import time; time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # both start together
+print(" ".join(str(store.observe("spk", row)[1]) for row in np.load(sys.argv[2])))
+""" % (S, S)
+
+
+def test_two_processes_updating_one_speaker_lose_no_clip(url, tmp_path):
+    import os
+    import sys
+
     rows = _stats(60, seed=2)
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_observe_many, args=(url, part, out)) for part in (rows[::2], rows[1::2])]
-    for p in procs:
-        p.start()
-    seen = [out.get(timeout=60) for _ in range(len(rows))]
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
+    start = str(time.time() + 1.5)
+    parts = []
+    for i, part in enumerate((rows[::2], rows[1::2])):
+        np.save(tmp_path / f"{i}.npy", part)
+        parts.append(subprocess.Popen([sys.executable, "-c", CHILD, url, str(tmp_path / f"{i}.npy"), start],
+                                      stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    seen = []
+    for p in parts:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        seen += [int(v) for v in out.split()]
     _check_all_counted(url, rows, seen)
 
 
