@@ -88,6 +88,7 @@ class ServeConfig:
     new_sessions_per_min_total: float = 600.0
     allow_origins: tuple[str, ...] = ()
     max_decoded_bytes: int = 128 * 1024 * 1024
+    session_store: str | None = None  # None: sessions in this process; redis://HOST:6379/0: shared (session.py)
 
     def __post_init__(self):
         if self.max_bytes < 1:
@@ -518,16 +519,16 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     state: dict = {"inflight": 0, "budget": ByteBudget(cfg.pending_bytes)}
     sessions = None
     if recognizer.meta.get("speaker_prior"):
-        from .session import SessionConfig, SessionStore
+        from .session import SessionConfig, open_store
 
-        sessions = SessionStore(recognizer, SessionConfig(prior_weight=cfg.prior_weight), cfg.session_ttl_s,
-                                cfg.max_sessions)
+        sessions = open_store(recognizer, cfg.session_store, SessionConfig(prior_weight=cfg.prior_weight),
+                              cfg.session_ttl_s, cfg.max_sessions)
     client_rate, total_rate = RateLimit(cfg.new_sessions_per_min), RateLimit(cfg.new_sessions_per_min_total)
 
     app = fastapi.FastAPI(title="emovae", version=__version__, docs_url=None, redoc_url=None,
                           description="Speech emotion recognition: upload a clip, get its emotion.")
     app.add_middleware(OriginPolicy, allow_origins=cfg.allow_origins)
-    app.state.sessions = sessions  # the adaptation sessions (session.SessionStore), None without an adapted head
+    app.state.sessions = sessions  # the adaptation sessions (a session.Store), None without an adapted head
     app.state.budget = state["budget"]
 
     def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

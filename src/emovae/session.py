@@ -1,5 +1,7 @@
 """Sessions: recognition that improves as a speaker keeps talking, clip by clip (``Session``), for a batch of
-clips grouped by speaker (``predict_by_speaker``), and sessions by id for a service (``SessionStore``).
+clips grouped by speaker (``predict_by_speaker``), and sessions by id for a service: in this process
+(``SessionStore``, the default) or in Redis/Valkey shared by several processes (``RedisSessionStore``), both
+behind one small interface (``Store``: ``get``, ``peek``, ``delete``, ``len``, and the atomic ``observe``).
 
 The arithmetic (running moments from the model's prior, the trust n / (n + prior_weight) in the adapted head)
 is ``speaker.py``'s. A session's first clip scores exactly as a lone clip. Only the moments are kept, never
@@ -19,7 +21,8 @@ from .errors import ParameterError
 from .features import Features
 from .speaker import RunningMoments, SessionConfig, model_prior
 
-__all__ = ["Session", "SessionConfig", "SessionStore", "predict_by_speaker"]
+__all__ = ["Session", "SessionConfig", "Store", "SessionStore", "RedisSessionStore", "open_store",
+           "predict_by_speaker"]
 
 
 class Session:
@@ -44,7 +47,11 @@ class Session:
     def observe(self, f: Features) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
         """Add a clip's statistics; returns the moments to normalise it with (None while fewer than
         ``min_clips`` clips are in) and the number of clips they hold."""
-        stats = np.asarray(f.stats, dtype=np.float64)
+        return self.observe_stats(f.stats)
+
+    def observe_stats(self, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        """``observe`` on a clip's statistic vector (S,)."""
+        stats = np.asarray(stats, dtype=np.float64)
         with self._lock:
             self.moments.update(stats)
             n = self.moments.n
@@ -78,8 +85,34 @@ def predict_by_speaker(recognizer, X: list[Features], speakers, names=None, cfg:
     return recognizer.predict_by_speaker(X, speakers, names, cfg)
 
 
-class SessionStore:
-    """Sessions by id for a service: created on first use, dropped after ``ttl_s`` idle seconds, at most
+class Store:
+    """Sessions by id for a service. ``get(sid)``: the session (created if new or expired; an external store
+    creates it with its first clip); ``peek(sid)``: the live session or None, creating nothing; ``delete(sid)``:
+    False when there was none; ``len(store)``: live sessions; ``observe(sid, stats)``: atomically add one clip's
+    statistics to session ``sid`` (created if new) and return (moments to normalise the clip with, or None
+    below ``min_clips``; clips the session holds now). Sessions hold moments only, never audio."""
+
+    recognizer = None
+    cfg: SessionConfig
+
+    def get(self, sid: str):
+        raise NotImplementedError
+
+    def peek(self, sid: str):
+        raise NotImplementedError
+
+    def delete(self, sid: str) -> bool:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        raise NotImplementedError
+
+
+class SessionStore(Store):
+    """Sessions by id for a service, in this process: created on first use, dropped after ``ttl_s`` idle seconds, at most
     ``max_sessions`` (the least recently used goes first). Memory: one pair of (S,) vectors per session."""
 
     def __init__(self, recognizer, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,
@@ -126,3 +159,129 @@ class SessionStore:
         with self._lock:
             self._expire(self._clock())
             return len(self._sessions)
+
+    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        return self.get(sid).observe_stats(stats)
+
+
+class StoredSession(Session):
+    """A session whose moments live in an external store (``RedisSessionStore``): each clip is one atomic
+    update there, so several processes may serve one speaker."""
+
+    def __init__(self, store: "RedisSessionStore", sid: str):
+        self.recognizer, self.cfg, self.store, self.sid = store.recognizer, store.cfg, store, sid
+
+    @property
+    def n_clips(self) -> int:
+        return self.store.clips(self.sid)
+
+    @property
+    def moments(self) -> RunningMoments:
+        """A copy of the stored moments (changing it changes nothing in the store)."""
+        return self.store.moments(self.sid)
+
+    def reset(self) -> None:
+        self.store.delete(self.sid)
+
+    def observe_stats(self, stats: np.ndarray):
+        return self.store.observe(self.sid, stats)
+
+
+class RedisSessionStore(Store):
+    """Sessions in Redis (or Valkey), shared by every process that points at the same server: each session is
+    one hash (``n``; ``mean`` and ``m2`` as float64 bytes: moments only, never audio) whose TTL the server keeps
+    (``ttl_s`` idle seconds, renewed by each clip). A clip's update is atomic (WATCH/MULTI, retried on a
+    conflict), so two processes updating one speaker at once lose no clip. Keys are ``prefix`` + a fingerprint
+    of the model's prior + the session id, so models never share moments. ``max_sessions`` is not enforced
+    here: the server's ``maxmemory`` (with ``volatile-lru``) bounds it. Needs redis-py (``emovae[scale]``)."""
+
+    def __init__(self, recognizer, url_or_client, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,
+                 prefix: str = "emovae:session:"):
+        import hashlib
+
+        from .errors import EmovaeError, require
+
+        if ttl_s <= 0:
+            raise ParameterError("RedisSessionStore: ttl_s must be > 0")
+        self.prior = model_prior(recognizer.meta, recognizer.source)
+        self.recognizer, self.cfg, self.ttl_ms = recognizer, cfg or SessionConfig(), max(1, int(ttl_s * 1000))
+        self.ttl_s = ttl_s
+        fingerprint = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in self.prior)).hexdigest()[:12]
+        self.prefix = f"{prefix}{fingerprint}:"
+        if isinstance(url_or_client, str):
+            redis = require("redis", "scale")
+            self.url = url_or_client
+            try:
+                self.client = redis.Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=5)
+            except ValueError as exc:
+                raise ParameterError(f"session store {url_or_client!r}: {exc}") from None
+        else:
+            self.client, self.url = url_or_client, repr(url_or_client)
+        try:
+            self.client.ping()
+        except Exception as exc:  # noqa: BLE001 - redis's ConnectionError and friends
+            raise EmovaeError(f"session store {self.url}: cannot reach it ({exc}); start redis-server or fix "
+                              "--session-store") from None
+
+    def _key(self, sid: str) -> str:
+        return self.prefix + sid
+
+    def _load(self, fields: dict) -> RunningMoments:
+        m = RunningMoments(*self.prior, self.cfg.prior_weight)
+        if fields:
+            mean = np.frombuffer(fields[b"mean"], dtype=np.float64)
+            if mean.shape == m.mean.shape:  # else: written by another model; start again
+                m.n, m.mean = int(fields[b"n"]), mean.copy()
+                m.m2 = np.frombuffer(fields[b"m2"], dtype=np.float64).copy()
+        return m
+
+    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        from redis.exceptions import WatchError
+
+        key = self._key(sid)
+        stats = np.asarray(stats, dtype=np.float64)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    m = self._load(pipe.hgetall(key))
+                    m.update(stats)
+                    pipe.multi()
+                    pipe.hset(key, mapping={"n": m.n, "mean": m.mean.tobytes(), "m2": m.m2.tobytes()})
+                    pipe.pexpire(key, self.ttl_ms)
+                    pipe.execute()
+                    break
+                except WatchError:  # another process updated this session meanwhile: read it again
+                    continue
+        return (m.estimate() if m.n >= self.cfg.min_clips else None), m.n
+
+    def moments(self, sid: str) -> RunningMoments:
+        return self._load(self.client.hgetall(self._key(sid)))
+
+    def clips(self, sid: str) -> int:
+        n = self.client.hget(self._key(sid), "n")
+        return int(n) if n is not None else 0
+
+    def get(self, sid: str) -> StoredSession:
+        self.client.pexpire(self._key(sid), self.ttl_ms)  # marks a live session used now; creates nothing
+        return StoredSession(self, sid)
+
+    def peek(self, sid: str) -> StoredSession | None:
+        return StoredSession(self, sid) if self.client.exists(self._key(sid)) else None
+
+    def delete(self, sid: str) -> bool:
+        return bool(self.client.delete(self._key(sid)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.client.scan_iter(match=self.prefix + "*", count=1000))
+
+
+def open_store(recognizer, url: str | None = None, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,
+               max_sessions: int = 10000) -> Store:
+    """The session store ``url`` names: None or ``memory`` for this process's ``SessionStore``;
+    ``redis://``, ``rediss://`` or ``unix://`` for a ``RedisSessionStore``."""
+    if url in (None, "", "memory"):
+        return SessionStore(recognizer, cfg, ttl_s, max_sessions)
+    if url.split("://", 1)[0] in ("redis", "rediss", "unix", "valkey", "valkeys"):
+        return RedisSessionStore(recognizer, url.replace("valkey", "redis", 1), cfg, ttl_s)
+    raise ParameterError(f"session store {url!r}: use memory or redis://HOST:6379/0")
