@@ -1,7 +1,8 @@
 """Accuracy benchmark: emovae, its ablations and three peer feature sets under one speaker-independent split.
 
-Every system is scored on the SAME actor-grouped 5-fold split (``emovae.evaluate.actor_folds`` with the
-run's seed) of the dev actors, so the per-fold numbers are paired:
+Every system is scored on the SAME speaker-grouped 5-fold split of the dev actors
+(``emovae.evaluate.speaker_folds`` with the run's seed over the speakers "ravdess/01".."ravdess/20"; the folds of
+the earlier ``actor_folds``), so the per-fold numbers are paired:
 
   emovae                  the shipped recipe (the package defaults): a voice student (128-unit LSTM trained per
                           fold on the training actors to reproduce the GE2E teacher's second layer) -> its 512
@@ -89,7 +90,7 @@ def run_emovae(table, variant: str, seed: int, n_splits: int, quick: bool,
     folds = res.metrics["folds"]
     if save_dir is not None:
         for k, (model, fold) in enumerate(zip(made, folds)):
-            common.save_fold_model(model, save_dir, seed, k, fold["test_actors"], fold)
+            common.save_fold_model(model, save_dir, seed, k, fold["test_speakers"], fold)
     for f, a in zip(folds, res.metrics["adapted"]["folds"]):  # the same models, each test speaker's clips together
         f["adapted_balanced_accuracy"] = a["balanced_accuracy"]
     tta = res.metrics.get("test_time_augmented", {}).get("folds", [])  # the same models, test clips' copies
@@ -129,16 +130,15 @@ def run_derived(table, models: list, variants: list[str], seed: int, n_splits: i
     """The ablations of the voice rows on each fold's emovae student (``models``, in fold order) -> ({row: fold
     metric dicts}, {row: seconds for training + prediction}, seconds spent computing the voice statistics)."""
     from emovae.config import ClassifierConfig, FeatureConfig
-    from emovae.data import EMOTIONS
-    from emovae.evaluate import actor_folds, compute_metrics, table_features
+    from emovae.evaluate import compute_metrics, speaker_folds, table_features
     from emovae.train.estimator import EmotionRecognizer
 
     vcfg, ccfg, tcfg = model_configs(quick, seed)
-    X, y, actors = table_features(table), np.array(EMOTIONS)[table.labels], table.actors
+    X, y, speakers, classes = table_features(table), table.labels, table.speakers, table.classes
     folds: dict[str, list[dict]] = {v: [] for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
     voice_s = 0.0
-    for (tr, te), model in zip(actor_folds(actors, n_splits, seed), models):
+    for (tr, te), model in zip(speaker_folds(speakers, n_splits, seed), models):
         Xv, copies, s = voice_features(model, X, table.augmented_for(np.arange(len(X))))
         voice_s += s
         for v in variants:
@@ -148,32 +148,33 @@ def run_derived(table, models: list, variants: list[str], seed: int, n_splits: i
             t0 = time.perf_counter()
             est = EmotionRecognizer(FeatureConfig(voice=0), vcfg, ClassifierConfig(**{**ccfg.__dict__, **fields}),
                                     tcfg)
-            est.fit([Xr[i] for i in tr], y[tr], groups=actors[tr],
+            est.fit([Xr[i] for i in tr], y[tr], groups=speakers[tr],
                     augmented={f: [cs[i] for i in tr] for f, cs in cr.items()})
             Xte = [Xr[i] for i in te]
-            m = compute_metrics(y[te], est.predict(Xte))
-            m["adapted_balanced_accuracy"] = compute_metrics(y[te], est.predict(Xte, actors[te]))["balanced_accuracy"]
-            m["test_actors"] = sorted(set(actors[te].tolist()))
+            m = compute_metrics(y[te], est.predict(Xte), classes)
+            m["adapted_balanced_accuracy"] = compute_metrics(y[te], est.predict(Xte, speakers[te]),
+                                                             classes)["balanced_accuracy"]
+            m["test_speakers"] = sorted(set(speakers[te].tolist()))
             folds[v].append(m)
             seconds[v] += time.perf_counter() - t0
     return folds, seconds, voice_s
 
 
-def run_peer(X: np.ndarray, y_names: np.ndarray, actors: np.ndarray, seed: int, n_splits: int
+def run_peer(X: np.ndarray, y_names: np.ndarray, speakers: np.ndarray, classes, seed: int, n_splits: int
              ) -> tuple[list[dict], float]:
-    """SVM on a peer feature matrix over the same actor folds -> (fold metric dicts, seconds)."""
-    from emovae.evaluate import actor_folds, compute_metrics
+    """SVM on a peer feature matrix over the same speaker folds -> (fold metric dicts, seconds)."""
+    from emovae.evaluate import compute_metrics, speaker_folds
     from emovae.speaker import speaker_normalize
 
     folds = []
     t0 = time.perf_counter()
-    Xs = speaker_normalize(X, actors)  # adapted mode: each actor's (unlabelled) clips z-scored together
-    for tr, te in actor_folds(actors, n_splits=n_splits, seed=seed):
+    Xs = speaker_normalize(X, speakers)  # adapted mode: each speaker's (unlabelled) clips z-scored together
+    for tr, te in speaker_folds(speakers, n_splits=n_splits, seed=seed):
         pred, _ = common.svm_fold(X[tr], y_names[tr], X[te])
-        m = compute_metrics(y_names[te], pred)
-        m["test_actors"] = sorted(set(actors[te].tolist()))
+        m = compute_metrics(y_names[te], pred, classes)
+        m["test_speakers"] = sorted(set(speakers[te].tolist()))
         pred, _ = common.svm_fold(Xs[tr], y_names[tr], Xs[te])
-        m["adapted_balanced_accuracy"] = compute_metrics(y_names[te], pred)["balanced_accuracy"]
+        m["adapted_balanced_accuracy"] = compute_metrics(y_names[te], pred, classes)["balanced_accuracy"]
         folds.append(m)
     return folds, time.perf_counter() - t0
 
@@ -198,7 +199,6 @@ def main() -> None:
     t_run = time.perf_counter()
 
     from emovae.config import FeatureConfig, TrainConfig
-    from emovae.data import EMOTIONS
     from emovae.extraction import extract_dataset
 
     n_splits, data, peer_cache, n_jobs = 5, args.data, common.DEFAULT_CACHE, None
@@ -218,11 +218,11 @@ def main() -> None:
         augment_s = time.perf_counter() - t0
     n_procs = n_jobs or common.cores()
     if skipped:
-        print(f"[accuracy] skipped {len(skipped)} files, e.g. {skipped[:3]}")
-    y_names = np.array(EMOTIONS)[table.labels]
-    actors = table.actors
+        print(f"[accuracy] skipped {len(skipped)} files, e.g. {'; '.join(map(str, skipped[:3]))}")
+    y_names, classes = table.labels, table.classes
+    speakers = table.speakers
     paths = table.paths
-    print(f"[accuracy] {len(table)} clips, {len(np.unique(actors))} actors; emovae features "
+    print(f"[accuracy] {len(table)} clips, {len(np.unique(speakers))} speakers; emovae features "
           f"({table.stats.shape[1]} statistics, {len(table.frame_names)} frame features) in "
           f"{emovae_extract_s:.1f} s on {n_procs} processes", flush=True)
 
@@ -279,7 +279,7 @@ def main() -> None:
                 results[name]["fit_s"] += dsec[name]
                 log(name, seed, dfolds[name], dsec[name])
         for name, (X, _) in peer_X.items():
-            folds, s = run_peer(X, y_names, actors, seed, n_splits)
+            folds, s = run_peer(X, y_names, speakers, classes, seed, n_splits)
             results[name]["folds"].append(folds)
             results[name]["fit_s"] += s
             log(name, seed, folds, s)
@@ -309,7 +309,7 @@ def main() -> None:
             for k, (fa, fb) in enumerate(zip(a, b)):
                 d = fa["balanced_accuracy"] - fb["balanced_accuracy"]
                 diffs.append(d)
-                diff_lines.append(f"| {seed} | {k} | {', '.join(str(x) for x in fa['test_actors'])} | "
+                diff_lines.append(f"| {seed} | {k} | {common.short_speakers(fa['test_speakers'])} | "
                                   f"{fa['balanced_accuracy']:.3f} | {fb['balanced_accuracy']:.3f} | {d:+.3f} |")
     diffs = np.array(diffs)
     def paired(other: str, key: str) -> np.ndarray:
@@ -352,7 +352,7 @@ def main() -> None:
                     + ("the" if best != best_peer else "The") + f" best peer is {best_peer} (UA {ua[best_peer]:.3f}); emovae is "
                     f"{ua['emovae'] - ua[best_peer]:+.3f} UA from it. "
                     f"Fold-to-fold spread (the ± columns) is large because each test fold holds only "
-                    f"{len(np.unique(actors)) // n_splits} speakers, so differences of a few points between systems "
+                    f"{len(np.unique(speakers)) // n_splits} speakers, so differences of a few points between systems "
                     f"are not resolved by this split.")
     if args.quick:
         text.append(f"**Quick smoke run** ({len(table)} clips, {n_splits} folds, a few epochs, fewer systems): "
@@ -363,9 +363,9 @@ def main() -> None:
         "# Accuracy benchmark: emovae vs. ablations and peer features",
         "",
         *common.header_lines("accuracy.py"),
-        f"- Data: {len(table)} clips of {len(np.unique(actors))} actors ({Path(args.data).name}); "
+        f"- Data: {len(table)} clips of {len(np.unique(speakers))} actors ({Path(args.data).name}); "
         f"{len(skipped)} skipped",
-        f"- Split: actor-grouped {n_splits}-fold cross-validation (`emovae.evaluate.actor_folds`, seed(s) "
+        f"- Split: speaker-grouped {n_splits}-fold cross-validation (`emovae.evaluate.speaker_folds`, seed(s) "
         f"{', '.join(map(str, args.seeds))}), identical for every system. **Every number is speaker-independent**: "
         "no test actor's clips are used for training, scaling, early stopping or choosing C.",
         f"- Metrics: mean ± std over the {n_folds_total} folds ({len(args.seeds)} seed(s) x {n_splits}). "

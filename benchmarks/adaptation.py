@@ -1,7 +1,7 @@
 """Session adaptation benchmark: balanced accuracy (UA) on unseen speakers against the number of earlier clips
 of the same speaker, for emovae and for openSMILE ComParE_2016 + SVM given the same normalisation.
 
-Actor-grouped 5-fold CV of the dev actors (``emovae.evaluate.actor_folds``, the shipped model's folds for
+Speaker-grouped 5-fold CV of the dev actors (``emovae.evaluate.speaker_folds``, the shipped model's folds for
 seed 0). In each fold emovae (default configs) and the peer are fitted on the training actors only; the emovae
 model is then loaded as users load a model (``emovae.Recognizer``, torch backend: a fold model saved by
 ``accuracy.py --save-models``, or the one fitted here, saved to a temporary folder). Then, for every clip of a
@@ -44,13 +44,14 @@ KINDS = ("random", "neutral/calm")
 PEERS = {"compare": "ComParE_2016 + SVM", "mfcc": "MFCC-stats + SVM"}
 
 
-def enrolment_orders(actors, labels, test_idx, kind: str, rng) -> dict[int, np.ndarray]:
-    """For each test clip, the other clips of its speaker eligible for enrolment, in a random order."""
+def enrolment_orders(speakers, labels, test_idx, kind: str, rng) -> dict[int, np.ndarray]:
+    """For each test clip, the other clips of its speaker eligible for enrolment, in a random order (``labels``:
+    label names)."""
     out = {}
     for i in test_idx:
-        pool = np.flatnonzero((actors == actors[i]) & (np.arange(len(actors)) != i))
+        pool = np.flatnonzero((speakers == speakers[i]) & (np.arange(len(speakers)) != i))
         if kind == "neutral/calm":
-            pool = pool[np.isin(labels[pool], (0, 1))]
+            pool = pool[np.isin(labels[pool], ("neutral", "calm"))]
         out[i] = rng.permutation(pool)
     return out
 
@@ -105,17 +106,17 @@ def ua(y, pred) -> float:
     return float(balanced_accuracy_score(y, pred))
 
 
-def fold_recognizer(models, seed, f, actors, tr, te, X, y, table, tmp: Path, quick: bool):
+def fold_recognizer(models, seed, f, speakers, tr, te, X, y, table, tmp: Path, quick: bool):
     """This fold's emovae model as users load it: ``Recognizer.load`` of the accuracy benchmark's saved fold
-    model (``models``), else of one fitted here on the training actors and saved to ``tmp``."""
+    model (``models``), else of one fitted here on the training speakers and saved to ``tmp``."""
     from emovae import Recognizer
 
-    if models:  # the accuracy benchmark's model of this fold (same seed, same test actors)
-        return Recognizer.load(common.fold_model_dir(models, seed, f, np.unique(actors[te])), backend="torch")
+    if models:  # the accuracy benchmark's model of this fold (same seed, same test speakers)
+        return Recognizer.load(common.fold_model_dir(models, seed, f, np.unique(speakers[te])), backend="torch")
     from emovae.train.estimator import EmotionRecognizer
 
     configs = common.quick_configs(seed) if quick else ()
-    model = EmotionRecognizer(None, *configs).fit([X[i] for i in tr], y[tr], groups=actors[tr],
+    model = EmotionRecognizer(None, *configs).fit([X[i] for i in tr], y[tr], groups=speakers[tr],
                                                   augmented=table.augmented_for(tr))
     return Recognizer.load(model.save(tmp / f"seed{seed}-fold{f}"), backend="torch")
 
@@ -123,8 +124,7 @@ def fold_recognizer(models, seed, f, actors, tr, te, X, y, table, tmp: Path, qui
 def run(args, log=print) -> tuple[dict, dict]:
     from emovae import SessionConfig
     from emovae.config import FeatureConfig, TrainConfig
-    from emovae.data import EMOTIONS
-    from emovae.evaluate import actor_folds, table_features
+    from emovae.evaluate import speaker_folds, table_features
     from emovae.extraction import default_cache_dir, extract_dataset
     from emovae.speaker import speaker_normalize, speaker_prior
 
@@ -135,37 +135,37 @@ def run(args, log=print) -> tuple[dict, dict]:
         data, cache, n_jobs = common.quick_subset(args.data, tmp), tmp / "features", 1
     table, _ = extract_dataset(data, FeatureConfig(), cache_dir=cache, n_jobs=n_jobs, progress=False)
     table.augment(TrainConfig().speed_perturb, cache_dir=cache, n_jobs=n_jobs, progress=False)
-    X, labels, actors = table_features(table), np.asarray(table.labels), np.asarray(table.actors)
-    y = np.array(EMOTIONS)[labels]
+    X, labels, speakers = table_features(table), table.labels, table.speakers
+    y = labels
     features = common.peer_features(tmp / "peers" if args.quick else common.DEFAULT_CACHE)[peer]
     pX, _ = features(table.paths)
     res: dict = {}  # (system, kind, k) -> list of per-fold UA (mean over draws)
     checks = {"max_diff": 0.0, "disagree": 0, "clips": 0,  # k = all at the default weight vs predict_by_speaker
-              "actors": len(np.unique(actors))}
+              "actors": len(np.unique(speakers))}
     cfgs = {w: SessionConfig(prior_weight=w) for w in weights}
 
     for seed in seeds:
-        for f, (tr, te) in enumerate(actor_folds(actors, args.folds, seed)):
+        for f, (tr, te) in enumerate(speaker_folds(speakers, args.folds, seed)):
             t0 = time.time()
-            rec = fold_recognizer(args.models, seed, f, actors, tr, te, X, y, table, tmp, args.quick)
+            rec = fold_recognizer(args.models, seed, f, speakers, tr, te, X, y, table, tmp, args.quick)
             Xp = [None] * len(X)  # the test clips with the fold's voice statistics; only test rows are used
             for i, xi in zip(te, rec.network.prepare([X[i] for i in te])):
                 Xp[i] = xi
             classes = np.array(rec.classes)
             strict = classes[np.array([[p.probabilities[c] for c in rec.classes]
                                        for p in rec.predict_features([Xp[i] for i in te])]).argmax(1)]
-            batch = rec.predict_by_speaker([Xp[i] for i in te], actors[te], cfg=cfgs[weights[0]])
+            batch = rec.predict_by_speaker([Xp[i] for i in te], speakers[te], cfg=cfgs[weights[0]])
             batch = np.array([[p.probabilities[c] for c in rec.classes] for p in batch])
             peer_global = common.svm().fit(pX[tr], y[tr])
             peer_strict = peer_global.predict(pX[te])
-            peer_adapted = common.svm().fit(speaker_normalize(pX[tr], actors[tr]), y[tr])
-            peer_prior = speaker_prior(pX[tr], actors[tr])
+            peer_adapted = common.svm().fit(speaker_normalize(pX[tr], speakers[tr]), y[tr])
+            peer_prior = speaker_prior(pX[tr], speakers[tr])
             for kind in KINDS:
                 for k in KS:
                     scores = {}
                     for d in range(draws):
                         rng = np.random.default_rng([seed, f, d, KINDS.index(kind)])
-                        orders = enrolment_orders(actors, labels, te, kind, rng)
+                        orders = enrolment_orders(speakers, labels, te, kind, rng)
                         for w in weights:
                             key = ("emovae" if w == weights[0] else f"emovae (prior weight {w:g})", kind, k)
                             if k == 0:
@@ -189,7 +189,7 @@ def run(args, log=print) -> tuple[dict, dict]:
                         scores.setdefault((peer, kind, k), []).append(ua(y[te], pred))
                     for key, v in scores.items():
                         res.setdefault(key, []).append(float(np.mean(v)))
-            log(f"seed {seed} fold {f}: test actors {sorted(set(actors[te].tolist()))}, "
+            log(f"seed {seed} fold {f}: test speakers {common.short_speakers(speakers[te])}, "
                 f"emovae k=0 {res[('emovae', 'random', 0)][-1]:.3f}, k=8 {res[('emovae', 'random', 8)][-1]:.3f}, "
                 f"all {res[('emovae', 'random', 'all')][-1]:.3f}; {peer} k=0 "
                 f"{res[(peer, 'random', 0)][-1]:.3f}, k=8 {res[(peer, 'random', 8)][-1]:.3f}"
@@ -216,7 +216,7 @@ def plot(res, path: Path, peer: str, folds: int) -> None:
     ax.set_xticks(xs, [str(k) for k in KS])
     ax.set_xlabel("earlier clips of the same speaker")
     ax.set_ylabel("balanced accuracy (UA), unseen speakers")
-    ax.set_title(f"Session adaptation: actor-grouped {folds}-fold CV, mean ± std over folds", fontsize=10)
+    ax.set_title(f"Session adaptation: speaker-grouped {folds}-fold CV, mean ± std over folds", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -235,7 +235,7 @@ def report(res, checks: dict, args, seconds: float) -> str:
         "# Session adaptation benchmark",
         "",
         *common.header_lines("adaptation.py"),
-        f"- Split: actor-grouped {n}-fold CV of the {checks['actors']} dev actors (seeds {args.seeds}); "
+        f"- Split: speaker-grouped {n}-fold CV of the {checks['actors']} dev actors (seeds {args.seeds}); "
         f"{args.draws} random "
         "enrolment draws per clip, averaged; UA mean ± std over folds. Both systems fitted on the training actors "
         "only; the test speakers' clips are used unlabelled, as a session would see them.",
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_arguments(ap, quick="2 folds, 1 draw, prior weight 8 only, a few epochs, the MFCC peer")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--folds", type=int, default=5, help="actor-grouped folds (default 5)")
+    ap.add_argument("--folds", type=int, default=5, help="speaker-grouped folds (default 5)")
     ap.add_argument("--draws", type=int, default=3, help="random enrolment orders per clip")
     ap.add_argument("--prior-weights", nargs="+", type=float, default=[8.0, 0.0, 2.0, 4.0], dest="prior_weights",
                     help="the first is the default used for both systems; the others are emovae ablations")

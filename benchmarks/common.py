@@ -17,13 +17,18 @@ feature set and a hash of the sorted paths with their sizes and mtimes; the cach
 wall time, so a cached run still reports the real cost. openSMILE is research-licensed: a benchmark-only
 dependency (``pip install 'emovae[bench]'``).
 
-Fold models. ``accuracy.py --save-models DIR`` saves the emovae row's model of each actor-grouped fold;
-``ood.py`` and ``adaptation.py --models DIR`` load them instead of training the same models again (a
-voice-student model takes about 5 minutes per fold on 2 cores). A saved model is used only for the fold whose
-test actors it was saved with, so no benchmark scores a model on speakers it was trained on.
+Data are read through ``emovae.corpus`` (``scan``: items with label, speaker and corpus); folds are
+speaker-grouped (``emovae.evaluate.speaker_folds`` over ``corpus/speaker`` groups: for RAVDESS the same folds as
+the earlier ``actor_folds`` over actor numbers, "ravdess/01".."ravdess/20" sorting like 1..20).
+
+Fold models. ``accuracy.py --save-models DIR`` saves the emovae row's model of each speaker-grouped fold;
+``ood.py``, ``adaptation.py`` and ``robustness.py --models DIR`` load them instead of training the same models
+again (a voice-student model takes about 5 minutes per fold on 2 cores). A saved model is used only for the fold
+whose test speakers it was saved with (fold.json ``test_speakers``, e.g. "ravdess/01"; older files' int
+``test_actors`` are read as RAVDESS actors), so no benchmark scores a model on speakers it was trained on.
 
 Smoke test of the peers: ``python benchmarks/common.py [--quick] [--data DIR]`` prints the data folders and the
-machine, and runs each installed peer through an actor-grouped CV with the SVM.
+machine, and runs each installed peer through a speaker-grouped CV with the SVM.
 """
 
 from __future__ import annotations
@@ -74,31 +79,44 @@ def add_common_arguments(ap: argparse.ArgumentParser, corpus: str = "ravdess", q
                          "writes its results file to a temporary folder; not a result")
 
 
-def quick_subset(folder: str | os.PathLike, into: str | os.PathLike, n_actors: int = QUICK_ACTORS,
-                 n_clips: int = QUICK_CLIPS) -> Path:
-    """A RAVDESS folder of ``n_clips`` clips of the first ``n_actors`` actors of ``folder`` (links under
-    ``into``), each actor's clips dealt round-robin over the emotions, so every actor has every emotion and two
-    neutral or calm clips when 10 clips each."""
-    from emovae.data import scan
+def quick_items(spec: str | os.PathLike, n_speakers: int = QUICK_ACTORS, n_clips: int = QUICK_CLIPS) -> list:
+    """``n_clips`` items (``emovae.corpus.Item``) of the first ``n_speakers`` speakers of ``spec`` (a folder or
+    ``KIND=FOLDER``), each speaker's clips dealt round-robin over the labels, so every speaker has every label
+    (RAVDESS: two neutral or calm clips when 10 clips each)."""
+    from emovae.corpus import scan
 
-    utts = scan(folder)[0]
-    actors = sorted({u.actor for u in utts})[:n_actors]
-    per_actor = n_clips // max(1, len(actors))
-    out = Path(into) / "quick-ravdess"
-    for a in actors:
-        by_emotion: dict[str, list] = {}
-        for u in utts:
-            if u.actor == a:
-                by_emotion.setdefault(u.emotion, []).append(u)
+    items = scan(spec)[0]
+    speakers = sorted({it.speaker for it in items})[:n_speakers]
+    per_speaker = n_clips // max(1, len(speakers))
+    out = []
+    for spk in speakers:
+        by_label: dict[str, list] = {}
+        for it in items:
+            if it.speaker == spk:
+                by_label.setdefault(it.label, []).append(it)
         picked, r = [], 0
-        while len(picked) < per_actor and any(len(v) > r for v in by_emotion.values()):
-            picked += [v[r] for v in by_emotion.values() if len(v) > r][: per_actor - len(picked)]
+        while len(picked) < per_speaker and any(len(v) > r for v in by_label.values()):
+            picked += [v[r] for v in by_label.values() if len(v) > r][: per_speaker - len(picked)]
             r += 1
-        for u in picked:
-            link = out / f"Actor_{a:02d}" / Path(u.path).name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                link.symlink_to(Path(u.path).resolve())
+        out += picked
+    return out
+
+
+def quick_subset(folder: str | os.PathLike, into: str | os.PathLike, n_actors: int = QUICK_ACTORS,
+                 n_clips: int = QUICK_CLIPS, kind: str | None = None) -> Path:
+    """A folder of ``n_clips`` clips of the first ``n_actors`` speakers of ``folder`` (``quick_items``; links
+    under ``into``, the files' names kept so the corpus is recognised as before). ``kind``: the corpus's naming
+    convention (``emovae.corpus.NAMING``), else found from the names. RAVDESS clips go to ``quick-ravdess/Actor_NN``,
+    others to ``quick-CORPUS/SPEAKER``."""
+    items = quick_items(f"{kind}={folder}" if kind else folder, n_actors, n_clips)
+    corpus = items[0].corpus if items else (kind or "ravdess")
+    out = Path(into) / f"quick-{corpus}"
+    for it in items:
+        sub = f"Actor_{int(it.speaker):02d}" if it.corpus == "ravdess" else it.speaker
+        link = out / sub / Path(it.path).name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(Path(it.path).resolve())
     return out
 
 
@@ -187,32 +205,59 @@ def fold_dir(root: Path, seed: int, fold: int) -> Path:
     return Path(root) / f"seed{seed}-fold{fold}"
 
 
-def save_fold_model(model, root: Path, seed: int, fold: int, test_actors, metrics: dict | None = None) -> Path:
-    """``EmotionRecognizer.save`` into ``root/seed{seed}-fold{fold}`` with the fold's test actors in fold.json."""
+def speaker_ids(speakers) -> list[str]:
+    """Test speakers as sorted ``corpus/speaker`` strings (``FeatureTable.speakers``); a bare number (the
+    ``test_actors`` of fold.json files written before the corpus layer, RAVDESS actor numbers) becomes
+    ``ravdess/NN``."""
+    out = set()
+    for s in speakers:
+        if isinstance(s, (int, np.integer)) or (isinstance(s, str) and s.isdigit()):
+            out.add(f"ravdess/{int(s):02d}")
+        else:
+            out.add(str(s))
+    return sorted(out)
+
+
+def short_speakers(speakers) -> str:
+    """Speakers for a table cell: ``ravdess/01, ravdess/05`` -> ``01, 05`` when they share one corpus."""
+    ids = speaker_ids(speakers)
+    if len({s.split("/", 1)[0] for s in ids}) == 1:
+        ids = [s.split("/", 1)[-1] for s in ids]
+    return ", ".join(ids)
+
+
+def save_fold_model(model, root: Path, seed: int, fold: int, test_speakers, metrics: dict | None = None) -> Path:
+    """``EmotionRecognizer.save`` into ``root/seed{seed}-fold{fold}`` with the fold's test speakers
+    (``corpus/speaker`` strings) in fold.json."""
     d = fold_dir(root, seed, fold)
-    model.save(d, metrics={k: v for k, v in (metrics or {}).items() if k != "test_actors"})
-    (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": fold,
-                                             "test_actors": sorted(int(a) for a in test_actors)}))
+    model.save(d, metrics={k: v for k, v in (metrics or {}).items() if k not in ("test_actors", "test_speakers")})
+    (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": fold, "test_speakers": speaker_ids(test_speakers)}))
     return d
 
 
-def fold_model_dir(root: Path, seed: int, fold: int, test_actors) -> Path:
-    """The saved model folder of that fold, after checking it was held out of exactly these test actors."""
+def saved_test_speakers(d: Path) -> list[str]:
+    """The test speakers a fold model was held out of (fold.json: ``test_speakers``, or the older ``test_actors``
+    as RAVDESS actor numbers)."""
+    saved = json.loads((Path(d) / "fold.json").read_text())
+    return speaker_ids(saved["test_speakers"] if "test_speakers" in saved else saved["test_actors"])
+
+
+def fold_model_dir(root: Path, seed: int, fold: int, test_speakers) -> Path:
+    """The saved model folder of that fold, after checking it was held out of exactly these test speakers."""
     d = fold_dir(root, seed, fold)
     if not (d / "fold.json").is_file():
         raise SystemExit(f"{d}: no saved fold model; run benchmarks/accuracy.py --save-models {root} --seeds {seed}")
-    saved = json.loads((d / "fold.json").read_text())["test_actors"]
-    wanted = sorted(int(a) for a in test_actors)
+    saved, wanted = saved_test_speakers(d), speaker_ids(test_speakers)
     if saved != wanted:
-        raise SystemExit(f"{d}: saved for test actors {saved}, this fold tests {wanted}; not reusable")
+        raise SystemExit(f"{d}: saved for test speakers {saved}, this fold tests {wanted}; not reusable")
     return d
 
 
-def load_fold_model(root: Path, seed: int, fold: int, test_actors):
-    """The saved ``EmotionRecognizer`` of that fold (``fold_model_dir`` checks its test actors)."""
+def load_fold_model(root: Path, seed: int, fold: int, test_speakers):
+    """The saved ``EmotionRecognizer`` of that fold (``fold_model_dir`` checks its test speakers)."""
     from emovae.train.estimator import EmotionRecognizer
 
-    return EmotionRecognizer.load(fold_model_dir(root, seed, fold, test_actors))
+    return EmotionRecognizer.load(fold_model_dir(root, seed, fold, test_speakers))
 
 
 # --- peers ------------------------------------------------------------------------------------------
@@ -357,16 +402,15 @@ def svm_fold(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> tu
     return svm().fit(X_train, y_train).predict(X_test), None
 
 
-def egemaps_svm_path(files: Sequence[str]) -> Callable[[str], np.ndarray]:
+def egemaps_svm_path(files: Sequence[str], labels: Sequence[str]) -> Callable[[str], np.ndarray]:
     """The peer as a per-clip path for latency benchmarks: file -> label from eGeMAPSv02 functionals and the SVM
-    fitted on ``files`` (their functionals come from the cache)."""
+    fitted on ``files`` with their ``labels`` (their functionals come from the cache)."""
     import opensmile
 
     from emovae import audio
-    from emovae.data import parse_name
 
     X, _ = opensmile_functionals(files, "eGeMAPSv02")
-    model = svm().fit(X, [parse_name(f).emotion for f in files])
+    model = svm().fit(X, list(labels))
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
 
@@ -389,8 +433,8 @@ def main(argv=None) -> int:
 
     from sklearn.metrics import balanced_accuracy_score
 
-    from emovae.data import scan
-    from emovae.evaluate import actor_folds
+    from emovae.corpus import scan
+    from emovae.evaluate import speaker_folds
 
     print("\n".join(header_lines("common.py")))
     for name in CORPORA:
@@ -399,20 +443,20 @@ def main(argv=None) -> int:
         data, cache, folds = args.data, Path(args.cache_dir), args.folds
         if args.quick:
             data, cache, folds = quick_subset(args.data, tmp), Path(tmp) / "cache", min(folds, QUICK_ACTORS)
-        utts = scan(data)[0]
-        paths = [u.path for u in utts]
-        y = np.array([u.emotion for u in utts])
-        groups = np.array([u.actor for u in utts])
-        print(f"[peers] {len(paths)} files, {len(set(groups))} actors, {cores()} cores")
+        items = scan(data)[0]
+        paths = [it.path for it in items]
+        y = np.array([it.label for it in items])
+        groups = np.array([it.group for it in items])
+        print(f"[peers] {len(paths)} files, {len(set(groups))} speakers, {cores()} cores")
         for name, extract in peer_features(cache).items():
             if name != "MFCC-stats + SVM" and not have_opensmile():
                 print(f"{name:<20} skipped: opensmile is not installed (pip install 'emovae[bench]')")
                 continue
             X, seconds = extract(paths)
             s = np.array([balanced_accuracy_score(y[te], svm_fold(X[tr], y[tr], X[te])[0])
-                          for tr, te in actor_folds(groups, folds, 0)])
+                          for tr, te in speaker_folds(groups, folds, 0)])
             print(f"{name:<20} {X.shape[1]:>5} features, extraction {seconds:.1f} s; UA {s.mean():.3f} ± {s.std():.3f} "
-                  f"({folds}-fold, actor-grouped) [{' '.join(f'{v:.3f}' for v in s)}]")
+                  f"({folds}-fold, speaker-grouped) [{' '.join(f'{v:.3f}' for v in s)}]")
     return 0
 
 

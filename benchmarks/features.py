@@ -40,9 +40,9 @@ def _peak_rss_mb() -> float:
 def worker(kind: str, data: str) -> dict:
     """Extract the whole folder with one extractor, in this (fresh) process."""
     from emovae.config import FeatureConfig
-    from emovae.data import scan
+    from emovae.corpus import scan
 
-    paths = [u.path for u in scan(data)[0]]
+    paths = [it.path for it in scan(data)[0]]
     out: dict = {"files": len(paths)}
     with tempfile.TemporaryDirectory(prefix="emovae-featbench-") as tmp:
         if kind == "emovae":
@@ -68,10 +68,10 @@ def per_clip(data: str, n: int) -> dict:
     installed)."""
     from emovae.audio import load
     from emovae.config import FeatureConfig
-    from emovae.data import scan
+    from emovae.corpus import scan
     from emovae.features import extract
 
-    paths = [u.path for u in scan(data)[0]][:n]
+    paths = [it.path for it in scan(data)[0]][:n]
     clips = [load(p, SR) for p in paths]
     cfg = FeatureConfig()
     fns = {"emovae": lambda y: extract(y, SR, cfg)}

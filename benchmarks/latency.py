@@ -143,9 +143,12 @@ def main() -> None:
     from emovae.modelfile import PRETRAINED_DIR
 
     model_dir = Path(args.model) if args.model else PRETRAINED_DIR
-    files = sorted(str(p) for p in Path(args.data).rglob("*.flac"))
+    from emovae.corpus import scan
+
+    items = scan(args.data)[0]  # the labelled clips of the corpus folder (emovae.corpus naming conventions)
     if args.limit:
-        files = files[: args.limit]
+        items = items[: args.limit]
+    files, labels = [it.path for it in items], [it.label for it in items]
     onnx = Recognizer.load(model_dir, backend="onnx", threads=1)
     tor = Recognizer.load(model_dir, backend="torch")
     clip_s = np.mean([__import__("soundfile").info(f).duration for f in files[:200]])
@@ -156,7 +159,7 @@ def main() -> None:
     tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
     rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
     if not args.skip_opensmile:
-        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(common.egemaps_svm_path(files), files)
+        rows["openSMILE eGeMAPSv02 + SVM"] = time_path(common.egemaps_svm_path(files, labels), files)
 
     size = du(model_dir)
     onnx_size = (model_dir / "model.onnx").stat().st_size

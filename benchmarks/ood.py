@@ -1,6 +1,6 @@
 """Out-of-domain detection: does the VAE's novelty score flag clips unlike the training speech?
 
-In-domain: clips of held-out dev actors (actor-grouped folds; each clip scored by the model that did not
+In-domain: clips of held-out dev actors (speaker-grouped folds; each clip scored by the model that did not
 hear its speaker). Out-of-domain sets, generated here (seeded) or with espeak-ng when installed: white and
 pink noise, pure and gliding tones, music-like chords, clicks in silence, time-reversed speech, speech under
 white noise at 0 and -5 dB SNR, machine speech. Per set and fold: AUROC and the false-positive rate at 95 %
@@ -163,7 +163,7 @@ def main() -> None:
 
     from emovae import audio
     from emovae.config import FeatureConfig
-    from emovae.evaluate import actor_folds, table_features
+    from emovae.evaluate import speaker_folds, table_features
     from emovae.extraction import default_cache_dir, extract_dataset
     from emovae.features import extract
     from emovae.train.estimator import EmotionRecognizer
@@ -184,11 +184,12 @@ def main() -> None:
     synth_feats = {k: [extract(y, SR, cfg) for y in v] for k, v in synth.items()}
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     flags: dict[str, list[float]] = {}
-    for k, (tr, te) in enumerate(actor_folds(table.actors, args.folds, args.seed)):
+    speakers, labels = table.speakers, table.labels
+    for k, (tr, te) in enumerate(speaker_folds(speakers, args.folds, args.seed)):
         if args.models:
-            model = common.load_fold_model(args.models, args.seed, k, np.unique(table.actors[te]))
+            model = common.load_fold_model(args.models, args.seed, k, np.unique(speakers[te]))
         else:
-            model = EmotionRecognizer(cfg, *configs).fit([X[i] for i in tr], table.labels[tr], groups=table.actors[tr])
+            model = EmotionRecognizer(cfg, *configs).fit([X[i] for i in tr], labels[tr], groups=speakers[tr])
         thr = model.novelty_["threshold"]
         ind = scores(model, [X[i] for i in te])
         flags.setdefault("in-domain (held-out actors)", []).append(
@@ -212,8 +213,8 @@ def main() -> None:
     lines = ["# Out-of-domain detection", "",
              f"Run {m['date'][:10]} on {m['node']} ({m['cores']} cores, {m['cpu']}, Python {m['python']}; emovae at "
              f"{m['commit']}); `{common.command_line('ood.py')}`; {time.time() - t0:.0f} s.", "",
-             f"In-domain: held-out actors of an actor-grouped {args.folds}-fold split of the "
-             f"{len(np.unique(table.actors))} dev actors, each clip "
+             f"In-domain: held-out actors of a speaker-grouped {args.folds}-fold split of the "
+             f"{len(np.unique(speakers))} dev actors, each clip "
              "scored by the fold's model. Out-of-domain: the sets below (generated in the benchmark, seeded). "
              "AUROC (1 = perfect separation, 0.5 = chance) and FPR at 95 % TPR (share of the set passed as "
              "in-domain when 95 % of in-domain clips pass), mean over folds. Scores: " +

@@ -1,6 +1,6 @@
 """Robustness benchmark: emovae and the peers on the clips users have, not RAVDESS studio takes.
 
-On the dev actors' actor-grouped folds (each clip scored by the fold model that never heard its speaker; fold
+On the dev actors' speaker-grouped folds (each clip scored by the fold model that never heard its speaker; fold
 models from ``accuracy.py --save-models DIR``), balanced accuracy (UA, 8 classes) and the share of clips flagged
 out of domain (``in_domain`` false) for each condition: clean; the first 1.0 / 1.5 / 2.0 / 3.0 s and a random
 2 s window; leading and trailing silence removed, and doubled; white and babble noise (LibriSpeech sample) at
@@ -224,7 +224,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from emovae.config import FeatureConfig
-    from emovae.evaluate import actor_folds, table_features
+    from emovae.evaluate import speaker_folds, table_features
     from emovae.extraction import extract_dataset
     from emovae.runtime import Recognizer, load_pretrained
     from emovae.train.estimator import EmotionRecognizer
@@ -239,22 +239,16 @@ def main() -> None:
         ("MFCC-stats + SVM",) + (("eGeMAPSv02 + SVM",) if common.have_opensmile() else ()))
     table, _ = extract_dataset(data, FeatureConfig(), cache_dir=None if args.quick else common.DEFAULT_CACHE.parent,
                                n_jobs=args.jobs, progress=False)
-    paths, actors = table.paths, table.actors
-    labels = np.asarray(table.labels)
-    if labels.dtype.kind in "iu":  # indices into EMOTIONS (tables before the corpus layer)
-        from emovae.data import EMOTIONS
-
-        labels = np.array(EMOTIONS)[labels]
-    classes = list(dict.fromkeys(labels.tolist()))
-    folds = actor_folds(actors, n_folds, args.seed)
+    paths, speakers, labels, classes = table.paths, table.speakers, table.labels, list(table.classes)
+    folds = speaker_folds(speakers, n_folds, args.seed)
     recs, models = [], []
     for k, (tr, te) in enumerate(folds):
         if args.models:
-            d = common.fold_model_dir(Path(args.models), args.seed, k, np.unique(actors[te]))
+            d = common.fold_model_dir(Path(args.models), args.seed, k, np.unique(speakers[te]))
         else:
             X = table_features(table)
             model = EmotionRecognizer(FeatureConfig(), *(common.quick_configs(args.seed) if args.quick else ())).fit(
-                [X[i] for i in tr], labels[tr], groups=actors[tr])
+                [X[i] for i in tr], labels[tr], groups=speakers[tr])
             d = Path(tmp) / f"fold{k}"
             model.save(d)
         recs.append(Recognizer.load(d, backend="torch"))
@@ -305,7 +299,7 @@ def main() -> None:
     names = ("emovae",) + peers
     mean_deg = {n: float(np.mean([results[c][n] for c in degraded])) for n in names}
     lines = common.header_lines("robustness.py")
-    lines += ["", f"Fold seed {args.seed}, {n_folds} actor-grouped folds of {len(paths)} dev clips; fold models "
+    lines += ["", f"Fold seed {args.seed}, {n_folds} speaker-grouped folds of {len(paths)} dev clips; fold models "
               + (f"from {args.models}" if args.models else "fitted here") + f". Wall time {time.time() - t_start:.0f} s.",
               "", "## Summary", "",
               "| system | clean UA | mean degraded UA | 2 s crop UA | flagged (mean over degraded) | ECE clean |",
