@@ -148,10 +148,6 @@ def test_export_command(tiny_model_dir, tmp_path, capsys):
     assert (tmp_path / "e.onnx").stat().st_size > 1000 and "parity" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src bug (issue 20): evaluate.demo_report scores the 8 bundled clips with compute_metrics(truth, preds, "
-    "recognizer.classes); a model of fewer classes (the tiny model: 4) meets a true label it lacks (calm) and "
-    "compute_metrics raises KeyError, so 'emovae demo' exits 70 (internal error)"))
 def test_demo_command(tiny_model_dir, tmp_path, capsys):
     assert main(["demo", "--model", str(tiny_model_dir), "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out

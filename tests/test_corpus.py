@@ -140,9 +140,6 @@ def test_a_speaker_pattern_without_a_speaker_group_is_refused(tmp_path):
         scan(tmp_path / "mine", speaker_pattern=r"^([A-Z]{2})_")
 
 
-@pytest.mark.xfail(strict=True, raises=re.error, reason=(
-    "src bug (issue 20): corpus._by_folders compiles --speaker-pattern with re.compile and lets re.error out "
-    "(not a DataError), so an invalid regular expression is an internal error (exit 70) instead of a clear one"))
 def test_an_invalid_speaker_pattern_is_a_data_error(tmp_path):
     _label_folders(tmp_path / "mine")
     with pytest.raises(DataError, match="speaker pattern"):
@@ -228,10 +225,6 @@ def test_data_mixing_two_sources_and_the_same_file_twice(tmp_path):
     assert scan_all(tmp_path / "rav")[0] == scan(tmp_path / "rav")[0]  # one source alone, as a path
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src bug (issue 20): corpus.scan_all keeps 'each clip once' by the path string as each source spells it "
-    "(seen = it.path), so a manifest row '../rav/x.wav' and the folder's '/abs/rav/x.wav' are one clip counted twice "
-    "(it can then sit in a training and a test fold)"))
 def test_the_same_file_spelled_two_ways_is_kept_once(tmp_path):
     write_corpus(tmp_path / "rav", "ravdess")
     first = sorted(audio_files(tmp_path / "rav"))[0]

@@ -339,10 +339,6 @@ def test_evaluate_model_reports_per_corpus_metrics(tiny_model, five_class_table)
     assert np.mean([pc["accuracy"] for pc in m["per_corpus"].values()]) == pytest.approx(m["accuracy"])
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "src bug (issue 20): evaluate_model calls per_corpus(table, y_pred, shared) with every clip's true label, so "
-    "with two corpora and a class the model lacks, compute_metrics meets that label (sad) and raises KeyError "
-    "instead of leaving those clips out as the headline metrics do"))
 def test_per_corpus_metrics_with_an_extra_class(tiny_model, five_class_table):
     from emovae.evaluate import evaluate_model
 

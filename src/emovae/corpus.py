@@ -139,7 +139,10 @@ def _by_names(folder: Path, kind: str, files: list[Path]) -> tuple[list[Item], l
 
 
 def _by_folders(folder: Path, files: list[Path], speaker_pattern: str | None) -> tuple[list[Item], list[Problem]]:
-    pattern = re.compile(speaker_pattern) if speaker_pattern else None
+    try:
+        pattern = re.compile(speaker_pattern) if speaker_pattern else None
+    except re.error as exc:
+        raise DataError(f"speaker pattern {speaker_pattern!r} is not a valid regular expression ({exc})") from None
     if pattern is not None and "speaker" not in pattern.groupindex:
         raise DataError(f"speaker pattern {speaker_pattern!r} needs a group named speaker, e.g. "
                         r"'^(?P<speaker>[A-Z]+)_'")
@@ -251,10 +254,11 @@ def scan_all(specs, speaker_pattern: str | None = None) -> tuple[list[Item], lis
         got, bad = scan(spec, speaker_pattern)
         problems += bad
         for it in got:
-            if it.path in seen:
+            key = os.path.realpath(it.path)  # one clip, however its path is spelled
+            if key in seen:
                 problems.append(Problem(it.path, "listed twice; kept once"))
                 continue
-            seen.add(it.path)
+            seen.add(key)
             items.append(it)
     if not items:
         raise DataError("no usable clips in " + ", ".join(map(str, [specs] if isinstance(specs, str) else specs))

@@ -189,14 +189,17 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     return res
 
 
-def per_corpus(table: FeatureTable, y_pred: np.ndarray, classes) -> dict:
-    """{"per_corpus": {corpus: metrics}} when the table holds several corpora, else {}."""
+def per_corpus(table: FeatureTable, y_pred: np.ndarray, classes, keep: np.ndarray | None = None) -> dict:
+    """{"per_corpus": {corpus: metrics}} when the table holds several corpora, else {}; ``keep`` (N,) bool: the
+    clips scored (those of classes the model knows)."""
     corpora = table.corpora
     names = list(dict.fromkeys(corpora.tolist()))
     if len(names) < 2:
         return {}
     y = table.labels
-    return {"per_corpus": {c: compute_metrics(y[corpora == c], y_pred[corpora == c], classes) for c in names}}
+    keep = np.ones(len(y), bool) if keep is None else keep
+    return {"per_corpus": {c: compute_metrics(y[(corpora == c) & keep], y_pred[(corpora == c) & keep], classes)
+                           for c in names if ((corpora == c) & keep).any()}}
 
 
 def _averaged_over_copies(model, proba: np.ndarray, copies: list[list], classes) -> np.ndarray:
@@ -239,7 +242,7 @@ def evaluate_model(model, table: FeatureTable, adapted: bool = False) -> EvalRes
             "note": f"argmax over all {len(model_classes)} model classes, every clip",
             **compute_metrics(y, full_pred, all_labels)}
         res.metrics["left_out"] = int((~keep).sum())
-    res.metrics.update(per_corpus(table, y_pred, shared))
+    res.metrics.update(per_corpus(table, y_pred, shared, keep))
     res.histories = [getattr(model, "history_", {})]
     return res
 
@@ -313,7 +316,7 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict, lis
     clips = demo_clips()
     preds = [recognizer.predict_file(c) for c in clips]
     truth = [parse_name(c).emotion for c in clips]
-    m = compute_metrics(truth, [p.emotion for p in preds], recognizer.classes)
+    m = compute_metrics(truth, [p.emotion for p in preds], tuple(dict.fromkeys((*recognizer.classes, *truth))))
     m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
     (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],
                                                    indent=1))

@@ -99,7 +99,7 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
     in_mean, in_std = column_moments(10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels)
     t_mean, t_std = column_moments(a.astype(np.float64) for a in targets)
     x = [((10 * np.log10(m.astype(np.float64) + 1e-10) - in_mean) / in_std).astype(np.float32) for m in mels]
-    t = [((a - t_mean) / t_std).astype(np.float32) for a in targets]
+    t = targets  # float16 as given, standardised one batch at a time (float32 copies of all took ~2 GB)
     lengths = np.array([len(a) for a in x])
     L = torch.from_numpy(lengths)
     lstm = nn.LSTM(x[0].shape[1], hidden, 1, batch_first=True)
@@ -119,7 +119,9 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
             idx = batches[b]
             n = int(L[idx].max())
             mask = (torch.arange(n)[None] < L[idx, None]).float()[:, :, None]
-            xb, tb = (torch.from_numpy(padded([seqs[i] for i in idx.tolist()], n)[0]) for seqs in (x, t))
+            rows = idx.tolist()
+            xb = torch.from_numpy(padded([x[i] for i in rows], n)[0])
+            tb = torch.from_numpy(padded([((t[i] - t_mean) / t_std).astype(np.float32) for i in rows], n)[0])
             loss = (((out(lstm(xb)[0]) - tb) ** 2) * mask).sum() / (mask.sum() * tb.shape[2])
             opt.zero_grad()
             loss.backward()
