@@ -216,8 +216,6 @@ def _one_take(folder):
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_a_bad_manifest_stops_with_file_and_line_and_writes_nothing(synthetic, tmp_path, capsys, command):
-    from .conftest import tiny_train_args
-
     m = _manifest(tmp_path / "calls.csv", _one_take(synthetic["train"]))
     assert main(["-q", command, "--data", str(m), "--out", str(tmp_path / "out"), "--cache-dir",
                  str(synthetic["cache"]), *_tiny_model_args()]) == 2

@@ -1,7 +1,6 @@
 """corpus: every source (a corpus's naming convention, a folder per label, a CSV/TSV manifest) yields items (path,
 label, speaker, corpus); bad names and rows are reported with file (and line), never guessed."""
 
-import re
 from collections import Counter
 from pathlib import Path
 
