@@ -133,12 +133,8 @@ def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
     table, problems = extract_dataset(args.data, fcfg or _feature_config(args), labels=labels,
                                       mapping=parse_mapping(getattr(args, "map", None)),
                                       speaker_pattern=getattr(args, "speaker_pattern", None),
+                                      skip_bad_rows=getattr(args, "skip_bad_rows", False),
                                       cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
-    rows = [pr for pr in problems if pr.row]
-    if rows and not getattr(args, "skip_bad_rows", False):
-        _report_problems(rows)
-        raise DataError(f"{len(rows)} bad manifest row(s) (listed above, with file and line); fix them, or pass "
-                        "--skip-bad-rows to leave them out")
     _report_problems(problems)
     if problems:
         print(f"{len(problems)} item(s) skipped (see messages above)", file=sys.stderr)

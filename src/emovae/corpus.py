@@ -8,7 +8,7 @@ Sources (``scan(spec)``; ``spec`` is a path, or ``KIND=PATH`` to name the kind):
   (a regular expression with a group named ``speaker``; none: speakers unknown);
 - ``manifest``: a CSV or TSV file with a header ``path,label,speaker`` and an optional ``corpus`` column; relative
   paths are taken from the manifest's folder.
-Labels are brought to one vocabulary (``canonical_label``: "anger", "ANG", "a" -> "angry"); other labels are kept,
+Labels are brought to one vocabulary (``canonical_label``: "anger", "ANG" -> "angry"); other labels are kept,
 lower-cased, as the user's own classes. Bad rows and names (missing file, empty or unknown label, empty speaker) are
 reported as ``Problem(where, reason)`` with the file and line, and skipped: never guessed.
 """

@@ -50,7 +50,7 @@ def folds_for(table: FeatureTable, split: str, n_splits: int, seed: int) -> list
         corpora = table.corpora
         names = list(dict.fromkeys(corpora.tolist()))
         if len(names) < 2:
-            raise DataError("--by corpus needs clips of at least 2 corpora (repeat --data)")
+            raise DataError("--split corpus needs clips of at least 2 corpora (repeat --data)")
         return [(np.flatnonzero(corpora != c), np.flatnonzero(corpora == c)) for c in names]
     if split == "random":
         order = np.random.default_rng(seed).permutation(len(table))

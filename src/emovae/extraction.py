@@ -256,6 +256,7 @@ def extract_dataset(
     labels=None,
     mapping: dict[str, str] | None = None,
     speaker_pattern: str | None = None,
+    skip_bad_rows: bool = True,
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
@@ -263,9 +264,14 @@ def extract_dataset(
     """Read one or several labelled sources (``corpus.scan_all``: folders by naming convention, a folder per
     label, manifests), keep ``labels`` after ``mapping`` (``corpus.select_labels``), and extract every clip.
     Returns the table and the problems (skipped rows and names, unreadable audio, dropped labels), each with
-    the file and reason. Raises DataError when nothing usable is found."""
+    the file and reason. Raises DataError when nothing usable is found, and (unless ``skip_bad_rows``) before any
+    extraction when a manifest has bad rows, listing up to 20 of them with file and line."""
     cfg = cfg or FeatureConfig()
     items, problems = scan_all(sources, speaker_pattern)
+    rows = [pr for pr in problems if pr.row]
+    if rows and not skip_bad_rows:
+        raise DataError(f"{len(rows)} bad manifest row(s): " + "; ".join(map(str, rows[:20]))
+                        + ("; ..." if len(rows) > 20 else "") + "; fix them, or pass --skip-bad-rows to leave them out")
     items, dropped = select_labels(items, labels, mapping)
     problems += [Problem(f"label {lab!r}", f"{n} clip(s) dropped (not in --labels)") for lab, n in dropped.items()]
     if not items:
