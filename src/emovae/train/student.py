@@ -106,8 +106,11 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
     out = nn.Linear(hidden, t[0].shape[1])
     params = list(lstm.parameters()) + list(out.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * int(np.ceil(len(x) / batch)),
-                                                pct_start=0.1)
+    steps = epochs * int(np.ceil(len(x) / batch))
+    # one cycle, warm-up over 10 % of the steps and at least 1.5 (torch divides by zero at exactly one); a run
+    # of fewer than 4 steps (a smoke test) keeps the rate constant
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=max(0.1, 1.5 / steps))
+             if steps >= 4 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     losses = []
     bar = tqdm(range(epochs), desc="voice student", unit="epoch", disable=not progress, leave=False)
     for _ in bar:
