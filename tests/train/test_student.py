@@ -205,3 +205,16 @@ def test_cli_trains_a_voice_student_and_both_backends_agree(tmp_path, head_stats
     p_onnx = Recognizer.load(tmp_path / "model", backend="onnx").predict_file(clip).probabilities
     p_torch = Recognizer.load(tmp_path / "model", backend="torch").predict_file(clip).probabilities
     np.testing.assert_allclose([p_onnx[k] for k in p_torch], list(p_torch.values()), atol=1e-4)
+
+
+@pytest.mark.parametrize("clips, epochs", [(8, 1), (40, 2), (16, 2)])
+def test_short_schedules_train(clips, epochs):
+    """Smoke-sized runs (1, 10 and 4 optimiser steps) train without the one-cycle schedule dividing by zero."""
+    pytest.importorskip("torch")
+    from emovae.train.student import train_student
+
+    rng = np.random.default_rng(0)
+    mels = [rng.random((30, 40)).astype(np.float32) for _ in range(clips)]
+    targets = [rng.standard_normal((30, 8)).astype(np.float16) for _ in mels]
+    out = train_student(mels, targets, hidden=4, epochs=epochs, batch=8)
+    assert len(out["loss"]) == epochs and all(np.isfinite(out["loss"]))
