@@ -43,6 +43,12 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize, layout="constrained")
 
 
+def class_colors(classes) -> dict[str, str]:
+    """A colour per class: the emotion palette, then distinct colours for a model's own labels, in order."""
+    unknown: list[str] = []
+    return {c: _color_for(c, unknown) for c in classes}
+
+
 def _color_for(label: str, unknown: list[str]) -> str:
     if label in EMOTION_COLORS:
         return EMOTION_COLORS[label]

@@ -500,7 +500,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     from starlette.requests import ClientDisconnect
 
     from . import __version__
-    from .plots import EMOTION_COLORS
+    from .plots import class_colors
 
     cfg = cfg or ServeConfig()
     page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
@@ -510,7 +510,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         **info,
         "classes": list(recognizer.classes),
         "sample_rate": recognizer.feature_config.sample_rate,
-        "colors": {c: EMOTION_COLORS.get(c, "#bcbd22") for c in recognizer.classes},
+        "colors": class_colors(recognizer.classes),
         "latent_map": {"points": lmap.get("points", []), "labels": lmap.get("labels", [])},
         "metrics": _metrics_summary(recognizer.meta.get("metrics")),
         "limits": {"max_bytes": cfg.max_bytes, "max_seconds": cfg.max_seconds},
