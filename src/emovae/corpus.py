@@ -122,8 +122,16 @@ KINDS = (*NAMING, "folders", "manifest")
 
 
 def audio_files(folder: Path) -> list[Path]:
-    """Every .wav/.flac file under ``folder``, recursively, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    """Every .wav/.flac file under ``folder``, recursively (following linked folders, each folder once), sorted."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link loop, or a folder reached twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / f for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+    return sorted(p for p in found if p.is_file())
 
 
 def _by_names(folder: Path, kind: str, files: list[Path]) -> tuple[list[Item], list[Problem]]:
