@@ -608,18 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-pending-mb", type=POSITIVE, dest="max_pending_mb",
                    help="request bodies held in memory at once, MiB (default: room for 6 uploads of --max-mb); "
                         "beyond it uploads wait --queue-timeout seconds, then get 429 with Retry-After")
-    g.add_argument("--queue-timeout", type=POSITIVE, default=10.0, dest="queue_timeout",
-                   help="seconds an upload waits for room (default 10)")
-    g.add_argument("--body-timeout", type=POSITIVE, default=30.0, dest="body_timeout",
-                   help="seconds a request body may take to arrive in full, else 408 (default 30)")
-    g.add_argument("--header-timeout", type=POSITIVE, default=10.0, dest="header_timeout",
-                   help="seconds a connection may take to send its request headers (default 10)")
-    g.add_argument("--keep-alive", type=POSITIVE, default=5.0, dest="keep_alive",
-                   help="seconds an idle connection is kept open (default 5)")
-    g.add_argument("--session-rate", type=POSITIVE, default=30.0, dest="session_rate",
-                   help="new sessions per minute per client address, else 429 (default 30)")
-    g.add_argument("--session-rate-total", type=POSITIVE, default=600.0, dest="session_rate_total",
-                   help="new sessions per minute in all (default 600)")
+    for flag, default, what in (
+            ("--queue-timeout", 10.0, "seconds an upload waits for room"),
+            ("--body-timeout", 30.0, "seconds a request body may take to arrive in full, else 408"),
+            ("--header-timeout", 10.0, "seconds a connection may take to send its request headers"),
+            ("--keep-alive", 5.0, "seconds an idle connection is kept open"),
+            ("--session-rate", 30.0, "new sessions per minute per client address, else 429"),
+            ("--session-rate-total", 600.0, "new sessions per minute in all")):
+        g.add_argument(flag, type=POSITIVE, default=default, dest=flag[2:].replace("-", "_"),
+                       help=f"{what} (default {default:g})")
     g.add_argument("--allow-origin", action="append", dest="allow_origin", metavar="ORIGIN",
                    help="a web origin (https://app.example.com) whose pages may call this service; repeat for "
                         "more, * for any (default: same origin only)")
