@@ -38,22 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
+import common
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "ravdess-speech"
+DATA = common.data_path("ravdess")
 PRETRAINED = REPO / "src" / "emovae" / "pretrained"
 TARGETS = {"rps": 50.0, "p99_ms": 200.0, "rss_growth": 0.10}
 BURST_TARGETS = {"peak_mb": 500.0, "settled_above_idle_mb": 50.0}
 BURST_HEADER = "## Burst"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -295,7 +287,7 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
         f"{BURST_HEADER}: {args.burst_clients} clients x {args.burst_mb:g} MB uploads at once",
         "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible (shared with other work; load average "
+        f"- machine: {common.cpu_model()}, {os.cpu_count()} cores visible (shared with other work; load average "
         f"{load_before[0]:.1f} before the run), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
         f"- model: {model}; server started by "
@@ -419,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "# emovae HTTP service under load",
         "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
-        f"- machine: {cpu_model()}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, "
+        f"- machine: {common.cpu_model()}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
         f"- model: {model} ({len(meta['classes'])} classes, emovae {meta.get('emovae_version')}); "
         f"server started by {'emovae serve' if cli_has_serve() else 'serve.run via python -c'}"

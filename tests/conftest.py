@@ -147,3 +147,22 @@ def train_table(synthetic, tiny_model_dir):
 def new_table(synthetic):
     """Clips of speakers the tiny model has never heard, with its feature config."""
     return _table(synthetic["new"], synthetic["cache"])
+
+
+def encode(y: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
+    """A signal as the bytes of an audio file (WAV by default), as an upload carries it."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir):
+    """The shared tiny model as a runtime Recognizer (onnxruntime)."""
+    from emovae.runtime import Recognizer
+
+    return Recognizer.load(tiny_model_dir)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import re
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from .conftest import SR, voice_like
+from .conftest import SR, encode, voice_like
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -21,21 +20,6 @@ from emovae.errors import ParameterError  # noqa: E402
 from emovae.serve import ServeConfig, create_app  # noqa: E402
 
 LIMITS = ServeConfig(max_bytes=200_000, max_seconds=4.0)  # 4 s of 16-bit 16 kHz WAV is 128 kB
-
-
-def encode(y: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format=fmt)
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    from emovae.runtime import Recognizer
-
-    return Recognizer.load(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import re
 import socket
@@ -16,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import SR, voice_like
+from .conftest import SR, encode, voice_like
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -39,21 +38,6 @@ from emovae.serve import (  # noqa: E402
 )
 
 BASE = dict(max_bytes=200_000, max_seconds=4.0)
-
-
-def encode(y: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format=fmt)
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    from emovae.runtime import Recognizer
-
-    return Recognizer.load(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
