@@ -165,27 +165,36 @@ class Bench:
 # --- the parts --------------------------------------------------------------------------------------------------
 
 
-def part_a(b: Bench, savee_src) -> dict:
-    """SAVEE leave-one-speaker-out."""
+def cv_row(m: dict, seconds: float, adapted: bool = True) -> dict:
+    """A summary row of cross-validation metrics ``m``: per-fold UA, UA, accuracy, macro-F1, adapted UA, recall."""
+    return {"folds": [f["balanced_accuracy"] for f in m["folds"]], "ua": m["balanced_accuracy"],
+            "acc": m["accuracy"], "f1": m["macro_f1"],
+            "adapted": m.get("adapted", {}).get("mean", {}).get("balanced_accuracy") if adapted else None,
+            "s": seconds, "recall": m["per_class_recall"]}
+
+
+def peer_rows(b, table, n: int, part: str) -> dict:
+    """The peers' rows on the same speaker-grouped folds as emovae's."""
     from emovae.evaluate import folds_for
 
+    rows, folds = {}, folds_for(table, "speaker", n, b.seed)
+    for name in b.peers:
+        pm, ps = b.peer_cv(name, table, folds)
+        rows[name] = cv_row(pm, ps, adapted=False)
+        print(f"[corpora] {part} {name} UA {fmt(rows[name]['folds'])}", flush=True)
+    return rows
+
+
+def part_a(b: Bench, savee_src) -> dict:
+    """SAVEE leave-one-speaker-out."""
     table = b.table("savee", savee_src)
     n = len(np.unique(table.speakers))
     rows = {}
     m, s = b.emovae_cv(table, n, "speaker")
-    rows["emovae"] = {"folds": [f["balanced_accuracy"] for f in m["folds"]], "ua": m["balanced_accuracy"],
-                      "acc": m["accuracy"], "f1": m["macro_f1"], "adapted": m.get("adapted", {}).get("mean", {})
-                      .get("balanced_accuracy"), "s": s,
-                      "test": [common.short_speakers(f["test_speakers"]) for f in m["folds"]],
-                      "recall": m["per_class_recall"]}
+    rows["emovae"] = cv_row(m, s)
+    rows["emovae"]["test"] = [common.short_speakers(f["test_speakers"]) for f in m["folds"]]
     print(f"[corpora] a emovae UA {fmt(rows['emovae']['folds'])} ({s:.0f} s)", flush=True)
-    folds = folds_for(table, "speaker", n, b.seed)
-    for name in b.peers:
-        pm, ps = b.peer_cv(name, table, folds)
-        rows[name] = {"folds": [f["balanced_accuracy"] for f in pm["folds"]], "ua": pm["balanced_accuracy"],
-                      "acc": pm["accuracy"], "f1": pm["macro_f1"], "adapted": None, "s": ps,
-                      "recall": pm["per_class_recall"]}
-        print(f"[corpora] a {name} UA {fmt(rows[name]['folds'])}", flush=True)
+    rows.update(peer_rows(b, table, n, "a"))
     return {"rows": rows, "n": len(table), "speakers": n, "classes": list(table.classes)}
 
 
@@ -271,23 +280,13 @@ def write_manifest(ravdess_src, path: Path) -> tuple[Path, int]:
 
 def part_d(b: Bench, ravdess_src) -> dict:
     """A 4-class model on RAVDESS from a manifest."""
-    from emovae.evaluate import folds_for
-
     manifest, n_rows = write_manifest(ravdess_src, b.tmp / "ravdess-manifest.csv")
     table = b.table("ravdess 4-class (manifest)", f"manifest={manifest}", labels=FOUR)
     n = min(5, len(np.unique(table.speakers)) // 2) if b.args.quick else 5
     m, s = b.emovae_cv(table, n, "speaker")
-    rows = {"emovae": {"folds": [f["balanced_accuracy"] for f in m["folds"]], "ua": m["balanced_accuracy"],
-                       "acc": m["accuracy"], "f1": m["macro_f1"], "adapted": m.get("adapted", {}).get("mean", {})
-                       .get("balanced_accuracy"), "s": s, "recall": m["per_class_recall"]}}
+    rows = {"emovae": cv_row(m, s)}
     print(f"[corpora] d emovae UA {fmt(rows['emovae']['folds'])} ({s:.0f} s)", flush=True)
-    folds = folds_for(table, "speaker", n, b.seed)
-    for name in b.peers:
-        pm, ps = b.peer_cv(name, table, folds)
-        rows[name] = {"folds": [f["balanced_accuracy"] for f in pm["folds"]], "ua": pm["balanced_accuracy"],
-                      "acc": pm["accuracy"], "f1": pm["macro_f1"], "adapted": None, "s": ps,
-                      "recall": pm["per_class_recall"]}
-        print(f"[corpora] d {name} UA {fmt(rows[name]['folds'])}", flush=True)
+    rows.update(peer_rows(b, table, n, "d"))
     return {"rows": rows, "n": len(table), "rows_in_manifest": n_rows, "folds": n,
             "speakers": len(np.unique(table.speakers)), "counts": dict(table.counts())}
 

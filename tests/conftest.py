@@ -7,7 +7,11 @@ synthetic RAVDESS-named tree, without a voice student (``--voice 0``). Tests tha
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import time
 
 # one thread for BLAS/OpenMP and torch: tiny matrices, and more threads than cores stall on a busy machine
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -166,3 +170,33 @@ def recognizer(tiny_model_dir):
     from emovae.runtime import Recognizer
 
     return Recognizer.load(tiny_model_dir)
+
+
+@contextlib.contextmanager
+def live_server(app, header_timeout_s: float | None = None):
+    """uvicorn in a background thread on a free 127.0.0.1 port, logging through the root logger (so that
+    caplog sees every record, tracebacks included); yields (host, port)."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    kwargs = {}
+    if header_timeout_s:
+        from emovae.serve import header_timeout_protocol
+
+        kwargs["http"] = header_timeout_protocol(header_timeout_s)
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", log_config=None, **kwargs))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 20 s")
+        time.sleep(0.02)
+    try:
+        yield sock.getsockname()
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -9,13 +9,12 @@ import contextlib
 import logging
 import re
 import socket
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from .conftest import SR, encode, voice_like
+from .conftest import SR, encode, live_server, voice_like
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -32,7 +31,6 @@ from emovae.serve import (  # noqa: E402
     RateLimit,
     ServeConfig,
     create_app,
-    header_timeout_protocol,
     normalize_origin,
     same_origin,
 )
@@ -46,32 +44,6 @@ def clip() -> bytes:
 
 
 WAV = {"content-type": "audio/wav"}
-
-
-@contextlib.contextmanager
-def live_server(app, header_timeout_s: float | None = None):
-    """uvicorn in a background thread on a free 127.0.0.1 port, logging through the root logger (so that
-    caplog sees every record, tracebacks included); yields (host, port)."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    kwargs = {"http": header_timeout_protocol(header_timeout_s)} if header_timeout_s else {}
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", log_config=None, **kwargs))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 20 s")
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def open_upload(addr, length: int, sent: bytes = b"", path: str = "/v1/predict") -> socket.socket:

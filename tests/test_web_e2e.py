@@ -8,14 +8,12 @@ binary, so selenium-manager never downloads a driver.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import SR, voice_like
+from .conftest import SR, live_server, voice_like
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -41,27 +39,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     """A uvicorn server in a background thread on a free 127.0.0.1 port; yields its base URL."""
-    import uvicorn
-
     from emovae.runtime import Recognizer
     from emovae.serve import ServeConfig, create_app
 
     app = create_app(Recognizer.load(tiny_model_dir), ServeConfig())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 20 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with live_server(app) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")
