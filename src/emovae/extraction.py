@@ -22,7 +22,7 @@ from .corpus import Item, Problem, class_order, scan_all, select_labels
 from .errors import DataError, EmovaeError
 
 #: Bump when feature code changes its output for the same config, so that caches are never stale.
-FEATURE_CODE_VERSION = 2
+FEATURE_CODE_VERSION = 3  # 3: the DC offset is removed before extraction
 
 
 def default_cache_dir() -> Path:

@@ -387,6 +387,8 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Feature
         raise AudioError(f"signal is at {sr} Hz but the feature config expects {cfg.sample_rate} Hz; "
                          f"load it with emovae.audio.load(path, sr={cfg.sample_rate})")
     y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1 and y.size:  # a DC offset carries no emotion but shifts every energy, silence and pitch cue
+        y = y - np.float32(y.mean())
     energy = frame_energy_db(y, cfg) if y.ndim == 1 else None
     frames = frame_features(y, cfg, energy)
     mel = None
