@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from emovae.train.augment import add_noise, reverberate, rms, telephone
 
 SR = common.SAMPLE_RATE
 CONDITIONS = ("clean", "first 1.0 s", "first 1.5 s", "first 2.0 s", "first 3.0 s", "random 2 s window",
@@ -35,38 +36,6 @@ CONDITIONS = ("clean", "first 1.0 s", "first 1.5 s", "first 2.0 s", "first 3.0 s
               "babble 10 dB", "babble 5 dB", "reverb RT60 0.3 s", "reverb RT60 0.8 s", "telephone (8 kHz, mu-law)",
               "Opus low bitrate", "level -35 dBFS", "+12 dB clipped", "DC offset 0.04")
 _BABBLE: np.ndarray | None = None  # per worker: a long mixture of LibriSpeech talkers
-
-
-def rms(y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) + 1e-12
-
-
-def add_noise(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``y`` plus ``noise`` (same length) scaled to ``snr_db`` below y's level."""
-    return (y + noise * (rms(y) / rms(noise)) * 10 ** (-snr_db / 20)).astype(np.float32)
-
-
-def room_response(rt60: float, rng) -> np.ndarray:
-    """A synthetic room impulse response: a direct path, then exponentially decaying noise (-60 dB at rt60)."""
-    n = int(1.2 * rt60 * SR)
-    t = np.arange(n) / SR
-    h = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * 0.3
-    h[0] = 1.0
-    return h / np.sqrt(np.sum(h**2))
-
-
-def telephone(y: np.ndarray) -> np.ndarray:
-    """8 kHz, 300-3400 Hz band, G.711 mu-law (8 bits), back at 16 kHz."""
-    import soxr
-    from scipy.signal import butter, sosfilt
-
-    x = soxr.resample(y, SR, 8000)
-    x = sosfilt(butter(4, [300, 3400], btype="bandpass", fs=8000, output="sos"), x)
-    x = np.clip(x, -1, 1)
-    mu = 255.0
-    q = np.round((np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) + 1) / 2 * 255)  # 256 levels
-    x = np.sign(c := q / 255 * 2 - 1) * ((1 + mu) ** np.abs(c) - 1) / mu
-    return soxr.resample(x.astype(np.float32), 8000, SR).astype(np.float32)
 
 
 def opus(y: np.ndarray) -> np.ndarray:
@@ -111,10 +80,7 @@ def degrade(y: np.ndarray, condition: str, seed: int) -> np.ndarray:
         start = int(rng.integers(0, len(_BABBLE) - len(y)))
         return add_noise(y, _BABBLE[start: start + len(y)], float(condition.split()[1]))
     if condition.startswith("reverb"):
-        from scipy.signal import fftconvolve
-
-        out = fftconvolve(y, room_response(float(condition.split()[2]), rng))[: len(y)]
-        return (out * rms(y) / rms(out)).astype(np.float32)
+        return reverberate(y, float(condition.split()[2]), rng, SR)
     if condition.startswith("telephone"):
         return telephone(y)
     if condition.startswith("Opus"):

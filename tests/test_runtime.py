@@ -51,7 +51,7 @@ def test_a_prediction_reports_what_the_network_computed(rec, tmp_path):
     np.testing.assert_allclose(pred.latent, out["mu"][0], atol=1e-6)
     np.testing.assert_allclose(pred.map_xy, project_to_map(out["mu"], rec.meta["latent_map"])[0], atol=1e-6)
     assert pred.novelty == pytest.approx(float(out["novelty"][0]))
-    assert pred.in_domain == (pred.novelty <= rec.novelty_threshold)
+    assert 0 <= pred.speech <= 1 and pred.in_domain == (pred.speech >= rec.guard.threshold)  # the speech guard
     assert pred.duration_s == pytest.approx(f.frames.shape[0] * 0.01) and 0.5 < pred.duration_s <= 1.21
     d = pred.to_dict()
     assert d["emotion"] == pred.emotion and d["latent_map"] == [round(v, 4) for v in pred.map_xy]

@@ -17,6 +17,7 @@ from . import audio
 from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
 from .features import Features, extract, model_inputs
+from .guard import SpeechGuard, cues
 from .modelfile import (CONFIG_FILE, METADATA_KEY, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, check_meta, inside,
                         onnx_session, read_model_json)
 from .speaker import SessionConfig, batch_moments, mix, model_prior, network_moments
@@ -148,10 +149,12 @@ class Prediction:
     latent: list[float] = field(default_factory=list)
     file: str | None = None
     map_xy: tuple[float, float] | None = None  # position on the model's shipped 2-D latent map
-    novelty: float | None = None  # the VAE's negative ELBO: how unlike the training speech the clip is
-    in_domain: bool | None = None  # novelty within the model's calibrated threshold
+    novelty: float | None = None  # the VAE's reconstruction error: how unlike the *training* speech the clip is
+    in_domain: bool | None = None  # the clip is speech: the speech guard's score reaches its threshold (models
+    # without a guard: novelty within the model's calibrated threshold)
     adapted: bool = False  # from the adapted head (statistics normalised with the speaker's moments)
     speaker_clips: int | None = None  # clips of the speaker behind those moments (sessions and batches)
+    speech: float | None = None  # the speech guard's score, 0..1 (``guard.SpeechGuard``)
 
     @property
     def confidence(self) -> float:
@@ -170,6 +173,8 @@ class Prediction:
         if self.novelty is not None:
             d["novelty"] = round(self.novelty, 3)
             d["in_domain"] = self.in_domain
+        if self.speech is not None:
+            d["speech"] = round(self.speech, 4)
         if self.speaker_clips is not None:
             d["adapted"], d["speaker_clips"] = self.adapted, self.speaker_clips
         return d if self.file is not None else {k: v for k, v in d.items() if k != "file"}
@@ -185,6 +190,7 @@ class Recognizer:
         # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; docs/research.md section 8)
         self.test_time_speeds = tuple((meta.get("train_config") or {}).get("speed_perturb", ())) if tta else ()
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
+        self.guard = SpeechGuard(meta["guard"]) if meta.get("guard") else None  # in_domain: is it speech?
         self.meta = meta
         self.source = source
         self.classes = tuple(meta["classes"])
@@ -273,16 +279,21 @@ class Recognizer:
         hop_s = self.feature_config.hop_length / self.feature_config.sample_rate
         lmap = self.meta.get("latent_map")
         xy = project_to_map(out["mu"], lmap) if lmap else [None] * len(X)
+        frame_rate = 1.0 / hop_s
         preds = []
         for i, f in enumerate(X):
             p = out["probabilities"][i]
             probs = {c: float(v) for c, v in zip(self.classes, p)}
-            novelty = float(out["novelty"][i])
-            in_domain = None if self.novelty_threshold is None else bool(novelty <= self.novelty_threshold)
+            novelty, speech = float(out["novelty"][i]), None
+            if self.guard is not None:
+                speech = float(self.guard.score(cues(f.frames, f.frame_names, frame_rate))[0])
+                in_domain = speech >= self.guard.threshold
+            else:
+                in_domain = None if self.novelty_threshold is None else bool(novelty <= self.novelty_threshold)
             emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
             preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
                                     names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
-                                    novelty, in_domain, bool(adapted[i]), speaker_clips[i]))
+                                    novelty, in_domain, bool(adapted[i]), speaker_clips[i], speech))
         return preds
 
     def session(self, cfg: SessionConfig | None = None):

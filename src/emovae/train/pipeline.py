@@ -1,5 +1,5 @@
 """The training pipeline behind ``emovae train``: fit on a feature table (with its speed copies), optionally
-cross-validate first, then write the model folder: model.json, model.onnx (parity-checked, holding the only
+cross-validate first, fit the speech guard on its clips, then write the model folder: model.json, model.onnx (parity-checked, holding the only
 copy of the weights) and voice.onnx."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from ..modelfile import WEIGHTS_FILE
 from ..runtime import fit_latent_map
 from .estimator import EmotionRecognizer
 from .export import export_model_dir
+from .guard import fit_guard
+from ..guard import has_cues
 
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
@@ -36,7 +38,9 @@ def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig
     model.extra_ = {"training_data": {"n_files": len(table), "speakers": sorted(set(table.speakers.tolist())),
                                       "corpora": sorted(set(table.corpora.tolist())), "clips_per_class": table.counts(),
                                       "command": command},
-                    "latent_map": fit_latent_map(model.transform(X), table.labels.tolist())}
+                    "latent_map": fit_latent_map(model.transform(X), table.labels.tolist()),
+                    # in_domain = "this is speech" (without the frames it needs: the VAE novelty's threshold)
+                    "guard": fit_guard(table.paths, fcfg, seed=tcfg.seed) if has_cues(table.frame_names) else None}
     out = Path(out)
     model.save(out, metrics=metrics)
     export_model_dir(model, out)  # parity-checked against torch: the ONNX file then holds the only copy of the weights
