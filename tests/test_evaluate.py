@@ -344,3 +344,14 @@ def test_per_corpus_metrics_with_an_extra_class(tiny_model, five_class_table):
 
     m = evaluate_model(tiny_model, _two_corpora_of(five_class_table)).metrics
     assert sum(pc["n_files"] for pc in m["per_corpus"].values()) == m["n_files"] == 8
+
+
+def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
+    from emovae.evaluate import calibration_error
+
+    classes = ("a", "b")
+    proba = np.array([[0.9, 0.1]] * 10 + [[0.3, 0.7]] * 10)
+    truth = np.array(["a"] * 9 + ["b"] + ["b"] * 7 + ["a"] * 3)  # 90 % and 70 % right: calibrated
+    assert calibration_error(proba, truth, classes) == pytest.approx(0.0, abs=1e-9)
+    truth = np.array(["a"] * 5 + ["b"] * 5 + ["b"] * 7 + ["a"] * 3)  # the 0.9 bin is right half the time
+    assert calibration_error(proba, truth, classes) == pytest.approx(0.5 * 0.4, abs=1e-9)

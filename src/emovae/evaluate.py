@@ -19,7 +19,7 @@ from .errors import DataError, MissingDependencyError
 from .extraction import FeatureTable
 from .features import Features
 
-SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "reconstruction_loss")
+SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "reconstruction_loss", "ece")
 SPLITS = ("speaker", "random", "corpus")
 
 
@@ -83,6 +83,16 @@ def compute_metrics(y_true, y_pred, labels) -> dict:
         "n_files": int(cm.sum()),
         "chance": 1.0 / max(1, int(present.sum())),
     }
+
+
+def calibration_error(proba: np.ndarray, y_true, classes, bins: int = 15) -> float:
+    """Expected calibration error of the top probability: over ``bins`` equal-width confidence bins, the
+    clip-weighted gap between mean confidence and accuracy. proba (N, len(classes)); y_true names (N,)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    conf, hit = proba.max(axis=1), np.array(classes)[proba.argmax(axis=1)] == np.asarray(y_true)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(conf[which == b].mean() - hit[which == b].mean()) * (which == b).sum()
+                     for b in range(bins) if (which == b).any()) / max(1, len(conf)))
 
 
 @dataclass
@@ -161,13 +171,14 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
         res.y_pred[te] = np.array(classes)[out["probabilities"].argmax(axis=1)]
         m = compute_metrics(y[te], res.y_pred[te], classes)
         m.update(reconstruction_loss=float(out["recon_mse"].mean()), test_speakers=sorted(set(groups[te].tolist())),
+                 ece=calibration_error(out["probabilities"], y[te], classes),
                  chosen_c=getattr(model, "c_", None))
         fold_metrics.append(m)
         res.histories.append(getattr(model, "history_", {}))
     res.metrics = compute_metrics(y, res.y_pred, classes)
     what = {"speaker": "speaker-grouped", "corpus": "leave-one-corpus-out", "random": "random (over files)"}[split]
     res.metrics.update(
-        reconstruction_loss=float(res.recon_mse.mean()),
+        reconstruction_loss=float(res.recon_mse.mean()), ece=calibration_error(res.proba, y, classes),
         evaluation=f"{what} {len(folds)}-fold cross-validation (seed {seed})",
         speaker_independent=split != "random",
         mode=_mode(adapted),

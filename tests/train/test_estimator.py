@@ -232,3 +232,32 @@ def test_default_configs_train_the_shipped_recipe():
                                            if k in {f.name for f in dataclasses.fields(ClassifierConfig)}})
     assert shipped == dataclasses.replace(ClassifierConfig(), head_stats=shipped.head_stats)
     assert n_head_stats(1000, shipped, True) == n_head_stats(1000, ClassifierConfig(), FeatureConfig().voice > 0)
+
+
+def test_fit_temperature_recovers_the_temperature_of_the_labels():
+    from emovae.train.estimator import fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 5))
+    for t_true in (0.5, 2.0):  # labels drawn from softmax(logits / t_true): the fit must find t_true
+        p = np.exp(logits / t_true)
+        p /= p.sum(1, keepdims=True)
+        y = np.array([rng.choice(5, p=row) for row in p])
+        assert fit_temperature(logits, y) == pytest.approx(t_true, rel=0.1)
+
+
+def test_heads_are_calibrated_on_the_inner_validation_speakers(tiny_model, tiny_model_dir):
+    import json
+
+    cal = tiny_model.calibration_
+    assert cal["fitted_on"].startswith("inner validation speakers")
+    assert 0.25 <= cal["temperature"] <= 20 and 0.25 <= cal["temperature_adapted"] <= 20
+    assert json.loads((tiny_model_dir / "model.json").read_text())["calibration"] == cal
+
+
+def test_no_temperature_from_a_validation_set_it_gets_all_right():
+    from emovae.train.estimator import fit_temperature
+
+    logits = np.array([[3.0, 0.0], [0.0, 2.0], [4.0, 1.0]])
+    assert fit_temperature(logits, np.array([0, 1, 0])) == 1.0
+    assert fit_temperature(logits, np.array([0, 1, 1])) > 1.0  # one confident mistake: soften

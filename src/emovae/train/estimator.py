@@ -51,6 +51,28 @@ def as_names(y) -> np.ndarray:
     return names
 
 
+def logits_of(lr, rows: np.ndarray) -> np.ndarray:
+    """A fitted LogisticRegression's logits (N, C) in its ``classes_`` order (binary: [0, w.x + b])."""
+    z = lr.decision_function(rows)
+    return np.column_stack([np.zeros_like(z), z]) if z.ndim == 1 else z
+
+
+def fit_temperature(logits: np.ndarray, y_idx: np.ndarray) -> float:
+    """The temperature T in [0.25, 20] minimising the log-loss of softmax(logits / T) on labels ``y_idx``; 1 when
+    every clip is right (then the loss only falls as T -> 0, which would push every probability to 0 or 1)."""
+    from scipy.optimize import minimize_scalar
+
+    if np.array_equal(logits.argmax(axis=1), y_idx):
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y_idx]))
+
+    return round(float(np.exp(minimize_scalar(nll, bounds=(np.log(0.25), np.log(20)), method="bounded").x)), 4)
+
+
 def inner_split(groups: np.ndarray, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Speaker-disjoint (train_idx, val_idx) inside a training set; val empty when fewer than 2 groups."""
     actors = np.unique(groups)
@@ -176,11 +198,14 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
         self.n_augmented_ = len(row_y) - len(y)
         self._choose_c(rows, row_y, row_group, y, groups, tr, va, ccfg)
-        self._set_head(net.classifier, self._logistic(self.c_, ccfg).fit(rows, row_y))
+        self.calibration_ = self._fit_temperatures(rows, rows_a, row_y, row_group, y, groups, tr, va, ccfg)
+        self._set_head(net.classifier, self._logistic(self.c_, ccfg).fit(rows, row_y),
+                       self.calibration_["temperature"])
         # the adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
-            self._set_head(net.classifier_adapted, self._logistic(self.c_, ccfg).fit(rows_a, row_y))
+            self._set_head(net.classifier_adapted, self._logistic(self.c_, ccfg).fit(rows_a, row_y),
+                           self.calibration_["temperature_adapted"])
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
         round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
@@ -233,6 +258,19 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
             self.selection_scores_ = {}
 
+    def _fit_temperatures(self, rows, rows_a, row_y, row_group, y, groups, tr, va, ccfg: ClassifierConfig) -> dict:
+        """Temperatures of the two heads (logits divided by T), each fitted by log-loss on the inner validation
+        speakers' clips, scored by a head of the chosen C fitted on the inner-training speakers only: so the
+        shipped probabilities are calibrated for speakers the heads never saw. 1 without a usable split."""
+        if not (len(va) and len(set(y[tr].tolist())) == len(self.classes_)):
+            return {"temperature": 1.0, "temperature_adapted": 1.0, "fitted_on": "none (no inner validation split)"}
+        fit_rows = np.flatnonzero(np.isin(row_group, groups[tr]))
+        out = {}
+        for key, r in (("temperature", rows), ("temperature_adapted", rows_a)):
+            lr = self._logistic(self.c_, ccfg).fit(r[fit_rows], row_y[fit_rows])
+            out[key] = fit_temperature(logits_of(lr, r[va]), np.searchsorted(lr.classes_, y[va]))
+        return {**out, "fitted_on": f"inner validation speakers ({len(va)} clips)"}
+
     def _fit_voice(self, X: list, augmented: dict, fcfg: FeatureConfig, ccfg: ClassifierConfig,
                    tcfg: TrainConfig) -> tuple[list, dict]:
         """Train the voice student on the mel bands of the clips and their copies (the teacher's second layer
@@ -255,12 +293,13 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         session = voice_session(self.voice_onnx_)
         return with_voice(X, session), {f: with_voice(c, session) for f, c in augmented.items()}
 
-    def _set_head(self, layer, lr) -> None:
-        """Copy a fitted LogisticRegression into a Linear layer, rows in classes_ order."""
+    def _set_head(self, layer, lr, temperature: float = 1.0) -> None:
+        """Copy a fitted LogisticRegression into a Linear layer, rows in classes_ order, its logits divided by
+        ``temperature``."""
         import torch
 
         order = [list(lr.classes_).index(c) for c in self.classes_]
-        coef, intercept = lr.coef_, lr.intercept_
+        coef, intercept = lr.coef_ / temperature, lr.intercept_ / temperature
         if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([0, w.x + b])
             coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
         with torch.no_grad():
@@ -342,6 +381,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             "scalers": {k: [float(f"{v:.7g}") for v in state[k].tolist()] for k in  # float32: 7 digits suffice
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
             "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
+            "calibration": getattr(self, "calibration_", None),
             "speaker_prior": {"mean": [float(f"{v:.7g}") for v in self.speaker_prior_[0].tolist()],
                               "std": [float(f"{v:.7g}") for v in self.speaker_prior_[1].tolist()]},
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
@@ -369,7 +409,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.classes_ = np.array(meta["classes"])
             obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
             obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
-            obj.novelty_ = meta.get("novelty", {})
+            obj.novelty_, obj.calibration_ = meta.get("novelty", {}), meta.get("calibration")
             obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             obj.voice_onnx_ = (inside(directory, meta["voice"].get("file"), "voice student").read_bytes()

@@ -31,7 +31,7 @@ def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig
     if cv:
         res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress, split=split)
         metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
-        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "test_speakers")}
+        metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "ece", "test_speakers")}
                             for f in res.metrics["folds"]]
     X = table_features(table)
     model = make().fit(X, table.labels, groups=table.speakers, augmented=table.augmented)
