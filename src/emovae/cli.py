@@ -447,7 +447,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib),
                       session_store=args.session_store)
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
-        abstain=args.abstain)
+        abstain=args.abstain, processes=args.processes)
     return 0
 
 
@@ -632,7 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
     p.add_argument("--max-mb", type=_number(float, 0.001, 4096), default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
     p.add_argument("--max-seconds", type=_number(float, 0.25, 3600), default=60.0, dest="max_seconds", help="longest clip (default 60)")
-    p.add_argument("--workers", type=_number(int, 1, 256), default=2, help="predictions computed at once (default 2)")
+    p.add_argument("--workers", type=_number(int, 1, 256), default=2,
+                   help="predictions computed at once in each process, by threads (default 2)")
+    p.add_argument("--processes", type=_number(int, 1, 256), default=1, metavar="N",
+                   help="service processes on the one port, each with its own copy of the model (default 1); N > 1 "
+                        "needs --session-store redis://... so that a speaker's session is shared. Limits "
+                        "(--max-pending-mb, --session-rate...) hold per process")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.add_argument("--session-ttl", type=POSITIVE, default=1800.0, dest="session_ttl",
