@@ -86,7 +86,14 @@ class Engine:
                                   f"each machine) or fix --scheduler / {ENV_SCHEDULER}") from None
             self.label = f"Dask scheduler {scheduler}"
         else:
-            with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+            with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures,
+                                  # Dask sets it to 64 KiB by default, which turns off glibc's adaptive mmap
+                                  # threshold: every array of a clip is then mmap'd and unmapped, and feature
+                                  # extraction runs 2x slower (benchmarks/results-batch.md)
+                                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                                  # the statistical profiler samples each task's stack every 10 ms: CPU taken from
+                                  # the work, for a dashboard nobody watches here
+                                  "distributed.worker.profile.enabled": False}):
                 self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                         dashboard_address=":0", silence_logs=40)
             self.client = distributed.Client(self.cluster, set_as_default=False)
