@@ -120,7 +120,7 @@ class Engine:
             if part is None:
                 return False
             pending.append(self.client.submit(fn, part, *args, retries=self.retries, pure=False,
-                                              key=f"emovae-{fn.__name__}-{n}-{os.urandom(4).hex()}"))
+                                              key=f"emovae-{getattr(fn, '__name__', 'task')}-{n}-{os.urandom(4).hex()}"))
             n += 1
             return True
 
