@@ -13,9 +13,16 @@ every 10 ms) and settled (1 s and 10 s after the burst), the answers by status, 
 failed requests created (checked with GET /v1/sessions/ID). Writes the "## Burst" section of --out, keeping
 the other section (and the throughput run keeps the burst section).
 
+With --replicas: `emovae serve --processes N --session-store redis://...` for each N of --processes (1,2), a
+redis-server started here on loopback (or --redis URL); --clients clients post for --seconds on fresh connections,
+two clients per speaker session, so one speaker's clips reach different processes at once; reports predictions/s,
+p50/p95, errors, the server's total RSS, and lost session updates (per speaker: uploads answered 200 against the
+clips its session holds). Writes benchmarks/results-replicas.md (--quick: 5 s runs, a temporary file).
+
 Usage: python benchmarks/load.py [--model DIR] [--clients 8] [--seconds 30] [--data DIR]
        [--workers N] [--out benchmarks/results-load.md]
        python benchmarks/load.py --burst [--burst-clients 64] [--burst-mb 10] [--burst-seconds 180]
+       python benchmarks/load.py --replicas [--processes 1,2] [--clients 8] [--seconds 30] [--quick]
 Targets (2 cores): >= 50 predictions/s, p99 <= 200 ms at 8 clients, RSS growth < 10 %; burst: peak <= 500 MB,
 settled within 50 MB of idle, 0 5xx, 0 sessions created by failed requests.
 """
@@ -46,6 +53,7 @@ PRETRAINED = REPO / "src" / "emovae" / "pretrained"
 TARGETS = {"rps": 50.0, "p99_ms": 200.0, "rss_growth": 0.10}
 BURST_TARGETS = {"peak_mb": 500.0, "settled_above_idle_mb": 50.0}
 BURST_HEADER = "## Burst"
+DEFAULT_OUT = REPO / "benchmarks" / "results-load.md"
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -337,6 +345,164 @@ def write_section(out: Path, text: str, burst: bool) -> None:
         out.write_text(text.rstrip("\n") + "\n\n" + (BURST_HEADER + tail if sep else ""))
 
 
+# ------------------------------------------------------------------------ replicas sharing Redis
+REPLICA_TARGETS = {"errors": 0, "lost_updates": 0}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of a process and all its descendants, MB (a multi-process server's total)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += np.nan_to_num(rss_mb(p))
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return total
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    """A throw-away redis-server on a free loopback port (no persistence); (process, url)."""
+    import shutil
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is not on PATH (apt-get install redis-server), or pass --redis URL")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def start_replicas(model: Path, port: int, processes: int, url: str, workers: int | None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "emovae", "-q", "serve", "--host", "127.0.0.1", "--port", str(port), "--model",
+           str(model), "--processes", str(processes), "--session-store", url,
+           "--session-rate", "100000", "--session-rate-total", "100000"] + (["--workers", str(workers)] if workers else [])
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"server exited ({proc.returncode}): {log.read().decode(errors='replace')[-2000:]}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                c.close()
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not answer /health within 90 s")
+
+
+def session_client(port: int, clips: list[bytes], k: int, sid: str, stop: float, lat: list, errors: list,
+                   ok_by_session: dict, lock: threading.Lock) -> None:
+    """Posts clips to ``?session=sid`` back to back on fresh connections (any process may answer each)."""
+    i = k * 7
+    while time.perf_counter() < stop:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", f"/v1/predict?session={sid}", body=clips[i % len(clips)],
+                         headers={"Content-Type": "audio/flac", "Connection": "close"})
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                lat.append(time.perf_counter() - t0)
+                with lock:
+                    ok_by_session[sid] = ok_by_session.get(sid, 0) + 1
+            else:
+                errors.append(r.status)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(repr(exc))
+        finally:
+            conn.close()
+        i += 1
+
+
+def run_replicas(args, model: Path, clips: list[bytes]) -> tuple[str, bool]:
+    """Throughput and p95 of 1 vs N service processes sharing one Redis; every session's clip count checked
+    against the uploads that succeeded (a lost or doubled update shows as a difference)."""
+    load = os.getloadavg()
+    redis_proc, url = (None, args.redis) if args.redis else start_redis()
+    rows, all_ok = [], True
+    try:
+        for n in [int(x) for x in args.processes.split(",")]:
+            port = free_port()
+            proc = start_replicas(model, port, n, url, args.workers)
+            try:
+                warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                for body in clips[:8]:
+                    assert post(warm, body) == 200, "warm-up request failed"
+                warm.close()
+                lat, errors, ok_by_session, lock = [], [], {}, threading.Lock()
+                run_id = f"r{n}-{os.getpid()}-{int(time.time())}"
+                sids = [f"{run_id}-speaker{k % 4}" for k in range(args.clients)]  # 2 clients per speaker
+                t0 = time.perf_counter()
+                stop = t0 + args.seconds
+                threads = [threading.Thread(target=session_client, args=(port, clips, k, sids[k], stop, lat, errors,
+                                                                         ok_by_session, lock))
+                           for k in range(args.clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                elapsed = time.perf_counter() - t0
+                rss = tree_rss_mb(proc.pid)
+                lost = 0
+                for sid in sorted(set(sids)):
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    c.request("GET", f"/v1/sessions/{sid}")
+                    r = c.getresponse()
+                    stored = json.loads(r.read()).get("clips", 0) if r.status == 200 else 0
+                    c.close()
+                    lost += abs(ok_by_session.get(sid, 0) - stored)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            ms = np.array(lat) * 1000 if lat else np.array([np.nan])
+            row = {"processes": n, "rps": len(lat) / elapsed, "p50": float(np.percentile(ms, 50)),
+                   "p95": float(np.percentile(ms, 95)), "ok": len(lat), "errors": len(errors), "lost": lost,
+                   "rss": rss}
+            rows.append(row)
+            all_ok &= row["errors"] == 0 and lost == 0
+            print(f"[load] {n} process(es): {row['rps']:.1f} predictions/s, p95 {row['p95']:.0f} ms, "
+                  f"{row['errors']} errors, {lost} lost session updates, server RSS {rss:.0f} MB", flush=True)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    lines = ["# emovae service replicas sharing Redis (benchmarks/load.py --replicas)", "",
+             *common.header_lines("load.py"),
+             f"- Load average before the run: {load[0]:.2f}" + (" (**the machine was busy**: times are pessimistic)"
+                                                                 if load[0] > 0.5 * common.cores() else ""),
+             f"- Kind: {'**smoke run (--quick): not a result**' if args.quick else 'full run'}",
+             f"- Load: {args.clients} clients for {args.seconds:g} s, each posting raw FLAC bodies back to back on "
+             f"fresh connections (so any process may answer) with ?session=: 2 clients per speaker, 4 speakers; "
+             f"`emovae serve --processes N --session-store redis://...` on one port, Redis on loopback", "",
+             "| processes | predictions/s | p50 ms | p95 ms | ok | errors | lost session updates | server RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['processes']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['ok']} | {r['errors']} | "
+              f"{r['lost']} | {r['rss']:.0f} |" for r in rows]
+    lines += ["", "Lost session updates: per speaker, |uploads answered 200 - clips the session holds| (0: every "
+              "clip counted once, whichever process answered). Targets: 0 errors, 0 lost.", ""]
+    return "\n".join(lines), all_ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
@@ -345,11 +511,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--clips", type=int, default=64, help="distinct clips to cycle through")
     ap.add_argument("--workers", type=int, default=None, help="server prediction threads (default: ServeConfig's)")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results-load.md")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--burst", action="store_true", help="run the burst of large uploads instead")
     ap.add_argument("--burst-clients", type=int, default=64)
     ap.add_argument("--burst-mb", type=float, default=10.0, help="size of each upload in MB (1e6 bytes)")
     ap.add_argument("--burst-seconds", type=float, default=180.0, help="clients stop retrying after this")
+    ap.add_argument("--replicas", action="store_true",
+                    help="1 vs N service processes sharing one Redis (results-replicas.md)")
+    ap.add_argument("--processes", default="1,2", help="with --replicas: process counts to compare")
+    ap.add_argument("--redis", help="with --replicas: a Redis URL (default: a redis-server started here)")
+    ap.add_argument("--quick", action="store_true", help="with --replicas: 5 s per run, results to a temporary file")
     args = ap.parse_args(argv)
 
     model = args.model or PRETRAINED
@@ -365,6 +536,15 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         raise SystemExit(f"{args.data}: no .wav/.flac clips; pass --data DIR")
     clips = [p.read_bytes() for p in files]
+    if args.replicas:
+        if args.quick:
+            args.seconds = min(args.seconds, 5.0)
+        text, ok = run_replicas(args, model, clips)
+        print(text)
+        common.write_results(common.results_path("replicas", args.quick) if args.out == DEFAULT_OUT and args.quick
+                             else (REPO / "benchmarks" / "results-replicas.md" if args.out == DEFAULT_OUT
+                                   else args.out), text)
+        return 0 if ok else 1
 
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     port = free_port()

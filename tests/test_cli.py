@@ -292,3 +292,10 @@ def test_train_refuses_clips_without_speaker_ids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no speaker ids" in err and "--speaker-pattern" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_serve_processes_without_a_shared_store_is_refused_before_starting(capsys):
+    pytest.importorskip("uvicorn")
+    assert main(["serve", "--processes", "2", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--processes 2" in err and "--session-store redis://" in err and "Traceback" not in err

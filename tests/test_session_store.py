@@ -215,3 +215,87 @@ def test_two_service_apps_share_one_speakers_session(rec, url):
     assert bad.status_code >= 400 and apps[1].get("/v1/sessions/bob").status_code == 404  # no session from a failure
     assert apps[0].delete("/v1/sessions/alice").json()["deleted"] is True
     assert apps[1].get("/v1/sessions/alice").status_code == 404
+
+
+# ------------------------------------------------------------------------- real service processes
+def _start_service(url: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    """``emovae serve`` (the shipped model) as a process of its own on a free loopback port, once it answers
+    /health."""
+    import os
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "emovae", "-q", "serve", "--port", str(port), "--session-store",
+                             url, "--max-seconds", "10", *extra], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"emovae serve exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("emovae serve did not answer within 90 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        proc.kill()
+        proc.wait(10)
+
+
+def _post(port: int, body: bytes, sid: str) -> dict:
+    """One upload on a fresh connection (so that a multi-process server may hand it to any of its processes)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", f"/v1/predict?session={sid}", body=body, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        data = json.loads(resp.read())
+        assert resp.status == 200, data
+        return data
+    finally:
+        conn.close()
+
+
+def test_two_service_processes_keep_one_speakers_session(url):
+    """Two `emovae serve` processes on loopback, one Redis: clips of one speaker sent to either, alternately,
+    see every earlier clip (the n-th sees n-1), whichever process answers."""
+    servers = [_start_service(url) for _ in range(2)]
+    try:
+        for i in range(6):
+            body = _post(servers[i % 2][1], _wav(i), "carol")
+            assert body["speaker_clips"] == i + 1 and body["adapted"] == (i + 1 >= 2)
+    finally:
+        for proc, _ in servers:
+            _stop(proc)
+
+
+def test_serve_processes_2_shares_sessions_across_its_processes(url):
+    """`emovae serve --processes 2`: two uvicorn worker processes on one port; 12 clips of one speaker from 4
+    concurrent clients on fresh connections are each counted once: the answers hold 1..12 exactly."""
+    import concurrent.futures
+    from pathlib import Path
+
+    proc, port = _start_service(url, "--processes", "2", "--workers", "1")
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if children.exists():  # the supervisor's children: 2 service processes (+ multiprocessing's helper)
+            assert len(children.read_text().split()) >= 2
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            counts = sorted(pool.map(lambda i: _post(port, _wav(i), "dave")["speaker_clips"], range(12)))
+        assert counts == list(range(1, 13))
+        assert _post(port, _wav(12), "dave")["speaker_clips"] == 13
+    finally:
+        _stop(proc)

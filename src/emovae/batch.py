@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import EmovaeError, ParameterError, require
 
@@ -322,10 +322,13 @@ def write_table(rows: Iterable[dict], path: str | os.PathLike, classes) -> None:
 
 
 def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], out: str | os.PathLike,
-                 progress: bool = False, rows: Iterable[dict] | None = None) -> dict:
+                 progress: bool = False, rows: Iterable[dict] | None = None,
+                 scorer: Callable[[list[str]], Iterable[dict]] | None = None) -> dict:
     """Score ``files`` into the table ``out``, resuming an existing one: its scored files are skipped, its error
     rows for files scored now replaced. ``problems`` become error rows. ``rows``: rows computed elsewhere (then
-    no resume: ``out`` must be new). Returns counts: scored, failed, skipped."""
+    no resume: ``out`` must be new). ``scorer``: the files still to score -> their rows in the same order
+    (default ``score`` with ``recognizer`` in this process; ``cluster.Engine`` gives one on Dask). Returns
+    counts: scored, failed, skipped."""
     cols = columns(recognizer.classes)
     out = Path(out)
     table_format(out)
@@ -352,7 +355,10 @@ def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], 
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-        source = score(recognizer, todo) if rows is None else iter(rows)
+        if rows is not None:
+            source = iter(rows)
+        else:
+            source = iter(scorer(todo) if scorer is not None else score(recognizer, todo))
         buf = []
         for row in source:
             buf.append(row)

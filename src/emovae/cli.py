@@ -130,15 +130,20 @@ def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
     from .extraction import extract_dataset
 
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if getattr(args, "labels", None) else None
-    table, problems = extract_dataset(args.data, fcfg or _feature_config(args), labels=labels,
-                                      mapping=parse_mapping(getattr(args, "map", None)),
-                                      speaker_pattern=getattr(args, "speaker_pattern", None),
-                                      skip_bad_rows=getattr(args, "skip_bad_rows", False),
-                                      cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
-    _report_problems(problems)
-    if problems:
-        print(f"{len(problems)} item(s) skipped (see messages above)", file=sys.stderr)
-    return table.augment(speeds, cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet)
+    with _engine(args) as engine:
+        if engine is not None and not args.quiet:
+            print(f"extracting on {engine.label}", file=sys.stderr)
+        table, problems = extract_dataset(args.data, fcfg or _feature_config(args), labels=labels,
+                                          mapping=parse_mapping(getattr(args, "map", None)),
+                                          speaker_pattern=getattr(args, "speaker_pattern", None),
+                                          skip_bad_rows=getattr(args, "skip_bad_rows", False),
+                                          cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet,
+                                          engine=engine)
+        _report_problems(problems)
+        if problems:
+            print(f"{len(problems)} item(s) skipped (see messages above)", file=sys.stderr)
+        return table.augment(speeds, cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet,
+                             engine=engine)
 
 
 def _print_metrics(m: dict) -> None:
@@ -268,6 +273,27 @@ def _speakers(files: list[str], how: str) -> list[str | None]:
     return out
 
 
+def _engine(args: argparse.Namespace):
+    """A context: the Dask engine of ``--scheduler`` / ``--workers`` / ``$DASK_SCHEDULER_ADDRESS`` (cluster.py),
+    or None (one process, and dask is never imported)."""
+    import contextlib
+
+    from . import cluster
+
+    if not cluster.wanted(getattr(args, "scheduler", None), getattr(args, "workers", None)):
+        return contextlib.nullcontext(None)
+    return cluster.Engine(args.scheduler, args.workers)
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster (needs emovae[scale]; default: this process only)")
+    g.add_argument("--workers", type=_number(int, 1, 1024), metavar="N",
+                   help="start a local Dask cluster of N single-threaded worker processes for this run")
+    g.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="run on an existing Dask cluster (default: $DASK_SCHEDULER_ADDRESS when set); files and "
+                        "model must be at the same paths on every worker")
+
+
 def _print_prediction(p, as_json: bool) -> None:
     import json
 
@@ -288,10 +314,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "instead: use one or the other")
     if args.out:
         batch.table_format(args.out)
+    if (args.workers or args.scheduler) and (not args.out or args.speaker_from):
+        raise ParameterError("--workers/--scheduler score a batch into a table: add --out results.csv (and no "
+                             "--speaker-from: adapting to a speaker needs all of that speaker's clips in one place)")
     files, problems = batch.expand_inputs(args.files, sys.stdin)
     rec = _recognizer(args)
     if args.out and not args.speaker_from:
-        counts = batch.run_to_table(rec, files, problems, args.out, progress=sys.stderr.isatty())
+        with _engine(args) as engine:
+            scorer = None
+            if engine is not None:
+                from .cluster import ModelSpec
+
+                model = str(Path(args.model).resolve()) if args.model else None
+                scorer = engine.scorer(ModelSpec(model, args.backend, args.abstain, args.tta), rec.classes)
+                print(f"scoring on {engine.label}", file=sys.stderr)
+            counts = batch.run_to_table(rec, files, problems, args.out, progress=sys.stderr.isatty(), scorer=scorer)
         return _table_summary(counts, args.out)
     failed = 0
     if not args.out:
@@ -410,7 +447,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib),
                       session_store=args.session_store)
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
-        abstain=args.abstain)
+        abstain=args.abstain, processes=args.processes)
     return 0
 
 
@@ -485,6 +522,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jobs", type=_number(int, 1, 256), default=None, help="worker processes (default: all cores)")
     g.add_argument("--cache-dir", help="feature cache folder (default $EMOVAE_CACHE_DIR or ~/.cache/emovae)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    _add_cluster_args(p)
 
 
 def _add_prior_arg(p: argparse.ArgumentParser) -> None:
@@ -559,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: also score each clip at the model's training speeds and average "
                         "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")
     _add_prior_arg(p)
+    _add_cluster_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the shipped model on the bundled example clips, with a small report")
@@ -593,7 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
     p.add_argument("--max-mb", type=_number(float, 0.001, 4096), default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
     p.add_argument("--max-seconds", type=_number(float, 0.25, 3600), default=60.0, dest="max_seconds", help="longest clip (default 60)")
-    p.add_argument("--workers", type=_number(int, 1, 256), default=2, help="predictions computed at once (default 2)")
+    p.add_argument("--workers", type=_number(int, 1, 256), default=2,
+                   help="predictions computed at once in each process, by threads (default 2)")
+    p.add_argument("--processes", type=_number(int, 1, 256), default=1, metavar="N",
+                   help="service processes on the one port, each with its own copy of the model (default 1); N > 1 "
+                        "needs --session-store redis://... so that a speaker's session is shared. Limits "
+                        "(--max-pending-mb, --session-rate...) hold per process")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.add_argument("--session-ttl", type=POSITIVE, default=1800.0, dest="session_ttl",

@@ -74,6 +74,15 @@ def _extract_one(args: tuple[str, FeatureConfig, float]) -> tuple[str, features.
         return path, None, str(exc)
 
 
+def extract_part(paths: list[str], cfg: FeatureConfig, speed: float = 1.0) -> list[tuple]:
+    """(path, Features or None, error or None) of each path: one partition of work for a distributed engine."""
+    return [_extract_one((p, cfg, speed)) for p in paths]
+
+
+#: files per task on a distributed engine (``cluster.Engine``)
+PARTITION = 64
+
+
 def extract_files(
     paths: list[str],
     cfg: FeatureConfig,
@@ -82,11 +91,15 @@ def extract_files(
     n_jobs: int | None = None,
     progress: bool = True,
     speed: float = 1.0,
+    engine=None,
 ) -> tuple[list[features.Features | None], list[tuple[str, str]]]:
     """Features of each path (None where it failed) and the failures as (path, reason).
 
     ``n_jobs`` worker processes (default: all cores); ``cache_dir`` None disables the cache; ``speed`` != 1:
     of the audio played that many times faster (``audio.speed_perturb``, for training augmentation).
+    ``engine``: a ``cluster.Engine`` (anything with ``map(fn, parts, *args)`` yielding in order): the files not
+    in the cache are extracted on its workers, ``PARTITION`` at a time, instead of ``n_jobs`` local processes;
+    this process reads and fills the cache, so the table is the same.
     """
     from tqdm.auto import tqdm
 
@@ -104,9 +117,12 @@ def extract_files(
     bar = tqdm(total=len(todo), desc="features" if speed == 1 else f"features x{speed:g}", unit="file",
                disable=not progress or not todo)
     jobs = [(p, cfg, speed) for p in todo]
-    if n_jobs == 1 or len(todo) < 4:
+    pool = None
+    if engine is not None:
+        parts = [todo[i:i + PARTITION] for i in range(0, len(todo), PARTITION)]
+        results = (r for part in engine.map(extract_part, parts, cfg, speed) for r in part)
+    elif n_jobs == 1 or len(todo) < 4:
         results = map(_extract_one, jobs)
-        pool = None
     else:
         pool = ProcessPoolExecutor(max_workers=min(n_jobs, len(todo)))
         results = pool.map(_extract_one, jobs, chunksize=max(1, min(16, len(todo) // (4 * n_jobs))))
@@ -182,13 +198,13 @@ class FeatureTable:
                             {f: [a[i] for i in idx] for f, a in self.augmented.items()},
                             None if self.mels is None else [self.mels[i] for i in idx])
 
-    def augment(self, factors, *, cache_dir=None, n_jobs=None, progress=True) -> "FeatureTable":
+    def augment(self, factors, *, cache_dir=None, n_jobs=None, progress=True, engine=None) -> "FeatureTable":
         """Add the features of every clip played at each speed in ``factors`` (``self.augmented``); a clip
-        whose perturbed copy fails gets None there. Returns self."""
+        whose perturbed copy fails gets None there (``engine``: see ``extract_files``). Returns self."""
         for f in factors:
             if f not in self.augmented:
                 self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
-                                                  progress=progress, speed=f)[0]
+                                                  progress=progress, speed=f, engine=engine)[0]
         return self
 
     def augmented_for(self, idx) -> dict:
@@ -260,11 +276,12 @@ def extract_dataset(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
+    engine=None,
 ) -> tuple[FeatureTable, list[Problem]]:
     """Read one or several labelled sources (``corpus.scan_all``: folders by naming convention, a folder per
     label, manifests), keep ``labels`` after ``mapping`` (``corpus.select_labels``), and extract every clip.
     Returns the table and the problems (skipped rows and names, unreadable audio, dropped labels), each with
-    the file and reason. Raises DataError when nothing usable is found, and (unless ``skip_bad_rows``) before any
+    the file and reason (``engine``: extract on a cluster, see ``extract_files``). Raises DataError when nothing usable is found, and (unless ``skip_bad_rows``) before any
     extraction when a manifest has bad rows, listing up to 20 of them with file and line."""
     cfg = cfg or FeatureConfig()
     items, problems = scan_all(sources, speaker_pattern)
@@ -278,7 +295,7 @@ def extract_dataset(
         raise DataError("no clips left after choosing labels " + ", ".join(labels or ()) + "; "
                         + ", ".join(f"{lab} {n}" for lab, n in dropped.items()) + " dropped")
     feats, failures = extract_files([it.path for it in items], cfg, cache_dir=cache_dir, n_jobs=n_jobs,
-                                    progress=progress)
+                                    progress=progress, engine=engine)
     keep = [i for i, f in enumerate(feats) if f is not None]
     if not keep:
         raise DataError(f"none of the {len(items)} files could be read; first error: {failures[0][1]}")
