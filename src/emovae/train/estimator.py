@@ -276,17 +276,23 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         """Train the voice student on the mel bands of the clips and their copies (the teacher's second layer
         as targets), keep its graph (``voice_onnx_``, float16 weights), and return X and the copies with its
         512 statistics appended to theirs."""
+        import tempfile
+
+        from ..ragged import RaggedStore
         from ..voice import voice_session, with_voice
-        from .student import build_voice_onnx, load_teacher, teacher_frames, train_student
+        from .student import build_voice_onnx, iter_teacher_frames, load_teacher, train_student
 
         rows = X + [c for copies in augmented.values() for c in copies if c is not None]
         if any(f.mel is None for f in rows):
             raise ParameterError("FeatureConfig.voice is set but these features carry no mel bands: extract "
                                  "them with that config")
-        mels = [f.mel.astype(np.float32) for f in rows]
-        with torch_threads(tcfg.threads):
-            student = train_student(mels, teacher_frames(mels, load_teacher()), hidden=fcfg.voice,
-                                    epochs=ccfg.voice_epochs, seed=tcfg.seed, progress=self.progress)
+        # the mel bands and the teacher's target frames of every clip and copy go to files on disk, read back
+        # one batch at a time: in memory they grew by about 1 GB per 1000 clips with speed copies
+        with tempfile.TemporaryDirectory(prefix="emovae-train-") as tmp, \
+                RaggedStore.write((f.mel for f in rows), tmp, prefix="mels-") as mels, torch_threads(tcfg.threads):
+            with RaggedStore.write(iter_teacher_frames(mels, load_teacher()), tmp, prefix="targets-") as targets:
+                student = train_student(mels, targets, hidden=fcfg.voice, epochs=ccfg.voice_epochs, seed=tcfg.seed,
+                                        progress=self.progress)
         self.voice_loss_ = [round(v, 5) for v in student["loss"]]
         self.voice_onnx_ = build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
                                             projection=student["projection"]).SerializeToString()

@@ -68,45 +68,56 @@ def column_moments(blocks) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(m2 / n) + 1e-6
 
 
-def teacher_frames(mels: list[np.ndarray], layers: list[dict], batch: int = 128) -> list[np.ndarray]:
-    """The teacher's last-layer output (frames, units) of each mel power matrix (frames, 40), float16."""
+def iter_teacher_frames(mels, layers: list[dict], batch: int = 128):
+    """The teacher's last-layer output (frames, units) of each mel power matrix (frames, 40), float16, one clip
+    at a time, computed ``batch`` clips at a time (``mels``: any sequence, e.g. a ``RaggedStore``)."""
     import torch
 
-    lstm, out = _torch_lstm(layers), []
+    lstm = _torch_lstm(layers)
     with torch.no_grad():
         for i in range(0, len(mels), batch):
-            x, lengths = padded(mels[i:i + batch])
+            x, lengths = padded([mels[j] for j in range(i, min(i + batch, len(mels)))])
             h = lstm(torch.from_numpy(x))[0].numpy()
-            out += [h[j, :n].astype(np.float16) for j, n in enumerate(lengths)]
-    return out
+            for j, n in enumerate(lengths):
+                yield h[j, :n].astype(np.float16)
 
 
-def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: int = 128, epochs: int = 40,
+def teacher_frames(mels, layers: list[dict], batch: int = 128) -> list[np.ndarray]:
+    """The teacher's last-layer output (frames, units) of each mel power matrix (frames, 40), float16."""
+    return list(iter_teacher_frames(mels, layers, batch))
+
+
+def log_scaled(m: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The student's input of a mel power matrix (frames, 40): 10 log10 of the bands, standardised, float32."""
+    return ((10 * np.log10(m.astype(np.float64) + 1e-10) - mean) / std).astype(np.float32)
+
+
+def train_student(mels, targets, *, hidden: int = 128, epochs: int = 40,
                   batch: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
     """Fit a one-layer LSTM of ``hidden`` units and a linear map to reproduce a teacher frame by frame: mels,
     per clip (frames, 40) mel power; targets, the teacher's output (frames, units) of each. The student reads the
     log of the bands standardised per band; its outputs are the targets z-scored per unit (mean squared error
     over the clips' frames; AdamW, one-cycle schedule, gradients clipped at 1). Returns the arguments of
     ``build_voice_onnx``: {"layers", "projection", "log_scaler"}, and "loss" per epoch. ``progress``: a bar
-    over the epochs (about 8 s each for 4,800 clips on 2 CPU threads)."""
+    over the epochs (about 8 s each for 4,800 clips on 2 CPU threads). ``mels`` and ``targets``: sequences of
+    arrays (lists, or ``emovae.ragged.RaggedStore`` to keep a large corpus on disk: each batch reads its clips)."""
     import torch
     from torch import nn
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    # per clip, never padded all at once: the padded targets alone took about 5 GB for the dev corpus with copies
+    # per clip, never padded all at once (the padded targets alone took about 5 GB for the dev corpus with copies),
+    # and the inputs and targets standardised one batch at a time (not held for the whole corpus)
     in_mean, in_std = column_moments(10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels)
     t_mean, t_std = column_moments(a.astype(np.float64) for a in targets)
-    x = [((10 * np.log10(m.astype(np.float64) + 1e-10) - in_mean) / in_std).astype(np.float32) for m in mels]
-    t = targets  # float16 as given, standardised one batch at a time (float32 copies of all took ~2 GB)
-    lengths = np.array([len(a) for a in x])
-    L = torch.from_numpy(lengths)
-    lstm = nn.LSTM(x[0].shape[1], hidden, 1, batch_first=True)
-    out = nn.Linear(hidden, t[0].shape[1])
+    lengths = mels.lengths if hasattr(mels, "lengths") else np.array([len(a) for a in mels])
+    L = torch.from_numpy(np.asarray(lengths))
+    lstm = nn.LSTM(mels[0].shape[1], hidden, 1, batch_first=True)
+    out = nn.Linear(hidden, targets[0].shape[1])
     params = list(lstm.parameters()) + list(out.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    steps = epochs * int(np.ceil(len(x) / batch))
+    steps = epochs * int(np.ceil(len(mels) / batch))
     # one cycle, warm-up over 10 % of the steps and at least 1.5 (torch divides by zero at exactly one); a run
     # of fewer than 4 steps (a smoke test) keeps the rate constant
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=max(0.1, 1.5 / steps))
@@ -116,15 +127,15 @@ def train_student(mels: list[np.ndarray], targets: list[np.ndarray], *, hidden: 
     for _ in bar:
         total, frames = 0.0, 0
         # batches of clips of similar length (less padding to run through), in a random order
-        by_len = np.lexsort((torch.randperm(len(x), generator=gen).numpy(), lengths))
-        batches = [torch.from_numpy(by_len[i:i + batch]) for i in range(0, len(x), batch)]
+        by_len = np.lexsort((torch.randperm(len(mels), generator=gen).numpy(), lengths))
+        batches = [torch.from_numpy(by_len[i:i + batch]) for i in range(0, len(mels), batch)]
         for b in torch.randperm(len(batches), generator=gen).tolist():
             idx = batches[b]
             n = int(L[idx].max())
             mask = (torch.arange(n)[None] < L[idx, None]).float()[:, :, None]
             rows = idx.tolist()
-            xb = torch.from_numpy(padded([x[i] for i in rows], n)[0])
-            tb = torch.from_numpy(padded([((t[i] - t_mean) / t_std).astype(np.float32) for i in rows], n)[0])
+            xb = torch.from_numpy(padded([log_scaled(mels[i], in_mean, in_std) for i in rows], n)[0])
+            tb = torch.from_numpy(padded([((targets[i] - t_mean) / t_std).astype(np.float32) for i in rows], n)[0])
             loss = (((out(lstm(xb)[0]) - tb) ** 2) * mask).sum() / (mask.sum() * tb.shape[2])
             opt.zero_grad()
             loss.backward()
