@@ -44,23 +44,12 @@ QUICK_FILES, QUICK_RESUME_FILES = 256, 600
 SECTION_SPEED, SECTION_RESUME = "## Speed", "## Kill and resume"
 
 
-def rss_mb(field: str = "VmHWM", pid: int | str = "self") -> float:
-    """This (or ``pid``'s) process's peak (VmHWM) or current (VmRSS) resident memory in MB; nan off Linux."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def measured_partition(paths, spec, classes):
     """``emovae.cluster.score_partition`` plus the worker's pid and peak RSS (MB) after it."""
     from emovae.cluster import score_partition
 
     rows = score_partition(paths, spec, classes)
-    return rows, os.getpid(), rss_mb()
+    return rows, os.getpid(), common.rss_mb(field="VmHWM")
 
 
 def warm(spec, seconds: float = 0.0):
@@ -99,7 +88,7 @@ def run_engine(name: str, files: list[str], workers: int) -> dict:
         t1 = time.perf_counter()
         for part in parts:
             rows += list(batch.score(rec, part))
-        peaks[os.getpid()] = rss_mb()
+        peaks[os.getpid()] = common.rss_mb(field="VmHWM")
     elif name == "processes":
         from concurrent.futures import ProcessPoolExecutor
 
@@ -153,7 +142,7 @@ def speed(args, files: list[str]) -> list[str]:
         lines.append(f"| {name} | {n} | {r['startup_s']:.1f} | {r['work_s']:.1f} | {r['cps']:.1f} | {vs} | {over} "
                      f"| {rss} |")
     lines += ["", f"This process's peak RSS (client; holds the rows and, for single, the model): "
-                  f"{rss_mb():.0f} MB.", ""]
+                  f"{common.rss_mb(field='VmHWM'):.0f} MB.", ""]
     if ref and plain and "dask" in results:
         d = results["dask"]
         lines.append(f"Targets: {args.workers} workers >= 1.8x single: processes {plain['cps'] / ref['cps']:.2f}x, "

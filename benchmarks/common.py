@@ -168,6 +168,18 @@ def machine() -> dict:
             "python": platform.python_version(), "commit": git_commit()}
 
 
+def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """Resident memory of a process in MB from /proc/PID/status: ``VmRSS`` (now) or ``VmHWM`` (its peak since it
+    started); nan off Linux."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def command_line(script: str) -> str:
     """How this run was started: ``python benchmarks/SCRIPT.py ARGS``."""
     return f"python benchmarks/{script}" + ("" if len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:]))

@@ -56,18 +56,6 @@ BURST_HEADER = "## Burst"
 DEFAULT_OUT = REPO / "benchmarks" / "results-load.md"
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """Resident set size of a process in MB (VmRSS in /proc/PID/status; ``field="VmHWM"``: its peak since
-    the process started); nan off Linux."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -220,7 +208,7 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
     samples: list[tuple[float, float]] = []
     sampling = threading.Event()
     try:
-        rss_start = rss_mb(proc.pid)
+        rss_start = common.rss_mb(proc.pid)
         # warm-up: every path of the burst once, full size (raw, multipart, garbage, a session), so that idle
         # includes what the first use of each imports and caches
         warm = [("/v1/predict", good[0], "audio/wav", 200), ("/v1/predict", *multipart(good[1]), 200),
@@ -234,12 +222,12 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
             conn.close()
             assert r.status == expected, f"warm-up request {path} failed: {r.status}"
         time.sleep(2.0)
-        rss_idle = rss_mb(proc.pid)
-        hwm_idle = rss_mb(proc.pid, "VmHWM")
+        rss_idle = common.rss_mb(proc.pid)
+        hwm_idle = common.rss_mb(proc.pid, "VmHWM")
 
         def sample():
             while not sampling.is_set():
-                samples.append((time.perf_counter(), rss_mb(proc.pid)))
+                samples.append((time.perf_counter(), common.rss_mb(proc.pid)))
                 time.sleep(0.01)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -256,12 +244,12 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
             t.join()
         elapsed = time.perf_counter() - t0
         time.sleep(1.0)
-        rss_1s = rss_mb(proc.pid)
+        rss_1s = common.rss_mb(proc.pid)
         time.sleep(9.0)
-        rss_10s = rss_mb(proc.pid)
+        rss_10s = common.rss_mb(proc.pid)
         sampling.set()
         sampler.join()
-        peak_hwm = rss_mb(proc.pid, "VmHWM")
+        peak_hwm = common.rss_mb(proc.pid, "VmHWM")
         # sessions: every failed request's session must be absent; the good ones present
         failed_sids = [r["session"] for r in results if r["session"] and r["statuses"][-1] != 200]
         ok_sids = [r["session"] for r in results if r["session"] and r["statuses"][-1] == 200]
@@ -354,7 +342,7 @@ def tree_rss_mb(pid: int) -> float:
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        total += np.nan_to_num(rss_mb(p))
+        total += np.nan_to_num(common.rss_mb(p))
         try:
             todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except OSError:
@@ -550,12 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     proc = start_server(model, port, args.workers)
     try:
-        rss_start = rss_mb(proc.pid)
+        rss_start = common.rss_mb(proc.pid)
         warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for body in clips[:16]:
             assert post(warm, body) == 200, "warm-up request failed"
         warm.close()
-        rss_before = rss_mb(proc.pid)
+        rss_before = common.rss_mb(proc.pid)
         lat: list[float] = []
         errors: list = []
         t0 = time.perf_counter()
@@ -567,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
-        rss_after = rss_mb(proc.pid)
+        rss_after = common.rss_mb(proc.pid)
         alive = proc.poll() is None
     finally:
         proc.terminate()
