@@ -10,12 +10,12 @@ from pathlib import Path
 from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
 from ..evaluate import EvalResult, cross_validate, table_features
 from ..extraction import FeatureTable
+from ..guard import has_cues
 from ..modelfile import WEIGHTS_FILE
 from ..runtime import fit_latent_map
 from .estimator import EmotionRecognizer
 from .export import export_model_dir
 from .guard import fit_guard
-from ..guard import has_cues
 
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
