@@ -71,19 +71,11 @@ def cli_has_serve() -> bool:
         return False
 
 
-def start_server(model: Path, port: int, workers: int | None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    if cli_has_serve():
-        cmd = [sys.executable, "-m", "emovae", "-q", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(model)] + (["--workers", str(workers)] if workers else [])
-    else:
-        cfg = f"ServeConfig(workers={workers})" if workers else "ServeConfig()"
-        cmd = [sys.executable, "-c",
-               "import sys; from emovae.serve import ServeConfig, run; "
-               f"run('127.0.0.1', {port}, sys.argv[1], cfg={cfg}, log_level='warning')", str(model)]
+def launch(cmd: list[str], env: dict, port: int, timeout_s: float) -> subprocess.Popen:
+    """Start the server command ``cmd`` and wait until it answers /health on ``port``; exit with its log if it dies."""
     log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would stall a chatty server
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log.seek(0)
@@ -97,7 +89,20 @@ def start_server(model: Path, port: int, workers: int | None) -> subprocess.Pope
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit("server did not answer /health within 60 s")
+    raise SystemExit(f"server did not answer /health within {timeout_s:.0f} s")
+
+
+def start_server(model: Path, port: int, workers: int | None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    if cli_has_serve():
+        cmd = [sys.executable, "-m", "emovae", "-q", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--model", str(model)] + (["--workers", str(workers)] if workers else [])
+    else:
+        cfg = f"ServeConfig(workers={workers})" if workers else "ServeConfig()"
+        cmd = [sys.executable, "-c",
+               "import sys; from emovae.serve import ServeConfig, run; "
+               f"run('127.0.0.1', {port}, sys.argv[1], cfg={cfg}, log_level='warning')", str(model)]
+    return launch(cmd, env, port, 60)
 
 
 def post(conn: http.client.HTTPConnection, body: bytes) -> int:
@@ -375,23 +380,7 @@ def start_replicas(model: Path, port: int, processes: int, url: str, workers: in
     cmd = [sys.executable, "-m", "emovae", "-q", "serve", "--host", "127.0.0.1", "--port", str(port), "--model",
            str(model), "--processes", str(processes), "--session-store", url,
            "--session-rate", "100000", "--session-rate-total", "100000"] + (["--workers", str(workers)] if workers else [])
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"server exited ({proc.returncode}): {log.read().decode(errors='replace')[-2000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                c.close()
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not answer /health within 90 s")
+    return launch(cmd, env, port, 90)
 
 
 def session_client(port: int, clips: list[bytes], k: int, sid: str, stop: float, lat: list, errors: list,
