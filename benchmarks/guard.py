@@ -52,12 +52,6 @@ def cue_table(pool, jobs: list) -> tuple[np.ndarray, np.ndarray]:
     return np.array([out[i] for i in keep]), np.array(keep, dtype=int)
 
 
-def auroc(speech: np.ndarray, other: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(np.r_[np.ones(len(speech)), np.zeros(len(other))], np.r_[speech, other]))
-
-
 def main() -> None:
     from emovae.config import FeatureConfig
     from emovae.corpus import scan
@@ -117,7 +111,7 @@ def main() -> None:
             flagged_unheard[name].append(float(np.mean(~guard.is_speech(X))))
         for name, X in other_cues.items():
             flagged_other[name].append(float(np.mean(~guard.is_speech(X))))
-            auc_other[name].append(auroc(clean, guard.score(X)))
+            auc_other[name].append(ood.auroc(guard.score(X), clean))  # speech scores higher
         print(f"[guard] fold {k + 1}/{n_folds} ({time.time() - t0:.0f} s)", flush=True)
     shipped = Recognizer.load(PRETRAINED_DIR, backend="onnx").guard
 
