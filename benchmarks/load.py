@@ -92,6 +92,15 @@ def launch(cmd: list[str], env: dict, port: int, timeout_s: float) -> subprocess
     raise SystemExit(f"server did not answer /health within {timeout_s:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen, timeout_s: float) -> None:
+    """Terminate a server process, killing it if it has not exited after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def start_server(model: Path, port: int, workers: int | None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     if cli_has_serve():
@@ -263,11 +272,7 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
         alive = proc.poll() is None
     finally:
         sampling.set()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc, 10)
 
     from collections import Counter
 
@@ -446,11 +451,7 @@ def run_replicas(args, model: Path, clips: list[bytes]) -> tuple[str, bool]:
                     c.close()
                     lost += abs(ok_by_session.get(sid, 0) - stored)
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_server(proc, 15)
             ms = np.array(lat) * 1000 if lat else np.array([np.nan])
             row = {"processes": n, "rps": len(lat) / elapsed, "p50": float(np.percentile(ms, 50)),
                    "p95": float(np.percentile(ms, 95)), "ok": len(lat), "errors": len(errors), "lost": lost,
@@ -547,11 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_after = common.rss_mb(proc.pid)
         alive = proc.poll() is None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc, 10)
 
     ms = np.array(lat) * 1000 if lat else np.array([np.nan])
     res = {"clients": args.clients, "seconds": round(elapsed, 1), "requests_ok": len(lat), "errors": len(errors),
