@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import common
-from emovae.train.augment import add_noise, reverberate, rms, telephone
+from emovae.augment import add_noise, reverberate, rms, telephone
 
 SR = common.SAMPLE_RATE
 CONDITIONS = ("clean", "first 1.0 s", "first 1.5 s", "first 2.0 s", "first 3.0 s", "random 2 s window",

@@ -101,6 +101,8 @@ def _model_configs(args: argparse.Namespace):
         tkw["threads"] = args.threads
     if getattr(args, "speed_perturb", None) is not None:
         tkw["speed_perturb"] = tuple(args.speed_perturb)
+    if getattr(args, "degraded_copies", None) is not None:
+        tkw["degraded_copies"] = args.degraded_copies
     return VAEConfig(**vkw), ClassifierConfig(**ckw), TrainConfig(**tkw)
 
 
@@ -122,9 +124,9 @@ def _new_output_dir(path: str, force: bool) -> Path:
     return d
 
 
-def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
+def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
     """The feature table of every ``--data`` source (labels chosen and merged by ``--labels`` and ``--map``),
-    with the features of its clips played at ``speeds`` (for training). Bad manifest rows stop the command
+    with the features of its training copies when ``tcfg`` is given (its speeds and degraded copies). Bad manifest rows stop the command
     (naming file and line) unless ``--skip-bad-rows``; other skipped files are reported and counted."""
     from .corpus import parse_mapping
     from .extraction import extract_dataset
@@ -142,8 +144,10 @@ def _dataset(args: argparse.Namespace, fcfg=None, speeds=()):
         _report_problems(problems)
         if problems:
             print(f"{len(problems)} item(s) skipped (see messages above)", file=sys.stderr)
-        return table.augment(speeds, cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet,
-                             engine=engine)
+        if tcfg is None:
+            return table
+        return table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, cache_dir=_cache_dir(args),
+                             n_jobs=args.jobs, progress=not args.quiet, engine=engine)
 
 
 def _print_metrics(m: dict) -> None:
@@ -184,13 +188,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
     vcfg, ccfg, tcfg = _model_configs(args)
-    table = _dataset(args, fcfg, tcfg.speed_perturb)
+    table = _dataset(args, fcfg, tcfg)
     if not table.has_speakers:
         raise DataError("these clips have no speaker ids: training needs them for its speaker-disjoint inner "
                         "split and the adapted head (a manifest's speaker column, or --speaker-pattern)")
     out = _new_output_dir(args.out, args.force)
     _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, split=args.split,
-                         command="emovae " + " ".join(args.argv), progress=not args.quiet)
+                         command="emovae " + " ".join(args.argv), progress=not args.quiet,
+                         save_folds=args.save_folds)
     if res is not None:
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
@@ -213,10 +218,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
-        table = _dataset(args, fcfg, tcfg.speed_perturb)
+        table = _dataset(args, fcfg, tcfg)
         res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
                              n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm,
-                             split=args.split)
+                             split=args.split, save_folds=args.save_folds)
         config = {"data": [str(d) for d in args.data], "cv": args.cv, "split": args.split, "seed": args.seed,
                   "labels": args.labels, "map": args.map, "feature_config": to_dict(fcfg),
                   "vae_config": to_dict(vcfg), "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg)}
@@ -489,6 +494,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--speed-perturb", type=_number(float, 0.5, 2.0), nargs="*", dest="speed_perturb", metavar="FACTOR",
                    help="the classifier also learns from the training clips played at these speeds (default "
                         "0.8 0.9 1.1 1.2; give no value to turn it off)")
+    g.add_argument("--degraded-copies", type=_number(int, 0, 8), dest="degraded_copies", metavar="N",
+                   help="the voice student and the classifier also learn from N degraded copies of each training "
+                        "clip (noise, a room, a telephone channel, level, clipping or a 1.5-3 s window; seeded "
+                        "per clip; default 0)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -568,11 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "new model folder (model.onnx + model.json)", cmd_train)
     p.add_argument("--cv", type=_number(int, 0, 100), default=0,
                    help="also run K-fold actor CV and store its metrics in the model")
+    p.add_argument("--save-folds", dest="save_folds", metavar="DIR",
+                   help="with --cv: also save each fold's model in DIR/seed{S}-fold{K}/ (benchmarks --models)")
 
     p = _add_training_command(sub, "evaluate", "speaker-independent evaluation: actor CV, or a saved model on new "
                               "speakers", "new run folder for metrics.json, predictions.csv and figures", cmd_evaluate)
     p.add_argument("--cv", type=_number(int, 2, 100), default=5,
                    help="actor-grouped folds (default 5; ignored with --model)")
+    p.add_argument("--save-folds", dest="save_folds", metavar="DIR",
+                   help="also save each fold's model in DIR/seed{S}-fold{K}/ (benchmarks --models)")
     p.add_argument("--model", help="score this saved model instead of cross-validating")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 

@@ -154,8 +154,13 @@ class TrainConfig:
     speed_perturb: tuple[float, ...] = (0.8, 0.9, 1.1, 1.2)  # the classifier also learns from training clips
     # played at these speeds (pseudo-speakers: pitch and tempo shifted); () = off. +2.9 UA strict, +3.1 adapted
     # (docs/research.md, section 6)
+    degraded_copies: int = 0  # and from this many degraded copies of each clip (augment.degraded_copy: noise,
+    # a room, a telephone channel, level, clipping or a 1.5-3 s window; seeded per clip): they join the voice
+    # student's and the heads' rows as the speed copies do; 0 = off
 
     def __post_init__(self):
+        if not 0 <= self.degraded_copies <= 8:
+            raise ParameterError("TrainConfig: degraded_copies must lie in 0..8")
         if self.val_actors < 1:
             raise ParameterError("TrainConfig: val_actors must be at least 1")
         if any(not 0.5 <= f <= 2.0 or f == 1.0 for f in self.speed_perturb):

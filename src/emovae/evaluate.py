@@ -137,10 +137,13 @@ def _summary(fold_metrics: list[dict], keys=SCALAR_METRICS) -> dict:
 
 
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,
-                   progress: bool = True, adapted: bool = False, split: str = "speaker") -> EvalResult:
+                   progress: bool = True, adapted: bool = False, split: str = "speaker",
+                   save_folds: str | os.PathLike | None = None) -> EvalResult:
     """K-fold CV grouped by speaker (``split``: see ``folds_for``): a fresh ``make_model()`` is fitted on each
     training fold (speakers as groups for its inner split) and scored once on the test fold: strict
-    single-clip, or ``adapted`` (each test speaker's clips with all of that speaker's unlabelled clips)."""
+    single-clip, or ``adapted`` (each test speaker's clips with all of that speaker's unlabelled clips).
+    ``save_folds``: each fold's model is also saved there, in ``seed{seed}-fold{k}/`` with a fold.json naming its
+    test speakers (the layout the benchmarks' ``--models`` read)."""
     from tqdm.auto import tqdm
 
     _check_trainable(table)
@@ -155,14 +158,18 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     for k, (tr, te) in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
         model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
+        if save_folds is not None:
+            d = model.save(Path(save_folds) / f"seed{seed}-fold{k}")
+            (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": k, "split": split,
+                                                      "test_speakers": sorted(set(groups[te].tolist()))}))
         Xte = [X[i] for i in te]
         out = _outputs_in_class_order(model, Xte, classes, groups[te] if adapted else None)
         if table.has_speakers:
             alt = _outputs_in_class_order(model, Xte, classes, None if adapted else groups[te])["probabilities"]
             other_mode.append(compute_metrics(y[te], np.array(classes)[alt.argmax(axis=1)], classes))
-        if table.augmented and not adapted:  # test-time augmentation: the test clips' own speed copies
+        if table.speed_copies and not adapted:  # test-time augmentation: the test clips' own speed copies
             tta.append(compute_metrics(y[te], np.array(classes)[_averaged_over_copies(
-                model, out["probabilities"], [[a[i] for a in table.augmented.values()] for i in te],
+                model, out["probabilities"], [[a[i] for a in table.speed_copies] for i in te],
                 classes).argmax(1)], classes))
         if res.mu is None:
             res.mu = np.zeros((n, out["mu"].shape[1]), np.float32)

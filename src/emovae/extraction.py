@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, features
+from . import audio, augment, features
 from .config import FeatureConfig, config_hash, from_dict, to_dict
 from .corpus import Item, Problem, class_order, scan_all, select_labels
 from .errors import DataError, EmovaeError
@@ -49,8 +49,8 @@ def _with_shared_names(f: features.Features | None) -> features.Features | None:
 class FeatureCache:
     """Per-file feature cache: one .npz per (file path, size, mtime) under a folder per feature config."""
 
-    def __init__(self, root: str | os.PathLike, cfg: FeatureConfig, speed: float = 1.0):
-        suffix = "" if speed == 1 else f"-speed{speed:g}"
+    def __init__(self, root: str | os.PathLike, cfg: FeatureConfig, variant: float | str = 1.0):
+        suffix = f"-{variant}-a{augment.AUGMENT_CODE_VERSION}" if isinstance(variant, str) else "" if variant == 1 else f"-speed{variant:g}"
         self.dir = Path(root) / f"features-v{FEATURE_CODE_VERSION}-{config_hash(cfg)}{suffix}"
 
     @staticmethod
@@ -79,20 +79,28 @@ class FeatureCache:
         os.replace(tmp, f)
 
 
-def _extract_one(args: tuple[str, FeatureConfig, float]) -> tuple[str, features.Features | None, str | None]:
-    path, cfg, speed = args
+def variant_signal(y: np.ndarray, path: str, cfg: FeatureConfig, variant: float | str) -> np.ndarray:
+    """The training copy ``variant`` of clip ``y`` (read from ``path``): played at that speed (a float; 1 = the
+    clip itself), or a degraded copy ("degraded1", ...: ``augment.degraded_copy``, seeded per file and copy, its
+    crops taken within the speech)."""
+    if isinstance(variant, str):
+        return augment.degraded_copy(y, augment.clip_rng(path, variant), cfg.sample_rate,
+                                     span=features.speech_bounds(y, cfg))
+    return y if variant == 1 else audio.speed_perturb(y, cfg.sample_rate, variant)
+
+
+def _extract_one(args: tuple[str, FeatureConfig, float | str]) -> tuple[str, features.Features | None, str | None]:
+    path, cfg, variant = args
     try:
-        y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
-        if speed != 1:
-            y = audio.speed_perturb(y, cfg.sample_rate, speed)
+        y = variant_signal(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration), path, cfg, variant)
         return path, features.extract(y, cfg.sample_rate, cfg), None
     except EmovaeError as exc:
         return path, None, str(exc)
 
 
-def extract_part(paths: list[str], cfg: FeatureConfig, speed: float = 1.0) -> list[tuple]:
+def extract_part(paths: list[str], cfg: FeatureConfig, variant: float | str = 1.0) -> list[tuple]:
     """(path, Features or None, error or None) of each path: one partition of work for a distributed engine."""
-    return [_extract_one((p, cfg, speed)) for p in paths]
+    return [_extract_one((p, cfg, variant)) for p in paths]
 
 
 #: files per task on a distributed engine (``cluster.Engine``)
@@ -106,20 +114,20 @@ def extract_files(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
-    speed: float = 1.0,
+    variant: float | str = 1.0,
     engine=None,
 ) -> tuple[list[features.Features | None], list[tuple[str, str]]]:
     """Features of each path (None where it failed) and the failures as (path, reason).
 
-    ``n_jobs`` worker processes (default: all cores); ``cache_dir`` None disables the cache; ``speed`` != 1:
-    of the audio played that many times faster (``audio.speed_perturb``, for training augmentation).
+    ``n_jobs`` worker processes (default: all cores); ``cache_dir`` None disables the cache; ``variant``: of a
+    training copy of the audio (``variant_signal``: a speed factor, or "degradedK").
     ``engine``: a ``cluster.Engine`` (anything with ``map(fn, parts, *args)`` yielding in order): the files not
     in the cache are extracted on its workers, ``PARTITION`` at a time, instead of ``n_jobs`` local processes;
     this process reads and fills the cache, so the table is the same.
     """
     from tqdm.auto import tqdm
 
-    cache = FeatureCache(cache_dir, cfg, speed) if cache_dir is not None else None
+    cache = FeatureCache(cache_dir, cfg, variant) if cache_dir is not None else None
     out: dict[str, features.Features | None] = {}
     todo = []
     for p in paths:
@@ -130,13 +138,14 @@ def extract_files(
             todo.append(p)
     failures: list[tuple[str, str]] = []
     n_jobs = n_jobs or os.cpu_count() or 1
-    bar = tqdm(total=len(todo), desc="features" if speed == 1 else f"features x{speed:g}", unit="file",
+    desc = f"features {variant}" if isinstance(variant, str) else "features" if variant == 1 else f"features x{variant:g}"
+    bar = tqdm(total=len(todo), desc=desc, unit="file",
                disable=not progress or not todo)
-    jobs = [(p, cfg, speed) for p in todo]
+    jobs = [(p, cfg, variant) for p in todo]
     pool = None
     if engine is not None:
         parts = [todo[i:i + PARTITION] for i in range(0, len(todo), PARTITION)]
-        results = (r for part in engine.map(extract_part, parts, cfg, speed) for r in part)
+        results = (r for part in engine.map(extract_part, parts, cfg, variant) for r in part)
     elif n_jobs == 1 or len(todo) < 4:
         results = map(_extract_one, jobs)
     else:
@@ -172,7 +181,8 @@ class FeatureTable:
     frames: list[np.ndarray]
     frame_names: tuple[str, ...]
     config: FeatureConfig
-    augmented: dict = field(default_factory=dict)  # speed factor -> [Features or None] per clip (training only)
+    augmented: dict = field(default_factory=dict)  # speed factor or "degradedK" -> [Features or None] per clip
+    # (training copies only)
     mels: list | None = None
 
     def __len__(self) -> int:
@@ -214,14 +224,21 @@ class FeatureTable:
                             {f: [a[i] for i in idx] for f, a in self.augmented.items()},
                             None if self.mels is None else [self.mels[i] for i in idx])
 
-    def augment(self, factors, *, cache_dir=None, n_jobs=None, progress=True, engine=None) -> "FeatureTable":
-        """Add the features of every clip played at each speed in ``factors`` (``self.augmented``); a clip
-        whose perturbed copy fails gets None there (``engine``: see ``extract_files``). Returns self."""
-        for f in factors:
+    def augment(self, factors, *, degraded: int = 0, cache_dir=None, n_jobs=None, progress=True,
+                engine=None) -> "FeatureTable":
+        """Add the features of every clip played at each speed in ``factors``, and of ``degraded`` degraded
+        copies of it (``self.augmented``, keys the factors and "degraded1".."degradedN"); a clip whose copy fails
+        gets None there (``engine``: see ``extract_files``). Returns self."""
+        for f in (*factors, *augment.degraded_names(degraded)):
             if f not in self.augmented:
                 self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
-                                                  progress=progress, speed=f, engine=engine)[0]
+                                                  progress=progress, variant=f, engine=engine)[0]
         return self
+
+    @property
+    def speed_copies(self) -> list[list]:
+        """The speed copies only (no degraded copies): per factor, [Features or None] per clip."""
+        return [a for f, a in self.augmented.items() if not isinstance(f, str)]
 
     def augmented_for(self, idx) -> dict:
         """The augmented copies of clips ``idx`` (for ``EmotionRecognizer.fit(..., augmented=...)``)."""

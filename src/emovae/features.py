@@ -271,6 +271,12 @@ def speech_span(energy_db: np.ndarray, cfg: FeatureConfig) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
+def speech_bounds(y: np.ndarray, cfg: FeatureConfig) -> tuple[int, int]:
+    """Sample span (start, stop) of the speech in ``y``, as extraction trims it (``speech_span``)."""
+    span = speech_span(frame_energy_db(y, cfg), cfg)
+    return span.start * cfg.hop_length, min(len(y), span.stop * cfg.hop_length)
+
+
 def frame_features(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None = None) -> np.ndarray:
     """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed).
 

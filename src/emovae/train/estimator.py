@@ -104,6 +104,12 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def _copy_order(item) -> tuple:
+    """Sort key of an ``augmented`` item: speed factors in increasing order, then the degraded copies."""
+    key = item[0]
+    return (True, 0.0, key) if isinstance(key, str) else (False, float(key), "")
+
+
 class EmotionRecognizer(ClassifierMixin, BaseEstimator):
     """Speech emotion classifier: utterance statistics (by default the voice student's 512) joined with a
     sequence-VAE latent mean -> two linear heads (single-clip and speaker-adapted). See the module docstring."""
@@ -133,7 +139,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         """Fit on clips X with labels y (names, any set of two or more; or EMOTIONS indices) and speakers
         ``groups``; ``classes_`` follows ``corpus.class_order``.
 
-        ``augmented``: {speed factor: [Features of clip i played at that speed, or None]} (see
+        ``augmented``: {speed factor or "degradedK": [Features of that copy of clip i, or None]} (see
         ``FeatureTable.augment``); the copies join the heads' training rows as extra speakers, never the
         VAE's, the scalers', the validation or the novelty calibration."""
         require("torch", "train")
@@ -181,19 +187,20 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             net.z_mean.copy_(torch.from_numpy(z_mean))
             net.z_std.copy_(torch.from_numpy(z_std))
 
-        # rows of the heads: the clips, then their speed-perturbed copies (pseudo-speakers: speaker @ speed)
+        # rows of the heads: the clips, then their copies, speed factors first (pseudo-speakers: speaker @ copy)
         speakers = np.array([str(g) for g in groups], dtype=object)
         rows, rows_a = self._head_rows(net, seq, stats, speakers)
         row_y, row_group = y, groups
-        for f, copies in sorted(augmented.items()):
+        for f, copies in sorted(augmented.items(), key=_copy_order):
             if len(copies) != len(X):
-                raise ParameterError(f"augmented copies at speed {f}: {len(copies)} for {len(X)} clips")
+                raise ParameterError(f"augmented copies {f if isinstance(f, str) else f'at speed {f:g}'}: "
+                                     f"{len(copies)} for {len(X)} clips")
             keep = [i for i, c in enumerate(copies) if c is not None]
             if not keep:
                 continue
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
             single, adapted = self._head_rows(net, seq_f, stats_f,
-                                              np.array([f"{speakers[i]}@x{f:g}" for i in keep], dtype=object))
+                                              np.array([f"{speakers[i]}@{f if isinstance(f, str) else f'x{f:g}'}" for i in keep], dtype=object))
             rows, rows_a = np.vstack([rows, single]), np.vstack([rows_a, adapted])
             row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
         self.n_augmented_ = len(row_y) - len(y)

@@ -15,7 +15,7 @@ from .. import audio
 from ..errors import AudioError, ParameterError
 from ..features import extract, frame_energy_db, frame_names, speech_span
 from ..guard import CUE_NAMES, SpeechGuard, cues, has_cues
-from .augment import degraded_copy, pink_noise
+from ..augment import degraded_copy, pink_noise
 
 FAMILIES = ("white noise", "pink noise", "brown noise", "mains hum", "steady tone", "tone with vibrato", "glide",
             "melody", "chords", "clicks", "noise bursts", "near silence")

@@ -20,16 +20,18 @@ from .guard import fit_guard
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
                 ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, split: str = "speaker",
-                command: str = "", progress: bool = False) -> tuple[EmotionRecognizer, EvalResult | None]:
+                command: str = "", progress: bool = False, save_folds=None) -> tuple[EmotionRecognizer, EvalResult | None]:
     """Train on every clip of ``table`` and write the model folder ``out``; with ``cv`` folds, first a
-    speaker-grouped cross-validation whose metrics are stored in model.json. Returns the model and the CV result."""
+    speaker-grouped cross-validation whose metrics are stored in model.json (its fold models also saved under
+    ``save_folds`` when given). Returns the model and the CV result."""
 
     def make():
         return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=progress)
 
     res, metrics = None, {}
     if cv:
-        res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress, split=split)
+        res = cross_validate(table, make, n_splits=cv, seed=tcfg.seed, progress=progress, split=split,
+                             save_folds=save_folds)
         metrics = {k: v for k, v in res.metrics.items() if k != "folds"}
         metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "ece", "test_speakers")}
                             for f in res.metrics["folds"]]

@@ -3,7 +3,27 @@ channel, level and clipping, crops. Signals are mono float32 at ``sr`` Hz; every
 
 from __future__ import annotations
 
+import os
+import zlib
+
 import numpy as np
+
+#: the name of the k-th degraded copy of a training clip (k = 1, 2, ...), beside the speed factors of
+#: ``FeatureTable.augmented``
+DEGRADED = "degraded"
+#: bump when ``degraded_copy`` changes what it makes for the same clip and name (cached features of copies)
+AUGMENT_CODE_VERSION = 1
+
+
+def degraded_names(n: int) -> tuple[str, ...]:
+    """The keys of ``n`` degraded copies: ("degraded1", ..., "degradedN")."""
+    return tuple(f"{DEGRADED}{k}" for k in range(1, n + 1))
+
+
+def clip_rng(path: str | os.PathLike, name: str) -> np.random.Generator:
+    """The random generator of copy ``name`` of the clip at ``path``: seeded by the file's name and the copy's, so
+    a clip gets the same copy wherever the corpus lies and whichever fold it is in."""
+    return np.random.default_rng([zlib.crc32(os.path.basename(str(path)).encode()), zlib.crc32(name.encode())])
 
 
 def rms(y: np.ndarray) -> float:
