@@ -1,7 +1,7 @@
 """Robustness benchmark: emovae and the peers on the clips users have, not RAVDESS studio takes.
 
 On the dev actors' speaker-grouped folds (each clip scored by the fold model that never heard its speaker; fold
-models from ``accuracy.py --save-models DIR``), balanced accuracy (UA, 8 classes) and the share of clips flagged
+models from ``emovae train --cv 5 --save-folds DIR`` or ``accuracy.py --save-models DIR``), balanced accuracy (UA, 8 classes) and the share of clips flagged
 out of domain (``in_domain`` false) for each condition: clean; the first 1.0 / 1.5 / 2.0 / 3.0 s and a random
 2 s window; leading and trailing silence removed, and doubled; white and babble noise (LibriSpeech sample) at
 20 / 10 / 5 dB SNR; synthetic room reverberation (RT60 0.3 and 0.8 s); a telephone channel (8 kHz, 300-3400 Hz,
@@ -11,7 +11,11 @@ and scored on the same degraded clips. Expected calibration error (15 bins) of e
 Cross-corpus with the shipped model (trained on the 20 dev actors): SAVEE UA over its 7 classes (argmax
 restricted to them) and 8-way, flagged share; LibriSpeech read speech: flagged share and answer distribution.
 
-Usage: python benchmarks/robustness.py --models DIR [--seed 0] [--jobs 2] [--out benchmarks/results-robustness.md]
+In-domain flags come from the speech guard (the fold model's, or one fitted on the fold's training clips as
+``emovae train`` does). ``--model``: the model scored cross-corpus (default: the shipped one).
+
+Usage: python benchmarks/robustness.py --models DIR [--model MODEL_DIR] [--seed 0] [--jobs 2]
+       [--out benchmarks/results-robustness.md]
        python benchmarks/robustness.py --quick
 """
 
@@ -49,13 +53,11 @@ def opus(y: np.ndarray) -> np.ndarray:
 
 
 def speech_bounds(y: np.ndarray) -> tuple[int, int]:
-    """Sample span of the speech (frames within 40 dB of the loudest, above -70 dBFS), as emovae trims it."""
+    """Sample span of the speech, as emovae trims it (``features.speech_bounds`` with the default config)."""
     from emovae.config import FeatureConfig
-    from emovae.features import frame_energy_db, speech_span
+    from emovae.features import speech_bounds as bounds
 
-    cfg = FeatureConfig()
-    span = speech_span(frame_energy_db(y, cfg), cfg)
-    return span.start * cfg.hop_length, min(len(y), span.stop * cfg.hop_length)
+    return bounds(y, FeatureConfig())
 
 
 def degrade(y: np.ndarray, condition: str, seed: int) -> np.ndarray:
@@ -134,18 +136,6 @@ def balanced_accuracy(y_true, y_pred, classes) -> float:
     return float(np.mean(recalls))
 
 
-def ece(proba: np.ndarray, y_idx: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error of the top probability over ``bins`` equal-width bins."""
-    conf, pred = proba.max(1), proba.argmax(1)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(np.mean(pred[m] == y_idx[m]) - conf[m].mean())
-    return float(total)
-
-
 def cross_corpus(rec, savee: Path, librispeech: Path, limit: int | None) -> dict:
     """The shipped model on SAVEE (UA over its 7 classes, argmax restricted to them; 8-way) and LibriSpeech."""
     from emovae.corpus import scan
@@ -180,17 +170,21 @@ def cross_corpus(rec, savee: Path, librispeech: Path, limit: int | None) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(ap, quick="2 folds, 6 conditions, 20 SAVEE and LibriSpeech clips")
-    ap.add_argument("--models", help="fold models saved by accuracy.py --save-models (else fitted here)")
+    ap.add_argument("--models", help="fold models saved by emovae train/evaluate --save-folds or accuracy.py "
+                    "--save-models (else fitted here)")
     ap.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=common.cores())
     ap.add_argument("--peers", nargs="*", default=None,
                     help="peer rows (default: MFCC-stats + SVM, and eGeMAPSv02 + SVM when opensmile is installed)")
+    ap.add_argument("--model", help="model folder scored on SAVEE and LibriSpeech (default: the shipped model)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
     from emovae.config import FeatureConfig
-    from emovae.evaluate import speaker_folds, table_features
+    from emovae.evaluate import calibration_error, speaker_folds, table_features
+    from emovae.guard import SpeechGuard, cues
+    from emovae.train.guard import fit_guard
     from emovae.extraction import extract_dataset
     from emovae.runtime import Recognizer, load_pretrained
     from emovae.train.estimator import EmotionRecognizer
@@ -207,7 +201,7 @@ def main() -> None:
                                n_jobs=args.jobs, progress=False)
     paths, speakers, labels, classes = table.paths, table.speakers, table.labels, list(table.classes)
     folds = speaker_folds(speakers, n_folds, args.seed)
-    recs, models = [], []
+    recs, guards = [], []
     for k, (tr, te) in enumerate(folds):
         if args.models:
             d = common.fold_model_dir(Path(args.models), args.seed, k, np.unique(speakers[te]))
@@ -218,6 +212,10 @@ def main() -> None:
             d = Path(tmp) / f"fold{k}"
             model.save(d)
         recs.append(Recognizer.load(d, backend="torch"))
+        # in_domain as the runtime answers it: the model's speech guard, or one fitted on the fold's training clips
+        # as `emovae train` fits it (fold models saved by cross-validation carry none)
+        guards.append(recs[-1].guard or SpeechGuard(fit_guard([paths[i] for i in tr], FeatureConfig(),
+                                                              seed=args.seed + k)))
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(args.jobs, initializer=init_worker,
                              initargs=(str(common.data_path("librispeech")), peers)) as pool:
@@ -241,12 +239,12 @@ def main() -> None:
                 out = rec.network.forward([rows[i][0] for i in ok])
                 proba[ok] = out["probabilities"]
                 pred[ok] = np.array(rec.classes)[out["probabilities"].argmax(1)]
-                flag[ok] = out["novelty"] > rec.novelty_threshold
+                flag[ok] = ~guards[k].is_speech(np.array([cues(rows[i][0].frames, rows[i][0].frame_names)
+                                                           for i in ok]))
             row = {"emovae": balanced_accuracy(labels, pred, classes), "emovae flagged": float(flag.mean()),
                    "failed": failed}
             if cond == "clean":
-                y_idx = np.array([list(recs[0].classes).index(c) for c in labels])
-                row["ece"] = ece(proba, y_idx)
+                row["ece"] = calibration_error(proba, labels, list(recs[0].classes))
             for name in peers:
                 ppred = np.empty(len(paths), dtype=object)
                 for tr, te in folds:
@@ -257,7 +255,7 @@ def main() -> None:
             results[cond] = row
             print(f"{cond:28s} emovae UA {row['emovae']:.3f} flagged {row['emovae flagged']:.3f}  "
                   + "  ".join(f"{n} {row[n]:.3f}" for n in peers) + f"  ({time.time() - t0:.0f} s)", flush=True)
-    xc = cross_corpus(load_pretrained(), common.data_path("savee"), common.data_path("librispeech"),
+    xc = cross_corpus(Recognizer.load(args.model) if args.model else load_pretrained(), common.data_path("savee"), common.data_path("librispeech"),
                       20 if args.quick else None)
     print(xc, flush=True)
 
@@ -276,14 +274,14 @@ def main() -> None:
                  f"{results['clean']['ece']:.3f} |")
     for n in peers:
         lines.append(f"| {n} | {results['clean'][n]:.3f} | {mean_deg[n]:.3f} | {results[crop][n]:.3f} | — | — |")
-    lines += ["", "## Per condition (UA, 8 classes; flagged = share with in_domain false)", "",
+    lines += ["", "## Per condition (UA, 8 classes; flagged = share with in_domain false: the speech guard)", "",
               "| condition | emovae UA | emovae flagged | " + " | ".join(peers) + " | clips refused |",
               "|---|---|---|" + "---|" * len(peers) + "---|"]
     for c in conditions:
         r = results[c]
         lines.append(f"| {c} | {r['emovae']:.3f} | {r['emovae flagged']:.3f} | "
                      + " | ".join(f"{r[n]:.3f}" for n in peers) + f" | {r['failed']} |")
-    lines += ["", "## Cross-corpus (the shipped model, trained on the 20 dev actors)", "",
+    lines += ["", f"## Cross-corpus ({args.model or 'the shipped model'}, trained on the 20 dev actors)", "",
               f"- SAVEE ({xc['savee_n']} clips, 4 speakers, 7 classes): UA over its 7 classes **{xc['savee_ua7']:.3f}**"
               f" (chance 0.143), 8-way {xc['savee_ua8']:.3f}; flagged out of domain {xc['savee_flagged']:.1%}.",
               f"- LibriSpeech sample ({xc['libri_n']} clips of read speech): flagged {xc['libri_flagged']:.1%}; "
