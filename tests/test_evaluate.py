@@ -355,3 +355,51 @@ def test_calibration_error_is_the_gap_between_confidence_and_accuracy():
     assert calibration_error(proba, truth, classes) == pytest.approx(0.0, abs=1e-9)
     truth = np.array(["a"] * 5 + ["b"] * 5 + ["b"] * 7 + ["a"] * 3)  # the 0.9 bin is right half the time
     assert calibration_error(proba, truth, classes) == pytest.approx(0.5 * 0.4, abs=1e-9)
+
+
+def test_cv_passes_degraded_copies_to_training_but_never_averages_them_at_test(tmp_path):
+    """Degraded copies join the training fold's copies; test-time augmentation averages the speed copies only."""
+    from emovae.evaluate import cross_validate
+
+    table = _two_emotion_table(tmp_path)
+    table.augment((), degraded=1, n_jobs=1, progress=False)
+    seen = []
+    net = SpyNetwork(p=(0.6, 0.4), copy_p=(0.0, 1.0), copies=table.augmented["degraded1"])
+    res = cross_validate(table, make_spy(net, seen), n_splits=2, seed=0, progress=False)
+    for (tr, _), (X, _, aug) in zip(speaker_folds(table.speakers, 2, seed=0), seen):
+        assert list(aug) == [0.9, "degraded1"] and len(aug["degraded1"]) == len(tr)
+    assert res.metrics["test_time_augmented"]["mean"]["accuracy"] == np.mean(table.labels == "neutral")
+    assert not any(id(x) in net.copies for kind, X, _ in net.calls for x in X)
+
+
+def test_cv_saves_each_fold_model_with_its_test_speakers(tmp_path):
+    import json
+
+    from emovae.evaluate import cross_validate
+
+    table = _two_emotion_table(tmp_path / "data")
+
+    class Saving:
+        def __init__(self):
+            self.inner = make_spy(SpyNetwork())()
+
+        def fit(self, X, y, groups=None, augmented=None):
+            self.groups = sorted(set(groups.tolist()))
+            return self
+
+        def network(self):
+            return self.inner.network()
+
+        classes_ = np.array(["neutral", "angry"])
+
+        def save(self, d):
+            d.mkdir(parents=True)
+            (d / "trained_on.json").write_text(json.dumps(self.groups))
+            return d
+
+    cross_validate(table, Saving, n_splits=2, seed=3, progress=False, save_folds=tmp_path / "folds")
+    for k, (tr, te) in enumerate(speaker_folds(table.speakers, 2, seed=3)):
+        d = tmp_path / "folds" / f"seed3-fold{k}"
+        fold = json.loads((d / "fold.json").read_text())
+        assert fold["test_speakers"] == sorted(set(table.speakers[te].tolist())) and fold["fold"] == k
+        assert json.loads((d / "trained_on.json").read_text()) == sorted(set(table.speakers[tr].tolist()))

@@ -88,3 +88,21 @@ def test_real_files_extract(real_data, tmp_path):
     paths = sorted(str(p) for p in (real_data / "Actor_02").glob("*.flac"))[:4]
     feats, failures = extract_files(paths, FeatureConfig(), n_jobs=1, progress=False)
     assert not failures and all(np.all(np.isfinite(f.stats)) for f in feats)
+
+
+def test_degraded_copies_are_extracted_cached_and_kept_apart_from_speed_copies(tmp_path):
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2), emotions=(1, 5), seconds=1.0)
+    table, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    table.augment((0.9,), degraded=2, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
+    assert list(table.augmented) == [0.9, "degraded1", "degraded2"]
+    assert len(table.speed_copies) == 1 and table.speed_copies[0] is table.augmented[0.9]
+    d1, d2 = table.augmented["degraded1"], table.augmented["degraded2"]
+    assert all(f is not None for f in d1 + d2) and len(d1) == len(table)
+    assert any(not np.array_equal(a.stats, b.stats) for a, b in zip(d1, d2))  # two different copies
+    assert not np.array_equal(d1[0].stats, table.stats[0])  # not the clip itself
+    assert sorted(p.name.split("-", 3)[-1] for p in (tmp_path / "cache").iterdir()) == [
+        "degraded1-a1", "degraded2-a1", "speed0.9"] or len(list((tmp_path / "cache").iterdir())) == 4
+    again, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    again.augment((), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
+    for a, b in zip(again.augmented["degraded1"], d1):  # the same copy, from the cache or made again
+        np.testing.assert_array_equal(a.stats, b.stats)

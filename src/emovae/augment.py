@@ -77,8 +77,8 @@ def telephone(y: np.ndarray, sr: int = 16000) -> np.ndarray:
 
 def degraded_copy(y: np.ndarray, rng, sr: int = 16000, span: tuple[int, int] | None = None) -> np.ndarray:
     """One randomly degraded copy of ``y``: white or pink noise at 5-20 dB SNR, reverberation (RT60 0.2-1.1 s),
-    a telephone channel, a level of -45..-10 dBFS, +6..+15 dB clipped, or a 1.5-3 s window of the speech ``span``
-    (samples; the whole clip when None)."""
+    a telephone channel, a level of -45..-10 dBFS, +6..+15 dB clipped, or a 1.5-3 s window starting in the speech
+    ``span`` (samples; the whole clip when None), within it when the span is long enough."""
     kind = rng.integers(7)
     if kind == 0:
         return add_noise(y, rng.standard_normal(len(y)).astype(np.float32), rng.uniform(5, 20))
