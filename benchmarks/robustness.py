@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tempfile
 import time
 from collections import Counter
@@ -177,11 +178,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=common.cores())
     ap.add_argument("--peers", nargs="*", default=None,
                     help="peer rows (default: MFCC-stats + SVM, and eGeMAPSv02 + SVM when opensmile is installed)")
-    ap.add_argument("--model", help="model folder scored on SAVEE and LibriSpeech (default: the shipped model)")
+    ap.add_argument("--model", help="model folder scored on SAVEE and LibriSpeech (default: the shipped model; "
+                    "'folds': each scored fold model, averaged)")
+    ap.add_argument("--only-folds", type=int, nargs="+", metavar="K", help="score only these folds (default: all)")
+    ap.add_argument("--save-models", type=Path, metavar="DIR",
+                    help="without --models: save the fold models fitted here (the --save-folds layout; a fold "
+                    "already saved there is reused)")
+    ap.add_argument("--degraded-copies", type=int, default=0,
+                    help="fold models fitted here: TrainConfig.degraded_copies (default 0)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the fold models fitted here")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from emovae.config import FeatureConfig
+    from emovae.config import FeatureConfig, TrainConfig
     from emovae.evaluate import calibration_error, speaker_folds, table_features
     from emovae.guard import SpeechGuard, cues
     from emovae.train.guard import fit_guard
@@ -200,37 +209,55 @@ def main() -> None:
     table, _ = extract_dataset(data, FeatureConfig(), cache_dir=None if args.quick else common.DEFAULT_CACHE.parent,
                                n_jobs=args.jobs, progress=False)
     paths, speakers, labels, classes = table.paths, table.speakers, table.labels, list(table.classes)
-    folds = speaker_folds(speakers, n_folds, args.seed)
+    folds = [f for k, f in enumerate(speaker_folds(speakers, n_folds, args.seed))
+             if not args.only_folds or k in args.only_folds]
+    fold_ids = [k for k in range(n_folds) if not args.only_folds or k in args.only_folds]
+    scored = np.zeros(len(paths), bool)
+    for _, te in folds:
+        scored[te] = True
+    if not args.models:  # the shipped recipe: the training clips with their speed (and degraded) copies
+        vcfg, ccfg, tcfg = common.quick_configs(args.seed) if args.quick else (None, None, TrainConfig(seed=args.seed))
+        tcfg = TrainConfig(seed=args.seed, threads=args.threads, degraded_copies=args.degraded_copies,
+                           speed_perturb=tcfg.speed_perturb)
+        table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, n_jobs=args.jobs, progress=False,
+                      cache_dir=None if args.quick else common.DEFAULT_CACHE.parent)
+        X = table_features(table)
     recs, guards = [], []
-    for k, (tr, te) in enumerate(folds):
+    for k, (tr, te) in zip(fold_ids, folds):
         if args.models:
             d = common.fold_model_dir(Path(args.models), args.seed, k, np.unique(speakers[te]))
         else:
-            X = table_features(table)
-            model = EmotionRecognizer(FeatureConfig(), *(common.quick_configs(args.seed) if args.quick else ())).fit(
-                [X[i] for i in tr], labels[tr], groups=speakers[tr])
-            d = Path(tmp) / f"fold{k}"
-            model.save(d)
+            d = (args.save_models or Path(tmp)) / f"seed{args.seed}-fold{k}"
+            if not (d / "fold.json").is_file():
+                t0 = time.time()
+                EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg).fit(
+                    [X[i] for i in tr], labels[tr], groups=speakers[tr], augmented=table.augmented_for(tr)).save(d)
+                (d / "fold.json").write_text(json.dumps({"seed": args.seed, "fold": k, "split": "speaker",
+                                                         "test_speakers": sorted(set(speakers[te].tolist()))}))
+                print(f"fold {k} fitted ({time.time() - t0:.0f} s)", flush=True)
         recs.append(Recognizer.load(d, backend="torch"))
         # in_domain as the runtime answers it: the model's speech guard, or one fitted on the fold's training clips
         # as `emovae train` fits it (fold models saved by cross-validation carry none)
         guards.append(recs[-1].guard or SpeechGuard(fit_guard([paths[i] for i in tr], FeatureConfig(),
                                                               seed=args.seed + k)))
+        recs[-1].guard = guards[-1]  # the cross-corpus rows answer in_domain with it too
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(args.jobs, initializer=init_worker,
                              initargs=(str(common.data_path("librispeech")), peers)) as pool:
         clean_vec = None
         for cond in conditions:
             t0 = time.time()
-            jobs = [(p, 1000 * i + 7, cond, peers) for i, p in enumerate(paths)]
-            rows = list(pool.map(extract, jobs, chunksize=8))
+            todo = [i for i in range(len(paths)) if scored[i] or (cond == "clean" and peers)]
+            rows = [(None, {}, "not scored")] * len(paths)
+            for i, r in zip(todo, pool.map(extract, [(paths[i], 1000 * i + 7, cond, peers) for i in todo], chunksize=8)):
+                rows[i] = r
             if cond == "clean":
                 clean_vec = {name: np.array([r[1][name] for r in rows]) for name in peers}
             pred = np.empty(len(paths), dtype=object)
             flag = np.zeros(len(paths), bool)
             proba = np.zeros((len(paths), len(recs[0].classes)), np.float32)
             failed = 0
-            for k, (tr, te) in enumerate(folds):
+            for k, (tr, te) in enumerate(folds):  # k: the position among the scored folds
                 ok = [i for i in te if rows[i][0] is not None]
                 failed += len(te) - len(ok)
                 if not ok:
@@ -241,30 +268,40 @@ def main() -> None:
                 pred[ok] = np.array(rec.classes)[out["probabilities"].argmax(1)]
                 flag[ok] = ~guards[k].is_speech(np.array([cues(rows[i][0].frames, rows[i][0].frame_names)
                                                            for i in ok]))
-            row = {"emovae": balanced_accuracy(labels, pred, classes), "emovae flagged": float(flag.mean()),
-                   "failed": failed}
+            row = {"emovae": balanced_accuracy(labels[scored], pred[scored], classes),
+                   "emovae flagged": float(flag[scored].mean()), "failed": failed}
             if cond == "clean":
-                row["ece"] = calibration_error(proba, labels, list(recs[0].classes))
+                row["ece"] = calibration_error(proba[scored], labels[scored], list(recs[0].classes))
             for name in peers:
                 ppred = np.empty(len(paths), dtype=object)
                 for tr, te in folds:
                     ok = [i for i in te if rows[i][0] is not None]
                     Xte = np.nan_to_num(np.array([rows[i][1][name] for i in ok]))
                     ppred[ok] = common.svm().fit(np.nan_to_num(clean_vec[name][tr]), labels[tr]).predict(Xte)
-                row[name] = balanced_accuracy(labels, ppred, classes)
+                row[name] = balanced_accuracy(labels[scored], ppred[scored], classes)
             results[cond] = row
             print(f"{cond:28s} emovae UA {row['emovae']:.3f} flagged {row['emovae flagged']:.3f}  "
                   + "  ".join(f"{n} {row[n]:.3f}" for n in peers) + f"  ({time.time() - t0:.0f} s)", flush=True)
-    xc = cross_corpus(Recognizer.load(args.model) if args.model else load_pretrained(), common.data_path("savee"), common.data_path("librispeech"),
-                      20 if args.quick else None)
+    xc_models = (recs if args.model == "folds" else [Recognizer.load(args.model)] if args.model
+                 else [load_pretrained()])
+    per_model = [cross_corpus(rec, common.data_path("savee"), common.data_path("librispeech"), 20 if args.quick else None)
+                 for rec in xc_models]
+    xc = {key: (float(np.mean([m[key] for m in per_model])) if key != "libri_answers" else
+                {c: float(np.mean([m[key].get(c, 0.0) for m in per_model])) for c in per_model[0][key]})
+          for key in per_model[0]}
+    xc["libri_answers"] = dict(sorted(xc["libri_answers"].items(), key=lambda kv: -kv[1]))
+    xc["savee_n"], xc["libri_n"] = int(xc["savee_n"]), int(xc["libri_n"])
     print(xc, flush=True)
 
     degraded = [c for c in conditions if c != "clean"]
     names = ("emovae",) + peers
     mean_deg = {n: float(np.mean([results[c][n] for c in degraded])) for n in names}
     lines = common.header_lines("robustness.py")
-    lines += ["", f"Fold seed {args.seed}, {n_folds} speaker-grouped folds of {len(paths)} dev clips; fold models "
-              + (f"from {args.models}" if args.models else "fitted here") + f". Wall time {time.time() - t_start:.0f} s.",
+    recipe = (f"fitted here (the shipped recipe, speed copies {'/'.join(f'{f:g}' for f in tcfg.speed_perturb)}, "
+              f"{tcfg.degraded_copies} degraded copies)" if not args.models else f"from {args.models}")
+    lines += ["", f"Fold seed {args.seed}, {n_folds} speaker-grouped folds of {len(paths)} dev clips"
+              + (f", folds {' '.join(map(str, fold_ids))} scored ({int(scored.sum())} clips)" if args.only_folds else "")
+              + "; fold models " + recipe + f". Wall time {time.time() - t_start:.0f} s.",
               "", "## Summary", "",
               "| system | clean UA | mean degraded UA | 2 s crop UA | flagged (mean over degraded) | ECE clean |",
               "|---|---|---|---|---|---|"]
@@ -281,7 +318,9 @@ def main() -> None:
         r = results[c]
         lines.append(f"| {c} | {r['emovae']:.3f} | {r['emovae flagged']:.3f} | "
                      + " | ".join(f"{r[n]:.3f}" for n in peers) + f" | {r['failed']} |")
-    lines += ["", f"## Cross-corpus ({args.model or 'the shipped model'}, trained on the 20 dev actors)", "",
+    who = (f"the {len(recs)} scored fold models, each trained on its training actors; means" if args.model == "folds"
+           else f"{args.model or 'the shipped model'}, trained on the 20 dev actors")
+    lines += ["", f"## Cross-corpus ({who})", "",
               f"- SAVEE ({xc['savee_n']} clips, 4 speakers, 7 classes): UA over its 7 classes **{xc['savee_ua7']:.3f}**"
               f" (chance 0.143), 8-way {xc['savee_ua8']:.3f}; flagged out of domain {xc['savee_flagged']:.1%}.",
               f"- LibriSpeech sample ({xc['libri_n']} clips of read speech): flagged {xc['libri_flagged']:.1%}; "
