@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=2, help="score every N-th held-out clip under the conditions")
     ap.add_argument("--n", type=int, default=40, help="clips per non-speech set")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--copies", type=int, default=None, help="degraded copies per clip in the guards fitted here "
+                    "(default: fit_guard's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     t0 = time.time()
@@ -100,7 +102,8 @@ def main() -> None:
     flagged_unheard = {k: [] for k in unheard}
     flagged_other, auc_other = {k: [] for k in other_cues}, {k: [] for k in other_cues}
     for k, (tr, te) in enumerate(folds):
-        guard = SpeechGuard(fit_guard(list(paths[tr]), cfg, seed=args.seed + k))
+        guard = SpeechGuard(fit_guard(list(paths[tr]), cfg, seed=args.seed + k,
+                                      **({} if args.copies is None else {"copies": args.copies})))
         for c in conditions:
             X, idx = cond_cues[c]
             held = np.isin(scored[idx], te)
