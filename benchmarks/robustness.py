@@ -1,7 +1,8 @@
 """Robustness benchmark: emovae and the peers on the clips users have, not RAVDESS studio takes.
 
 On the dev actors' speaker-grouped folds (each clip scored by the fold model that never heard its speaker; fold
-models from ``emovae train --cv 5 --save-folds DIR`` or ``accuracy.py --save-models DIR``), balanced accuracy (UA, 8 classes) and the share of clips flagged
+models from ``emovae train --cv 5 --save-folds DIR`` or ``accuracy.py --save-models DIR``, or fitted here),
+balanced accuracy (UA, 8 classes) and the share of clips flagged
 out of domain (``in_domain`` false) for each condition: clean; the first 1.0 / 1.5 / 2.0 / 3.0 s and a random
 2 s window; leading and trailing silence removed, and doubled; white and babble noise (LibriSpeech sample) at
 20 / 10 / 5 dB SNR; synthetic room reverberation (RT60 0.3 and 0.8 s); a telephone channel (8 kHz, 300-3400 Hz,
@@ -249,7 +250,8 @@ def main() -> None:
             t0 = time.time()
             todo = [i for i in range(len(paths)) if scored[i] or (cond == "clean" and peers)]
             rows = [(None, {}, "not scored")] * len(paths)
-            for i, r in zip(todo, pool.map(extract, [(paths[i], 1000 * i + 7, cond, peers) for i in todo], chunksize=8)):
+            jobs = [(paths[i], 1000 * i + 7, cond, peers) for i in todo]
+            for i, r in zip(todo, pool.map(extract, jobs, chunksize=8)):
                 rows[i] = r
             if cond == "clean":
                 clean_vec = {name: np.array([r[1][name] for r in rows]) for name in peers}
@@ -284,8 +286,8 @@ def main() -> None:
                   + "  ".join(f"{n} {row[n]:.3f}" for n in peers) + f"  ({time.time() - t0:.0f} s)", flush=True)
     xc_models = (recs if args.model == "folds" else [Recognizer.load(args.model)] if args.model
                  else [load_pretrained()])
-    per_model = [cross_corpus(rec, common.data_path("savee"), common.data_path("librispeech"), 20 if args.quick else None)
-                 for rec in xc_models]
+    per_model = [cross_corpus(rec, common.data_path("savee"), common.data_path("librispeech"),
+                              20 if args.quick else None) for rec in xc_models]
     xc = {key: (float(np.mean([m[key] for m in per_model])) if key != "libri_answers" else
                 {c: float(np.mean([m[key].get(c, 0.0) for m in per_model])) for c in per_model[0][key]})
           for key in per_model[0]}
@@ -300,7 +302,8 @@ def main() -> None:
     recipe = (f"fitted here (the shipped recipe, speed copies {'/'.join(f'{f:g}' for f in tcfg.speed_perturb)}, "
               f"{tcfg.degraded_copies} degraded copies)" if not args.models else f"from {args.models}")
     lines += ["", f"Fold seed {args.seed}, {n_folds} speaker-grouped folds of {len(paths)} dev clips"
-              + (f", folds {' '.join(map(str, fold_ids))} scored ({int(scored.sum())} clips)" if args.only_folds else "")
+              + (f", folds {' '.join(map(str, fold_ids))} scored ({int(scored.sum())} clips)"
+                 if args.only_folds else "")
               + "; fold models " + recipe + f". Wall time {time.time() - t_start:.0f} s.",
               "", "## Summary", "",
               "| system | clean UA | mean degraded UA | 2 s crop UA | flagged (mean over degraded) | ECE clean |",

@@ -126,7 +126,8 @@ def _new_output_dir(path: str, force: bool) -> Path:
 
 def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
     """The feature table of every ``--data`` source (labels chosen and merged by ``--labels`` and ``--map``),
-    with the features of its training copies when ``tcfg`` is given (its speeds and degraded copies). Bad manifest rows stop the command
+    with the features of its training copies when ``tcfg`` is given (its speeds and degraded copies). Bad
+    manifest rows stop the command
     (naming file and line) unless ``--skip-bad-rows``; other skipped files are reported and counted."""
     from .corpus import parse_mapping
     from .extraction import extract_dataset

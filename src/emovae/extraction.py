@@ -46,11 +46,19 @@ def _with_shared_names(f: features.Features | None) -> features.Features | None:
     return features.Features(f.frames, shared_names(f.frame_names), f.stats, shared_names(f.stat_names), f.mel)
 
 
+def variant_label(variant: float | str) -> str:
+    """The name of a training copy: "" (the clip itself, speed 1), "speed0.9" or "degraded1"."""
+    if isinstance(variant, str):
+        return variant
+    return "" if variant == 1 else f"speed{variant:g}"
+
+
 class FeatureCache:
     """Per-file feature cache: one .npz per (file path, size, mtime) under a folder per feature config."""
 
     def __init__(self, root: str | os.PathLike, cfg: FeatureConfig, variant: float | str = 1.0):
-        suffix = f"-{variant}-a{augment.AUGMENT_CODE_VERSION}" if isinstance(variant, str) else "" if variant == 1 else f"-speed{variant:g}"
+        label = variant_label(variant)
+        suffix = f"-{label}" + (f"-a{augment.AUGMENT_CODE_VERSION}" if isinstance(variant, str) else "") if label else ""
         self.dir = Path(root) / f"features-v{FEATURE_CODE_VERSION}-{config_hash(cfg)}{suffix}"
 
     @staticmethod
@@ -138,8 +146,7 @@ def extract_files(
             todo.append(p)
     failures: list[tuple[str, str]] = []
     n_jobs = n_jobs or os.cpu_count() or 1
-    desc = f"features {variant}" if isinstance(variant, str) else "features" if variant == 1 else f"features x{variant:g}"
-    bar = tqdm(total=len(todo), desc=desc, unit="file",
+    bar = tqdm(total=len(todo), desc=f"features {variant_label(variant)}".strip(), unit="file",
                disable=not progress or not todo)
     jobs = [(p, cfg, variant) for p in todo]
     pool = None

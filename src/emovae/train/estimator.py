@@ -21,6 +21,7 @@ import numpy as np
 from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict, to_dict
 from ..corpus import class_order
 from ..data import EMOTIONS
+from ..extraction import variant_label
 from ..errors import DataError, ModelFormatError, ParameterError, require
 from ..features import Features, model_inputs
 from ..modelfile import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, VOICE_FILE, WEIGHTS_FILE, inside, read_model_json
@@ -200,7 +201,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 continue
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
             single, adapted = self._head_rows(net, seq_f, stats_f,
-                                              np.array([f"{speakers[i]}@{f if isinstance(f, str) else f'x{f:g}'}" for i in keep], dtype=object))
+                                              np.array([f"{speakers[i]}@{variant_label(f)}" for i in keep], dtype=object))
             rows, rows_a = np.vstack([rows, single]), np.vstack([rows_a, adapted])
             row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
         self.n_augmented_ = len(row_y) - len(y)

@@ -20,7 +20,8 @@ from .guard import fit_guard
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
                 ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, split: str = "speaker",
-                command: str = "", progress: bool = False, save_folds=None) -> tuple[EmotionRecognizer, EvalResult | None]:
+                command: str = "", progress: bool = False,
+                save_folds=None) -> tuple[EmotionRecognizer, EvalResult | None]:
     """Train on every clip of ``table`` and write the model folder ``out``; with ``cv`` folds, first a
     speaker-grouped cross-validation whose metrics are stored in model.json (its fold models also saved under
     ``save_folds`` when given). Returns the model and the CV result."""
