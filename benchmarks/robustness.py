@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import tempfile
 import time
 from collections import Counter
@@ -192,7 +191,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from emovae.config import FeatureConfig, TrainConfig
-    from emovae.evaluate import calibration_error, speaker_folds, table_features
+    from emovae.evaluate import calibration_error, save_fold, speaker_folds, table_features
     from emovae.guard import SpeechGuard, cues
     from emovae.train.guard import fit_guard
     from emovae.extraction import extract_dataset
@@ -231,10 +230,9 @@ def main() -> None:
             d = (args.save_models or Path(tmp)) / f"seed{args.seed}-fold{k}"
             if not (d / "fold.json").is_file():
                 t0 = time.time()
-                EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg).fit(
-                    [X[i] for i in tr], labels[tr], groups=speakers[tr], augmented=table.augmented_for(tr)).save(d)
-                (d / "fold.json").write_text(json.dumps({"seed": args.seed, "fold": k, "split": "speaker",
-                                                         "test_speakers": sorted(set(speakers[te].tolist()))}))
+                save_fold(EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg).fit(
+                    [X[i] for i in tr], labels[tr], groups=speakers[tr], augmented=table.augmented_for(tr)),
+                    d.parent, args.seed, k, speakers[te])
                 print(f"fold {k} fitted ({time.time() - t0:.0f} s)", flush=True)
         recs.append(Recognizer.load(d, backend="torch"))
         # in_domain as the runtime answers it: the model's speech guard, or one fitted on the fold's training clips

@@ -136,6 +136,15 @@ def _summary(fold_metrics: list[dict], keys=SCALAR_METRICS) -> dict:
             for stat, fn in (("mean", np.mean), ("std", np.std))}
 
 
+def save_fold(model, root: str | os.PathLike, seed: int, fold: int, test_speakers, split: str = "speaker") -> Path:
+    """Save a fold's fitted model in ``root/seed{seed}-fold{fold}/`` with a fold.json naming its test speakers (the
+    layout ``--save-folds`` writes and the benchmarks' ``--models`` read). Returns the folder."""
+    d = Path(model.save(Path(root) / f"seed{seed}-fold{fold}"))
+    (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": fold, "split": split,
+                                             "test_speakers": sorted(set(np.asarray(test_speakers).tolist()))}))
+    return d
+
+
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,
                    progress: bool = True, adapted: bool = False, split: str = "speaker",
                    save_folds: str | os.PathLike | None = None) -> EvalResult:
@@ -159,9 +168,7 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
         model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
         if save_folds is not None:
-            d = model.save(Path(save_folds) / f"seed{seed}-fold{k}")
-            (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": k, "split": split,
-                                                      "test_speakers": sorted(set(groups[te].tolist()))}))
+            save_fold(model, save_folds, seed, k, groups[te], split)
         Xte = [X[i] for i in te]
         out = _outputs_in_class_order(model, Xte, classes, groups[te] if adapted else None)
         if table.has_speakers:
