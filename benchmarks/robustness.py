@@ -27,6 +27,7 @@ import io
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -186,11 +187,13 @@ def main() -> None:
                     "already saved there is reused)")
     ap.add_argument("--degraded-copies", type=int, default=0,
                     help="fold models fitted here: TrainConfig.degraded_copies (default 0)")
+    ap.add_argument("--voice-copies-per-epoch", type=int, default=0,
+                    help="fold models fitted here: ClassifierConfig.voice_copies_per_epoch (default 0: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the fold models fitted here")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from emovae.config import FeatureConfig, TrainConfig
+    from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig
     from emovae.evaluate import calibration_error, save_fold, speaker_folds, table_features
     from emovae.guard import SpeechGuard, cues
     from emovae.train.guard import fit_guard
@@ -219,6 +222,7 @@ def main() -> None:
         vcfg, ccfg, tcfg = common.quick_configs(args.seed) if args.quick else (None, None, TrainConfig(seed=args.seed))
         tcfg = TrainConfig(seed=args.seed, threads=args.threads, degraded_copies=args.degraded_copies,
                            speed_perturb=tcfg.speed_perturb)
+        ccfg = replace(ccfg or ClassifierConfig(), voice_copies_per_epoch=args.voice_copies_per_epoch)
         table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, n_jobs=args.jobs, progress=False,
                       cache_dir=None if args.quick else common.DEFAULT_CACHE.parent)
         X = table_features(table)

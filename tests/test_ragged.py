@@ -87,3 +87,14 @@ def test_fit_trains_the_student_it_trained_with_everything_in_memory(synthetic):
     assert model.voice_loss_ == [round(v, 5) for v in student["loss"]]
     assert model.voice_onnx_ == build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
                                                  projection=student["projection"]).SerializeToString()
+    # voice_copies_per_epoch: the student's rows name their clip (-1 for a clip itself, its index for a copy)
+    table.augment((0.9, 1.1), cache_dir=synthetic["cache"], n_jobs=1, progress=False)
+    sampled = EmotionRecognizer(fcfg, VAEConfig(latent_dim=4, epochs=2),
+                                ClassifierConfig(voice_epochs=2, voice_copies_per_epoch=1), TrainConfig(threads=1)).fit(
+        table_features(table), table.labels, groups=table.speakers, augmented=table.augmented)
+    mels = [m.astype(np.float32) for m in table.mels + [c.mel for f in (0.9, 1.1) for c in table.augmented[f]]]
+    n = len(table.mels)
+    source, targets = np.r_[np.full(n, -1), np.arange(n), np.arange(n)], teacher_frames(mels, load_teacher())
+    student = train_student(mels, targets, hidden=8, epochs=2, seed=0, source=source, copies_per_epoch=1)
+    every_row = train_student(mels, targets, hidden=8, epochs=2, seed=0)
+    assert sampled.voice_loss_ == [round(v, 5) for v in student["loss"]] != [round(v, 5) for v in every_row["loss"]]

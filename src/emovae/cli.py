@@ -93,7 +93,7 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
-    for key in ("voice_epochs", "head_stats"):
+    for key in ("voice_epochs", "voice_copies_per_epoch", "head_stats"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
     tkw = {"seed": args.seed}
@@ -485,6 +485,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "voice student's when there is one (--voice > 0), else all")
     g.add_argument("--voice-epochs", type=POSITIVE_INT, dest="voice_epochs", metavar="N",
                    help="training epochs of the voice student (with --voice; default 40)")
+    g.add_argument("--voice-copies-per-epoch", type=NON_NEGATIVE_INT, dest="voice_copies_per_epoch", metavar="N",
+                   help="each epoch of the voice student reads every clip and N of its training copies drawn at "
+                        "random (default 0: every copy in every epoch; fewer rows per epoch train faster)")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode, as predict --speaker-from: each clip adapted with all of its "
                         "speaker's (unlabelled) clips")

@@ -127,6 +127,8 @@ class ClassifierConfig:
     class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
+    voice_copies_per_epoch: int = 0  # each epoch of the voice student reads every clip and this many of its
+    # training copies (speed, degraded), drawn afresh per epoch; 0 = every copy in every epoch
     head_stats: str = "auto"  # the statistics the heads read: "all", "voice" (only the voice student's 512;
     # alone they beat every mix with the hand-made statistics on unseen speakers, docs/research.md section 25), or
     # "auto": "voice" when the model has a voice student (FeatureConfig.voice), else "all"
@@ -136,6 +138,8 @@ class ClassifierConfig:
             raise ParameterError("ClassifierConfig: use at least one of use_stats, use_latent")
         if self.voice_epochs < 1:
             raise ParameterError("ClassifierConfig: voice_epochs must be at least 1")
+        if self.voice_copies_per_epoch < 0:
+            raise ParameterError("ClassifierConfig: voice_copies_per_epoch must be 0 (all copies) or more")
         if self.head_stats not in ("auto", "all", "voice"):
             raise ParameterError("ClassifierConfig: head_stats must be 'auto', 'all' or 'voice', "
                                  f"not {self.head_stats!r}")

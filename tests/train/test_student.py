@@ -11,8 +11,8 @@ pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
 from emovae.modelfile import onnx_session  # noqa: E402
-from emovae.train.student import (TEACHER_FILE, build_voice_onnx, load_teacher, quantize_blocks,  # noqa: E402
-                                  teacher_frames, train_student)
+from emovae.train.student import (TEACHER_FILE, build_voice_onnx, epoch_rows, load_teacher,  # noqa: E402
+                                  quantize_blocks, teacher_frames, train_student)
 
 from ..conftest import read, write_ravdess_tree  # noqa: E402
 
@@ -218,3 +218,41 @@ def test_short_schedules_train(clips, epochs):
     targets = [rng.standard_normal((30, 8)).astype(np.float16) for _ in mels]
     out = train_student(mels, targets, hidden=4, epochs=epochs, batch=8)
     assert len(out["loss"]) == epochs and all(np.isfinite(out["loss"]))
+
+
+def test_epoch_rows_reads_every_clip_and_k_of_its_copies_drawn_afresh():
+    rng = np.random.default_rng(0)
+    source = np.r_[np.full(5, -1), np.tile(np.arange(5), 3), 0]  # 5 clips, 3 copies each, clip 0 a fourth
+    draws = [epoch_rows(source, 1, rng) for _ in range(30)]
+    for rows in draws:
+        assert set(range(5)) <= set(rows.tolist())  # every clip itself
+        assert np.bincount(source[rows][source[rows] >= 0], minlength=5).tolist() == [1] * 5
+    assert len({tuple(r) for r in draws}) > 1  # drawn afresh each epoch
+    assert {int(r[source[r] == 0][0]) for r in draws} == {5, 10, 15, 20}  # clip 0's pick: any of its 4 copies
+    assert np.bincount(source[epoch_rows(source, 2, rng)] + 1).tolist() == [5, 2, 2, 2, 2, 2]
+    np.testing.assert_array_equal(epoch_rows(source, 9, rng), np.arange(len(source)))  # k above the copies: all
+    np.testing.assert_array_equal(epoch_rows(np.full(3, -1), 1, rng), [0, 1, 2])  # no copies at all
+
+
+def test_copies_per_epoch_reads_fewer_rows_and_still_learns():
+    """With source and copies_per_epoch = 1 an epoch reads each clip and one of its three copies: half the rows."""
+    class Reads(list):
+        reads = 0
+
+        def __getitem__(self, i):
+            Reads.reads += 1
+            return super().__getitem__(i)
+
+    rng = np.random.default_rng(4)
+    teacher = random_layers(rng, ((40, 6),))
+    clips = [(rng.random((int(rng.integers(20, 40)), 40)) * 10 ** rng.uniform(-1, 0.5, 40)).astype(np.float32)
+             for _ in range(8)]
+    mels = clips + [(c * rng.uniform(0.8, 1.25)).astype(np.float32) for _ in range(3) for c in clips]
+    source = np.r_[np.full(8, -1), np.tile(np.arange(8), 3)]
+    targets = teacher_frames(mels, teacher)
+    for k, per_epoch in ((0, 32), (1, 16)):
+        Reads.reads = 0
+        out = train_student(Reads(mels), targets, hidden=16, epochs=30, batch=8, lr=1e-2, source=source,
+                            copies_per_epoch=k)
+        assert Reads.reads == 1 + 30 * per_epoch  # mels[0] for the input size, then the rows of each epoch
+        assert out["loss"][-1] < 0.5 * out["loss"][0]

@@ -291,6 +291,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         from .student import build_voice_onnx, iter_teacher_frames, load_teacher, train_student
 
         rows = X + [c for copies in augmented.values() for c in copies if c is not None]
+        source = np.r_[np.full(len(X), -1), [i for copies in augmented.values() for i, c in enumerate(copies)
+                                              if c is not None]].astype(int)  # each copy's clip
         if any(f.mel is None for f in rows):
             raise ParameterError("FeatureConfig.voice is set but these features carry no mel bands: extract "
                                  "them with that config")
@@ -300,7 +302,8 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 RaggedStore.write((f.mel for f in rows), tmp, prefix="mels-") as mels, torch_threads(tcfg.threads):
             with RaggedStore.write(iter_teacher_frames(mels, load_teacher()), tmp, prefix="targets-") as targets:
                 student = train_student(mels, targets, hidden=fcfg.voice, epochs=ccfg.voice_epochs, seed=tcfg.seed,
-                                        progress=self.progress)
+                                        progress=self.progress, source=source,
+                                        copies_per_epoch=ccfg.voice_copies_per_epoch)
         self.voice_loss_ = [round(v, 5) for v in student["loss"]]
         self.voice_onnx_ = build_voice_onnx(student["layers"], bits=16, log_scaler=student["log_scaler"],
                                             projection=student["projection"]).SerializeToString()

@@ -92,15 +92,32 @@ def log_scaled(m: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((10 * np.log10(m.astype(np.float64) + 1e-10) - mean) / std).astype(np.float32)
 
 
+def epoch_rows(source: np.ndarray, copies_per_epoch: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows (indices into ``source``) one epoch reads: every row whose ``source`` is -1 (a clip itself) and, for
+    each clip, ``copies_per_epoch`` of its copies (rows whose ``source`` is that clip's index) drawn without
+    replacement; a clip with fewer copies gives all of them. ``source`` (rows,) int."""
+    source = np.asarray(source)
+    copy = np.flatnonzero(source >= 0)
+    order = copy[np.lexsort((rng.random(len(copy)), source[copy]))]  # grouped by clip, random within a clip
+    s = source[order]
+    first = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]  # where each clip's run of copies starts
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    return np.sort(np.r_[np.flatnonzero(source < 0), order[rank < copies_per_epoch]])
+
+
 def train_student(mels, targets, *, hidden: int = 128, epochs: int = 40,
-                  batch: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
+                  batch: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False,
+                  source: np.ndarray | None = None, copies_per_epoch: int = 0) -> dict:
     """Fit a one-layer LSTM of ``hidden`` units and a linear map to reproduce a teacher frame by frame: mels,
     per clip (frames, 40) mel power; targets, the teacher's output (frames, units) of each. The student reads the
     log of the bands standardised per band; its outputs are the targets z-scored per unit (mean squared error
     over the clips' frames; AdamW, one-cycle schedule, gradients clipped at 1). Returns the arguments of
     ``build_voice_onnx``: {"layers", "projection", "log_scaler"}, and "loss" per epoch. ``progress``: a bar
     over the epochs (about 8 s each for 4,800 clips on 2 CPU threads). ``mels`` and ``targets``: sequences of
-    arrays (lists, or ``emovae.ragged.RaggedStore`` to keep a large corpus on disk: each batch reads its clips)."""
+    arrays (lists, or ``emovae.ragged.RaggedStore`` to keep a large corpus on disk: each batch reads its clips).
+    ``source`` (rows,): -1 for a clip, the clip's row for a training copy of it; with ``copies_per_epoch`` > 0
+    each epoch reads every clip and that many of its copies, drawn afresh (``epoch_rows``): an epoch costs
+    (1 + copies_per_epoch) / (1 + copies) of a pass over every row."""
     import torch
     from torch import nn
     from tqdm.auto import tqdm
@@ -111,13 +128,16 @@ def train_student(mels, targets, *, hidden: int = 128, epochs: int = 40,
     # and the inputs and targets standardised one batch at a time (not held for the whole corpus)
     in_mean, in_std = column_moments(10 * np.log10(m.astype(np.float64) + 1e-10) for m in mels)
     t_mean, t_std = column_moments(a.astype(np.float64) for a in targets)
-    lengths = mels.lengths if hasattr(mels, "lengths") else np.array([len(a) for a in mels])
+    lengths = np.asarray(mels.lengths if hasattr(mels, "lengths") else [len(a) for a in mels])
     L = torch.from_numpy(np.asarray(lengths))
     lstm = nn.LSTM(mels[0].shape[1], hidden, 1, batch_first=True)
     out = nn.Linear(hidden, targets[0].shape[1])
     params = list(lstm.parameters()) + list(out.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    steps = epochs * int(np.ceil(len(mels) / batch))
+    sample = source is not None and copies_per_epoch > 0
+    rng = np.random.default_rng(seed)
+    n_rows = len(epoch_rows(source, copies_per_epoch, rng)) if sample else len(mels)  # the same count every epoch
+    steps = epochs * int(np.ceil(n_rows / batch))
     # one cycle, warm-up over 10 % of the steps and at least 1.5 (torch divides by zero at exactly one); a run
     # of fewer than 4 steps (a smoke test) keeps the rate constant
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=max(0.1, 1.5 / steps))
@@ -127,8 +147,9 @@ def train_student(mels, targets, *, hidden: int = 128, epochs: int = 40,
     for _ in bar:
         total, frames = 0.0, 0
         # batches of clips of similar length (less padding to run through), in a random order
-        by_len = np.lexsort((torch.randperm(len(mels), generator=gen).numpy(), lengths))
-        batches = [torch.from_numpy(by_len[i:i + batch]) for i in range(0, len(mels), batch)]
+        use = epoch_rows(source, copies_per_epoch, rng) if sample else np.arange(len(mels))
+        by_len = use[np.lexsort((torch.randperm(len(use), generator=gen).numpy(), lengths[use]))]
+        batches = [torch.from_numpy(by_len[i:i + batch]) for i in range(0, len(use), batch)]
         for b in torch.randperm(len(batches), generator=gen).tolist():
             idx = batches[b]
             n = int(L[idx].max())
