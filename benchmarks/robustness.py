@@ -184,7 +184,7 @@ def main() -> None:
     ap.add_argument("--only-folds", type=int, nargs="+", metavar="K", help="score only these folds (default: all)")
     ap.add_argument("--save-models", type=Path, metavar="DIR",
                     help="without --models: save the fold models fitted here (the --save-folds layout; a fold "
-                    "already saved there is reused)")
+                    "already saved there for the same data and recipe is reused, as emovae train --cv reuses it)")
     ap.add_argument("--degraded-copies", type=int, default=0,
                     help="fold models fitted here: TrainConfig.degraded_copies (default 0)")
     ap.add_argument("--voice-copies-per-epoch", type=int, default=0,
@@ -194,7 +194,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig
-    from emovae.evaluate import calibration_error, save_fold, speaker_folds, table_features
+    from emovae.evaluate import calibration_error, fold_digest, save_fold, saved_fold, speaker_folds, table_features
     from emovae.guard import SpeechGuard, cues
     from emovae.train.guard import fit_guard
     from emovae.extraction import extract_dataset
@@ -231,12 +231,14 @@ def main() -> None:
         if args.models:
             d = common.fold_model_dir(Path(args.models), args.seed, k, np.unique(speakers[te]))
         else:
-            d = (args.save_models or Path(tmp)) / f"seed{args.seed}-fold{k}"
-            if not (d / "fold.json").is_file():
+            root = args.save_models or Path(tmp)
+            d, digest = root / f"seed{args.seed}-fold{k}", fold_digest(table, tr)
+            if saved_fold(root, args.seed, k, speakers[te], "speaker", digest,
+                          lambda: EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg)) is None:
                 t0 = time.time()
                 save_fold(EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg).fit(
                     [X[i] for i in tr], labels[tr], groups=speakers[tr], augmented=table.augmented_for(tr)),
-                    d.parent, args.seed, k, speakers[te])
+                    root, args.seed, k, speakers[te], train_digest=digest)
                 print(f"fold {k} fitted ({time.time() - t0:.0f} s)", flush=True)
         recs.append(Recognizer.load(d, backend="torch"))
         # in_domain as the runtime answers it: the model's speech guard, or one fitted on the fold's training clips

@@ -403,3 +403,66 @@ def test_cv_saves_each_fold_model_with_its_test_speakers(tmp_path):
         fold = json.loads((d / "fold.json").read_text())
         assert fold["test_speakers"] == sorted(set(table.speakers[te].tolist())) and fold["fold"] == k
         assert json.loads((d / "trained_on.json").read_text()) == sorted(set(table.speakers[tr].tolist()))
+
+
+def test_cv_reuses_saved_fold_models_only_for_the_same_speakers_data_and_recipe(tmp_path):
+    """A second run with --save-folds resumes: a fold saved for the same test speakers, training data and
+    configuration (torch threads aside) is loaded, not fitted; another recipe, a missing fold.json or other
+    data fits again."""
+    import json
+    from dataclasses import replace
+
+    from emovae.config import TrainConfig
+    from emovae.evaluate import cross_validate, fold_digest, speaker_folds
+
+    table = _two_emotion_table(tmp_path / "data")
+    fits = []
+
+    class Resumable:
+        classes_ = np.array(["neutral", "angry"])
+
+        def __init__(self, recipe="a", threads=2):
+            self.recipe, self.threads = recipe, threads
+            self.inner = make_spy(SpyNetwork())()
+
+        def configs(self):
+            return (self.recipe, TrainConfig(threads=self.threads))
+
+        def fit(self, X, y, groups=None, augmented=None):
+            fits.append(self.recipe)
+            return self
+
+        def network(self):
+            return self.inner.network()
+
+        def save(self, d):
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "recipe.json").write_text(json.dumps(self.recipe))
+            return d
+
+        @classmethod
+        def load(cls, d):
+            return cls(json.loads((d / "recipe.json").read_text()))
+
+    root = tmp_path / "folds"
+
+    def run(recipe="a", threads=2, data=table):
+        return cross_validate(data, lambda: Resumable(recipe, threads), n_splits=2, seed=3, progress=False,
+                              save_folds=root)
+
+    first = run()
+    assert fits == ["a", "a"] and "folds_reused" not in first.metrics
+    again = run(threads=1)
+    assert fits == ["a", "a"] and again.metrics["folds_reused"] == [0, 1]
+    np.testing.assert_array_equal(again.proba, first.proba)
+    run("b")
+    assert fits == ["a", "a", "b", "b"]  # another recipe: fitted again (and saved over the old folds)
+    (root / "seed3-fold1" / "fold.json").unlink()
+    assert run("b").metrics["folds_reused"] == [0] and fits[-1] == "b" and len(fits) == 5
+    tr = speaker_folds(table.speakers, 2, seed=3)[0][0]
+    flip = {"neutral": "angry", "angry": "neutral"}
+    relabelled = replace(table, items=[replace(it, label=flip[it.label]) if i == tr[0] else it
+                                       for i, it in enumerate(table.items)])
+    assert fold_digest(relabelled, tr) != fold_digest(table, tr)
+    # the clip is in fold 0's training data and fold 1's test data: only fold 0 is fitted again
+    assert run("b", data=relabelled).metrics["folds_reused"] == [1] and len(fits) == 6

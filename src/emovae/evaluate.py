@@ -7,6 +7,7 @@ touched once. Balanced accuracy (UA) leads: neutral has half the clips of each o
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, MissingDependencyError
+from .errors import DataError, EmovaeError, MissingDependencyError
 from .extraction import FeatureTable
 from .features import Features
 
@@ -136,13 +137,54 @@ def _summary(fold_metrics: list[dict], keys=SCALAR_METRICS) -> dict:
             for stat, fn in (("mean", np.mean), ("std", np.std))}
 
 
-def save_fold(model, root: str | os.PathLike, seed: int, fold: int, test_speakers, split: str = "speaker") -> Path:
-    """Save a fold's fitted model in ``root/seed{seed}-fold{fold}/`` with a fold.json naming its test speakers (the
-    layout ``--save-folds`` writes and the benchmarks' ``--models`` read). Returns the folder."""
+def fold_digest(table: FeatureTable, rows) -> str:
+    """A fingerprint (sha1 hex) of a fold's training data: each row's file (absolute path), label and speaker, and
+    the names of the training copies: a saved fold model is reused only for the same data."""
+    h = hashlib.sha1()
+    speakers = table.speakers if table.has_speakers else np.full(len(table.labels), "")
+    for i in rows:
+        h.update(f"{os.path.abspath(table.paths[i])}|{table.labels[i]}|{speakers[i]}\n".encode())
+    h.update(repr(sorted(str(k) for k in table.augmented)).encode())
+    return h.hexdigest()
+
+
+def save_fold(model, root: str | os.PathLike, seed: int, fold: int, test_speakers, split: str = "speaker",
+              train_digest: str | None = None) -> Path:
+    """Save a fold's fitted model in ``root/seed{seed}-fold{fold}/`` with a fold.json naming its test speakers and
+    its training data's ``fold_digest`` (the layout ``--save-folds`` writes and the benchmarks' ``--models``
+    read). Returns the folder."""
     d = Path(model.save(Path(root) / f"seed{seed}-fold{fold}"))
     (d / "fold.json").write_text(json.dumps({"seed": seed, "fold": fold, "split": split,
-                                             "test_speakers": sorted(set(np.asarray(test_speakers).tolist()))}))
+                                             "test_speakers": sorted(set(np.asarray(test_speakers).tolist())),
+                                             "train_digest": train_digest}))
     return d
+
+
+def saved_fold(root: str | os.PathLike, seed: int, fold: int, test_speakers, split: str, train_digest: str,
+               make_model: Callable[[], object]):
+    """The model ``save_fold`` left in ``root`` for this fold, when it was held out of the same test speakers,
+    trained on the same data (``train_digest``) with the configuration ``make_model()`` has (torch threads
+    aside), else None: an interrupted ``--save-folds`` run resumes where it stopped."""
+    from dataclasses import replace
+
+    d = Path(root) / f"seed{seed}-fold{fold}"
+    fresh = make_model()
+    if not (d / "fold.json").is_file() or not hasattr(fresh, "configs") or not hasattr(type(fresh), "load"):
+        return None
+    try:
+        meta = json.loads((d / "fold.json").read_text())
+        saved = type(fresh).load(d)
+    except (OSError, ValueError, EmovaeError):
+        return None  # unreadable or half written: fitted again
+
+    def recipe(model):
+        *rest, tcfg = model.configs()
+        return (*rest, replace(tcfg, threads=1))
+
+    same = (meta.get("seed") == seed and meta.get("fold") == fold and meta.get("split", "speaker") == split
+            and meta.get("test_speakers") == sorted(set(np.asarray(test_speakers).tolist()))
+            and meta.get("train_digest") == train_digest and recipe(saved) == recipe(fresh))
+    return saved if same else None
 
 
 def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_splits: int = 5, seed: int = 0,
@@ -152,7 +194,8 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     training fold (speakers as groups for its inner split) and scored once on the test fold: strict
     single-clip, or ``adapted`` (each test speaker's clips with all of that speaker's unlabelled clips).
     ``save_folds``: each fold's model is also saved there, in ``seed{seed}-fold{k}/`` with a fold.json naming its
-    test speakers (the layout the benchmarks' ``--models`` read)."""
+    test speakers (the layout the benchmarks' ``--models`` read); a fold model already saved there for the same
+    test speakers, training data and configuration is reused, not fitted again (``saved_fold``)."""
     from tqdm.auto import tqdm
 
     _check_trainable(table)
@@ -164,11 +207,20 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
     res = EvalResult(table, classes, np.empty(n, dtype=object), np.zeros((n, len(classes)), np.float32), None,
                      np.zeros(n, np.float32), np.zeros(n, dtype=int))
     fold_metrics, other_mode, tta = [], [], []  # the test folds scored in the other mode / with test-time copies
+    reused = []  # folds whose model an earlier run saved in save_folds
     for k, (tr, te) in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
-        model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
-        if save_folds is not None:
-            save_fold(model, save_folds, seed, k, groups[te], split)
+        digest = fold_digest(table, tr) if save_folds is not None else None
+        model = saved_fold(save_folds, seed, k, groups[te], split, digest, make_model) if digest else None
+        if model is not None:
+            reused.append(k)
+            if progress:
+                tqdm.write(f"fold {k}: the model saved in {save_folds} by an earlier run (same speakers, data "
+                           "and configuration)")
+        else:
+            model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
+            if save_folds is not None:
+                save_fold(model, save_folds, seed, k, groups[te], split, digest)
         Xte = [X[i] for i in te]
         out = _outputs_in_class_order(model, Xte, classes, groups[te] if adapted else None)
         if table.has_speakers:
@@ -199,6 +251,8 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
         n_speakers=int(len(np.unique(groups))), classes=list(classes),
         folds=fold_metrics, **_summary(fold_metrics),
     )
+    if reused:
+        res.metrics["folds_reused"] = reused  # fitted by an earlier run with the same data and configuration
     if split == "random":
         res.metrics["warning"] = ("SPEAKER-DEPENDENT: the same speakers are in training and test folds; this "
                                   "overstates accuracy on new speakers by 10-30 points")
