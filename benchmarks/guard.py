@@ -58,7 +58,7 @@ def main() -> None:
     from emovae.evaluate import speaker_folds
     from emovae.guard import SpeechGuard
     from emovae.runtime import PRETRAINED_DIR, Recognizer
-    from emovae.train.guard import fit_guard
+    from emovae.train.guard import fit_guard_examples, guard_examples
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(ap, quick="2 folds, 6 conditions, 20 clips of each other set")
@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--copies", type=int, default=None, help="degraded copies per clip in the guards fitted here "
                     "(default: fit_guard's)")
+    ap.add_argument("--percentiles", type=float, nargs="+", default=[1.0],
+                    help="thresholds to compare: each passes all but this %% of the guard's training speech (the "
+                         "first one fills the main tables; default: 1.0, fit_guard's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     t0 = time.time()
@@ -101,9 +104,21 @@ def main() -> None:
     flagged = {c: [] for c in conditions}
     flagged_unheard = {k: [] for k in unheard}
     flagged_other, auc_other = {k: [] for k in other_cues}, {k: [] for k in other_cues}
+    sweep: dict[tuple[str, float], list[float]] = {}  # (condition or set, percentile) -> share flagged per fold
     for k, (tr, te) in enumerate(folds):
-        guard = SpeechGuard(fit_guard(list(paths[tr]), cfg, seed=args.seed + k,
-                                      **({} if args.copies is None else {"copies": args.copies})))
+        Xg, yg, _ = guard_examples(list(paths[tr]), cfg, seed=args.seed + k,
+                                   **({} if args.copies is None else {"copies": args.copies}))
+        params = fit_guard_examples(Xg, yg, seed=args.seed + k)
+        speech_scores = SpeechGuard(params).score(Xg[yg == 1])
+        at = {p: SpeechGuard({**params, "threshold": float(np.percentile(speech_scores, p))})
+              for p in args.percentiles}
+        guard = at[args.percentiles[0]]
+        for p, g in at.items():
+            for c in conditions:
+                X, idx = cond_cues[c]
+                sweep.setdefault((c, p), []).append(float(np.mean(~g.is_speech(X[np.isin(scored[idx], te)]))))
+            for name, X in {**unheard, **other_cues}.items():
+                sweep.setdefault((name, p), []).append(float(np.mean(~g.is_speech(X))))
         for c in conditions:
             X, idx = cond_cues[c]
             held = np.isin(scored[idx], te)
@@ -140,6 +155,12 @@ def main() -> None:
     for name, X in other_cues.items():
         lines.append(f"| {name} | {np.mean(auc_other[name]):.3f} ({np.min(auc_other[name]):.3f}) | "
                      f"{np.mean(flagged_other[name]):.3f} | {np.mean(~shipped.is_speech(X)):.3f} |")
+    if len(args.percentiles) > 1:
+        ps = args.percentiles
+        lines += ["", "## Thresholds compared (share flagged, mean over the fold guards; the same networks)", "",
+                  "| condition or set | " + " | ".join(f"{p:g} %" for p in ps) + " |", "|---|" + "---|" * len(ps)]
+        for name in [*conditions, *unheard, *other_cues]:
+            lines.append(f"| {name} | " + " | ".join(f"{np.mean(sweep[(name, p)]):.3f}" for p in ps) + " |")
     text = "\n".join(lines)
     print(text)
     common.write_results(args.out or common.results_path("guard", args.quick), text)

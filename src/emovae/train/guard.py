@@ -80,14 +80,11 @@ def clip_cues(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return cues(f.frames, f.frame_names, cfg.sample_rate / cfg.hop_length)
 
 
-def fit_guard(speech: Sequence, cfg: FeatureConfig, seed: int = 0, max_clips: int = 300, copies: int = 3,
-              percentile: float = 1.0, what: str = "training clips") -> dict:
-    """The guard's parameters (model.json's ``guard``) from training speech: signals (mono float32 at
-    cfg.sample_rate) or audio file paths. Up to ``max_clips`` of them and ``copies`` degraded copies of each, against
-    as many non-speech clips; the threshold passes all but ``percentile`` % of that speech."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
+def guard_examples(speech: Sequence, cfg: FeatureConfig, seed: int = 0, max_clips: int = 300,
+                   copies: int = 3) -> tuple[np.ndarray, np.ndarray, int]:
+    """The guard's training examples: cues (N, 12) of up to ``max_clips`` of ``speech`` (signals, mono float32 at
+    cfg.sample_rate, or audio file paths) and ``copies`` degraded copies of each, then of as many synthetic
+    non-speech clips; labels (N,), 1 = speech; and the number of speech clips used."""
     cfg = replace(cfg, voice=0)
     if not has_cues(frame_names(cfg)):
         raise ParameterError("the speech guard needs pitch, voicing, energy, centroid and HNR frames "
@@ -108,7 +105,15 @@ def fit_guard(speech: Sequence, cfg: FeatureConfig, seed: int = 0, max_clips: in
             pos.append(clip_cues(degraded_copy(y, rng, cfg.sample_rate,
                                                (span.start * cfg.hop_length, span.stop * cfg.hop_length)), cfg))
     neg = [clip_cues(y, cfg) for y in non_speech(len(pos), rng, cfg.sample_rate)]
-    X, y = np.array(pos + neg), np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return np.array(pos + neg), np.r_[np.ones(len(pos)), np.zeros(len(neg))], used
+
+
+def fit_guard_examples(X: np.ndarray, y: np.ndarray, seed: int = 0, percentile: float = 1.0) -> dict:
+    """The guard's parameters from ``guard_examples``: the network, and a threshold that passes all but
+    ``percentile`` % of the speech examples."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
     mean, std = X.mean(0), X.std(0) + 1e-6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -118,8 +123,17 @@ def fit_guard(speech: Sequence, cfg: FeatureConfig, seed: int = 0, max_clips: in
               "out_weight": net.coefs_[1][:, 0].round(6).tolist(), "out_bias": round(float(net.intercepts_[1][0]), 6),
               "threshold": 0.0}
     scores = SpeechGuard(params).score(X)
-    threshold = round(float(np.percentile(scores[: len(pos)], percentile)), 6)
+    threshold = round(float(np.percentile(scores[y == 1], percentile)), 6)
     return {**params, "threshold": threshold, "percentile": percentile,
-            "fitted_on": f"{used} {what} and {copies} degraded copies of each, against {len(neg)} synthetic "
-                         f"non-speech clips ({', '.join(FAMILIES)})",
-            "non_speech_passed": float(np.mean(scores[len(pos):] >= threshold))}
+            "non_speech_passed": float(np.mean(scores[y == 0] >= threshold))}
+
+
+def fit_guard(speech: Sequence, cfg: FeatureConfig, seed: int = 0, max_clips: int = 300, copies: int = 3,
+              percentile: float = 1.0, what: str = "training clips") -> dict:
+    """The guard's parameters (model.json's ``guard``) from training speech: signals (mono float32 at
+    cfg.sample_rate) or audio file paths. Up to ``max_clips`` of them and ``copies`` degraded copies of each, against
+    as many non-speech clips; the threshold passes all but ``percentile`` % of that speech."""
+    X, y, used = guard_examples(speech, cfg, seed, max_clips, copies)
+    params = fit_guard_examples(X, y, seed, percentile)
+    return {**params, "fitted_on": f"{used} {what} and {copies} degraded copies of each, against {int((y == 0).sum())}"
+                                   f" synthetic non-speech clips ({', '.join(FAMILIES)})"}
