@@ -487,7 +487,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="training epochs of the voice student (with --voice; default 40)")
     g.add_argument("--voice-copies-per-epoch", type=NON_NEGATIVE_INT, dest="voice_copies_per_epoch", metavar="N",
                    help="each epoch of the voice student reads every clip and N of its training copies drawn at "
-                        "random (default 0: every copy in every epoch; fewer rows per epoch train faster)")
+                        "random (default 0: every copy in every epoch); N=1 fits about 4x faster with 2 degraded "
+                        "copies but learns them much less (docs/research.md section 32): for quick runs")
     g.add_argument("--speaker-norm", action="store_true", dest="speaker_norm",
                    help="score in adapted mode, as predict --speaker-from: each clip adapted with all of its "
                         "speaker's (unlabelled) clips")

@@ -128,7 +128,8 @@ class ClassifierConfig:
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
     voice_copies_per_epoch: int = 0  # each epoch of the voice student reads every clip and this many of its
-    # training copies (speed, degraded), drawn afresh per epoch; 0 = every copy in every epoch
+    # training copies (speed, degraded), drawn afresh per epoch; 0 = every copy in every epoch. 1 fits about 4x
+    # faster with 2 degraded copies but loses most of their gain on noisy channels (docs/research.md section 32)
     head_stats: str = "auto"  # the statistics the heads read: "all", "voice" (only the voice student's 512;
     # alone they beat every mix with the hand-made statistics on unseen speakers, docs/research.md section 25), or
     # "auto": "voice" when the model has a voice student (FeatureConfig.voice), else "all"
