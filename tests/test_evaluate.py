@@ -410,6 +410,7 @@ def test_cv_reuses_saved_fold_models_only_for_the_same_speakers_data_and_recipe(
     configuration (torch threads aside) is loaded, not fitted; another recipe, a missing fold.json or other
     data fits again."""
     import json
+    import os
     from dataclasses import replace
 
     from emovae.config import TrainConfig
@@ -460,9 +461,12 @@ def test_cv_reuses_saved_fold_models_only_for_the_same_speakers_data_and_recipe(
     (root / "seed3-fold1" / "fold.json").unlink()
     assert run("b").metrics["folds_reused"] == [0] and fits[-1] == "b" and len(fits) == 5
     tr = speaker_folds(table.speakers, 2, seed=3)[0][0]
+    st = os.stat(table.paths[tr[0]])
+    os.utime(table.paths[tr[0]], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed on disk
+    # the clip is in fold 0's training data and fold 1's test data: only fold 0 is fitted again
+    assert run("b").metrics["folds_reused"] == [1] and len(fits) == 6
     flip = {"neutral": "angry", "angry": "neutral"}
     relabelled = replace(table, items=[replace(it, label=flip[it.label]) if i == tr[0] else it
                                        for i, it in enumerate(table.items)])
     assert fold_digest(relabelled, tr) != fold_digest(table, tr)
-    # the clip is in fold 0's training data and fold 1's test data: only fold 0 is fitted again
-    assert run("b", data=relabelled).metrics["folds_reused"] == [1] and len(fits) == 6
+    assert run("b", data=relabelled).metrics["folds_reused"] == [1] and len(fits) == 7

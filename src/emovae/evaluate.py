@@ -138,12 +138,16 @@ def _summary(fold_metrics: list[dict], keys=SCALAR_METRICS) -> dict:
 
 
 def fold_digest(table: FeatureTable, rows) -> str:
-    """A fingerprint (sha1 hex) of a fold's training data: each row's file (absolute path), label and speaker, and
-    the names of the training copies: a saved fold model is reused only for the same data."""
+    """A fingerprint (sha1 hex) of a fold's training data: each row's file (absolute path, size and modification
+    time, as the feature cache keys it), label and speaker, and the names of the training copies: a saved fold
+    model is reused only for the same data."""
     h = hashlib.sha1()
     speakers = table.speakers if table.has_speakers else np.full(len(table.labels), "")
     for i in rows:
-        h.update(f"{os.path.abspath(table.paths[i])}|{table.labels[i]}|{speakers[i]}\n".encode())
+        path = table.paths[i]
+        st = os.stat(path) if os.path.exists(path) else None
+        stamp = f"{st.st_size}|{st.st_mtime_ns}" if st else "missing"
+        h.update(f"{os.path.abspath(path)}|{stamp}|{table.labels[i]}|{speakers[i]}\n".encode())
     h.update(repr(sorted(str(k) for k in table.augmented)).encode())
     return h.hexdigest()
 
