@@ -58,7 +58,7 @@ def main() -> None:
     from emovae.evaluate import speaker_folds
     from emovae.guard import SpeechGuard
     from emovae.runtime import PRETRAINED_DIR, Recognizer
-    from emovae.train.guard import fit_guard_examples, guard_examples
+    from emovae.train.guard import PERCENTILE, fit_guard_examples, guard_examples
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(ap, quick="2 folds, 6 conditions, 20 clips of each other set")
@@ -69,11 +69,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--copies", type=int, default=None, help="degraded copies per clip in the guards fitted here "
                     "(default: fit_guard's)")
-    ap.add_argument("--percentiles", type=float, nargs="+", default=[1.0],
+    ap.add_argument("--percentiles", type=float, nargs="+", default=None,
                     help="thresholds to compare: each passes all but this %% of the guard's training speech (the "
-                         "first one fills the main tables; default: 1.0, fit_guard's)")
+                         "first one fills the main tables; default: fit_guard's, train.guard.PERCENTILE)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    args.percentiles = args.percentiles or [PERCENTILE]
     t0 = time.time()
     items = common.quick_items(args.data) if args.quick else scan(args.data)[0]
     paths = np.array([it.path for it in items])
