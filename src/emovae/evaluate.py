@@ -172,8 +172,10 @@ def saved_fold(root: str | os.PathLike, seed: int, fold: int, test_speakers, spl
     from dataclasses import replace
 
     d = Path(root) / f"seed{seed}-fold{fold}"
+    if not (d / "fold.json").is_file():
+        return None
     fresh = make_model()
-    if not (d / "fold.json").is_file() or not hasattr(fresh, "configs") or not hasattr(type(fresh), "load"):
+    if not hasattr(fresh, "configs") or not hasattr(type(fresh), "load"):
         return None
     try:
         meta = json.loads((d / "fold.json").read_text())
