@@ -509,7 +509,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, action="append", metavar="[KIND=]PATH",
                    help="labelled clips; repeat to mix sources. A folder named by a corpus convention (ravdess, "
-                        "savee, crema-d, tess, emodb; detected, or given as KIND=PATH), a folder per label "
+                        "savee, crema-d, tess, emodb, emovo; detected, or given as KIND=PATH), a folder per label "
                         "(folders=PATH: angry/x.wav ...), or a CSV/TSV manifest with columns path,label,speaker "
                         "[,corpus] (paths relative to it)")
     g.add_argument("--labels", metavar="A,B,...",

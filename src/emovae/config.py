@@ -124,7 +124,10 @@ class ClassifierConfig:
     use_stats: bool = True
     use_latent: bool = True
     c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
-    class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions
+    class_weight: str | None = "balanced"  # neutral has half the clips of the other emotions; with several
+    # corpora "balanced" also weighs every corpus alike (train.estimator.balanced_weights)
+    answer_accuracy: float = 0.5  # below the confidence at which clips the heads did not see were right this often
+    # (left-out corpora, else the inner validation speakers), a prediction's answer is "uncertain"
     adapted_head: bool = True  # also fit a head on statistics z-scored per speaker (session adaptation)
     voice_epochs: int = 40  # training epochs of the voice student (with FeatureConfig.voice)
     voice_copies_per_epoch: int = 0  # each epoch of the voice student reads every clip and this many of its
@@ -144,6 +147,8 @@ class ClassifierConfig:
         if self.head_stats not in ("auto", "all", "voice"):
             raise ParameterError("ClassifierConfig: head_stats must be 'auto', 'all' or 'voice', "
                                  f"not {self.head_stats!r}")
+        if not 0 < self.answer_accuracy < 1:
+            raise ParameterError("ClassifierConfig: answer_accuracy must lie in (0, 1)")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 

@@ -3,7 +3,8 @@
 Sources (``scan(spec)``; ``spec`` is a path, or ``KIND=PATH`` to name the kind):
 - a folder named by a corpus's convention: ``ravdess`` (``03-01-05-01-02-01-12``, speech and song),
   ``savee`` (``DC_a01``), ``crema-d`` (``1001_DFA_ANG_XX``), ``tess`` (``OAF_back_angry``), ``emodb``
-  (``03a01Fa``); found by trying each convention on the folder's audio files when the kind is not given;
+  (``03a01Fa``), ``emovo`` (``dis-f1-b1``); found by trying each convention on the folder's audio files when the
+  kind is not given;
 - ``folders``: a folder per label (``angry/x.wav``), the speaker taken from each file name by ``speaker_pattern``
   (a regular expression with a group named ``speaker``; none: speakers unknown);
 - ``manifest``: a CSV or TSV file with a header ``path,label,speaker`` and an optional ``corpus`` column; relative
@@ -96,14 +97,14 @@ def _crema(stem: str, path: Path) -> tuple[str, str]:
     return canonical_label(m.group(3)), m.group(1)
 
 
-_TESS = re.compile(r"^(OAF|YAF)_([A-Za-z]+)_(angry|disgust|fear|happy|neutral|ps|sad)$", re.IGNORECASE)
+_TESS = re.compile(r"^(OAF|YAF|OA|YA)_([A-Za-z]+)_(angry|disgust|fear|happy|neutral|ps|sad)$", re.IGNORECASE)
 
 
 def _tess(stem: str, path: Path) -> tuple[str, str]:
     m = _TESS.match(stem)
     if not m:
         raise DataError("not a TESS name (OAF_<word>_<emotion> or YAF_<word>_<emotion>)")
-    return canonical_label(m.group(3)), m.group(1).upper()
+    return canonical_label(m.group(3)), m.group(1).upper()[:2] + "F"  # OA_bite_neutral: misnamed in TESS itself
 
 
 _EMODB = re.compile(r"^(\d{2})([abn]\d{2})([WLEAFTN])([a-z]?)$")
@@ -117,7 +118,20 @@ def _emodb(stem: str, path: Path) -> tuple[str, str]:
     return _EMODB_LABELS[m.group(3)], m.group(1)
 
 
-NAMING = {"ravdess": _ravdess, "savee": _savee, "crema-d": _crema, "tess": _tess, "emodb": _emodb}
+_EMOVO = re.compile(r"^(dis|gio|neu|pau|rab|sor|tri)-([fm]\d)-([a-z]\d)$")
+_EMOVO_LABELS = {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fearful", "rab": "angry",
+                 "sor": "surprised", "tri": "sad"}
+
+
+def _emovo(stem: str, path: Path) -> tuple[str, str]:
+    m = _EMOVO.match(stem)
+    if not m:
+        raise DataError("not an EMOVO name (<dis|gio|neu|pau|rab|sor|tri>-<speaker>-<sentence>: dis-f1-b1)")
+    return _EMOVO_LABELS[m.group(1)], m.group(2)
+
+
+NAMING = {"ravdess": _ravdess, "savee": _savee, "crema-d": _crema, "tess": _tess, "emodb": _emodb,
+          "emovo": _emovo}
 KINDS = (*NAMING, "folders", "manifest")
 
 

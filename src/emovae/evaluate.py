@@ -224,7 +224,8 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
                 tqdm.write(f"fold {k}: the model saved in {save_folds} by an earlier run (same speakers, data "
                            "and configuration)")
         else:
-            model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], **extra)
+            model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], corpora=table.corpora[tr],
+                                     **extra)
             if save_folds is not None:
                 save_fold(model, save_folds, seed, k, groups[te], split, digest)
         Xte = [X[i] for i in te]

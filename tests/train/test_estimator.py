@@ -261,3 +261,59 @@ def test_no_temperature_from_a_validation_set_it_gets_all_right():
     logits = np.array([[3.0, 0.0], [0.0, 2.0], [4.0, 1.0]])
     assert fit_temperature(logits, np.array([0, 1, 0])) == 1.0
     assert fit_temperature(logits, np.array([0, 1, 1])) > 1.0  # one confident mistake: soften
+
+
+def test_balanced_weights_weigh_every_corpus_and_every_class_within_it_alike():
+    from emovae.train.estimator import balanced_weights
+
+    y = np.array(["a"] * 6 + ["b"] * 2 + ["a"] * 10 + ["b"] * 10 + ["c"] * 20)
+    corpora = np.array(["x"] * 8 + ["z"] * 40)
+    w = balanced_weights(y, corpora)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[corpora == "x"].sum() == pytest.approx(w[corpora == "z"].sum())  # 8 clips weigh as much as 40
+    for c in ("x", "z"):
+        sums = [w[(corpora == c) & (y == k)].sum() for k in np.unique(y[corpora == c])]
+        assert np.allclose(sums, sums[0])
+    # one corpus: scikit-learn's class_weight="balanced"
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    one = np.array(["x"] * len(y))
+    np.testing.assert_allclose(balanced_weights(y, one), compute_sample_weight("balanced", y))
+
+
+def test_uncertain_threshold_is_the_lowest_that_reaches_the_accuracy():
+    from emovae.train.estimator import uncertain_threshold
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.1, 1.0, 20000)
+    hit = rng.uniform(size=conf.size) < conf  # calibrated: right with probability = confidence
+    got = uncertain_threshold(conf, hit, 0.7)
+    t = got["uncertain_below"]
+    assert hit[conf >= t].mean() >= 0.7 and hit[conf >= t - 0.01].mean() < 0.7
+    assert 0.35 < t < 0.5  # accuracy of U(t, 1) clips is (1 + t) / 2 -> t = 0.4
+    assert got["risk_coverage"][0][:2] == [0.0, 1.0]
+    never = uncertain_threshold(np.full(100, 0.3), np.zeros(100, bool), 0.5)  # never right: the top kept grid point
+    assert never["uncertain_below"] == 0.3
+
+
+def test_several_corpora_choose_and_calibrate_on_left_out_corpora(X, train_table):
+    """With two corpora in the training data, C, the temperatures and the uncertain threshold come from heads that
+    never saw the corpus they score."""
+    from emovae.train.estimator import EmotionRecognizer
+
+    spk = train_table.speakers
+    corpora = np.where(np.isin(spk, np.unique(spk)[:2]), "one", "two")
+    model = EmotionRecognizer(*tiny_configs_of(train_table)).fit(X, train_table.labels, groups=spk, corpora=corpora)
+    cal = model.calibration_
+    assert cal["fitted_on"].startswith("left-out corpora (one, two")
+    assert model.c_ in model.configs()[2].c_grid and set(model.selection_scores_) == {
+        str(c) for c in model.configs()[2].c_grid}
+    assert 0.25 <= cal["temperature"] <= 20 and 0 <= cal["uncertain_below"] < 1
+    with pytest.raises(ParameterError, match="corpus names"):
+        EmotionRecognizer(*tiny_configs_of(train_table)).fit(X, train_table.labels, groups=spk, corpora=["one"])
+
+
+def tiny_configs_of(table):
+    """Tiny configs (no voice student, a few epochs) for fits inside a test."""
+    return (FeatureConfig(voice=0), VAEConfig(epochs=2, warmup_epochs=1), ClassifierConfig(c_grid=(0.01, 0.1)),
+            TrainConfig(threads=1, speed_perturb=()))

@@ -92,6 +92,46 @@ def scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
+def balanced_weights(y: np.ndarray, corpora: np.ndarray) -> np.ndarray:
+    """Row weights (N,), mean 1, under which every corpus weighs alike and, within a corpus, every class alike:
+    1 / (corpora x classes of its corpus x rows of its (corpus, class) cell). With one corpus this is
+    scikit-learn's class_weight="balanced"."""
+    cells = np.array([f"{c}\x00{v}" for c, v in zip(corpora, y)])
+    _, cell_idx, cell_n = np.unique(cells, return_inverse=True, return_counts=True)
+    corpus_names, corpus_idx = np.unique(np.asarray(corpora, dtype=str), return_inverse=True)
+    classes_in = np.array([len(set(y[corpus_idx == k].tolist())) for k in range(len(corpus_names))])
+    w = 1.0 / (len(corpus_names) * classes_in[corpus_idx] * cell_n[cell_idx])
+    return w * len(w) / w.sum()
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (N, C); -inf columns get probability 0."""
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _finite(logits: np.ndarray) -> np.ndarray:
+    """Logits with -inf (a class the scoring head did not know) set far below the row's others."""
+    lo = np.where(np.isfinite(logits), logits, np.inf).min(axis=1, keepdims=True)
+    return np.where(np.isfinite(logits), logits, lo - 30.0)
+
+
+def uncertain_threshold(confidence: np.ndarray, hit: np.ndarray, target: float) -> dict:
+    """The "uncertain" rule read off clips the heads were not fitted on: the lowest confidence threshold (on a
+    0.01 grid) at which the clips answered (confidence at or above it) are right at least ``target`` of the
+    time, keeping at least 5 % of them; the highest grid point that keeps 5 % when none reaches ``target``. Also
+    the risk-coverage curve of those clips (share answered, accuracy of the answered) at each threshold."""
+    confidence, hit = np.asarray(confidence, float), np.asarray(hit, bool)
+    grid = np.round(np.arange(0.0, 1.0, 0.01), 2)
+    curve = [(float(t), float((confidence >= t).mean()), float(hit[confidence >= t].mean()))
+             for t in grid if (confidence >= t).mean() >= 0.05]
+    ok = [t for t, _, acc in curve if acc >= target]
+    chosen = ok[0] if ok else curve[-1][0]
+    return {"uncertain_below": chosen, "answer_accuracy": target,
+            "risk_coverage": [[t, round(cov, 4), round(acc, 4)] for t, cov, acc in curve[::5]]}
+
+
 @contextlib.contextmanager
 def torch_threads(n: int):
     """torch on ``n`` threads inside the block (more threads than cores slow training many times over)."""
@@ -136,13 +176,16 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                 self.classifier_config or ClassifierConfig(), self.train_config or TrainConfig())
 
     # --------------------------------------------------------------------------------------------- fit
-    def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None) -> "EmotionRecognizer":
+    def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None,
+            corpora=None) -> "EmotionRecognizer":
         """Fit on clips X with labels y (names, any set of two or more; or EMOTIONS indices) and speakers
         ``groups``; ``classes_`` follows ``corpus.class_order``.
 
         ``augmented``: {speed factor or "degradedK": [Features of that copy of clip i, or None]} (see
         ``FeatureTable.augment``); the copies join the heads' training rows as extra speakers, never the
-        VAE's, the scalers', the validation or the novelty calibration."""
+        VAE's, the scalers', the validation or the novelty calibration. ``corpora``: the corpus of each clip
+        (N,); with two or more, the heads weigh every corpus alike (and every class within it), and C, the
+        temperatures and the "uncertain" threshold are chosen on corpora left out in turn (``_held_out``)."""
         require("torch", "train")
         require("sklearn", "train")
         import torch
@@ -159,6 +202,9 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         if len(present) < 2:
             raise DataError(f"training needs clips of at least 2 classes; got only {present}")
         groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
+        corpora = np.full(len(y), "", dtype=object) if corpora is None else np.asarray(corpora, dtype=object)
+        if len(corpora) != len(y):
+            raise ParameterError(f"got {len(X)} clips but {len(corpora)} corpus names")
         self.classes_ = np.array(present)
         self.voice_onnx_, self._network = None, None  # a refit never keeps an earlier fit's student
         if ccfg.head_stats == "voice" and not fcfg.voice:
@@ -191,7 +237,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         # rows of the heads: the clips, then their copies, speed factors first (pseudo-speakers: speaker @ copy)
         speakers = np.array([str(g) for g in groups], dtype=object)
         rows, rows_a = self._head_rows(net, seq, stats, speakers)
-        row_y, row_group = y, groups
+        row_y, row_group, row_corpus = y, groups, corpora
         for f, copies in sorted(augmented.items(), key=_copy_order):
             if len(copies) != len(X):
                 raise ParameterError(f"augmented copies {f if isinstance(f, str) else f'at speed {f:g}'}: "
@@ -204,15 +250,20 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                               np.array([f"{speakers[i]}@{variant_label(f)}" for i in keep], dtype=object))
             rows, rows_a = np.vstack([rows, single]), np.vstack([rows_a, adapted])
             row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
+            row_corpus = np.concatenate([row_corpus, corpora[keep]])
         self.n_augmented_ = len(row_y) - len(y)
-        self._choose_c(rows, row_y, row_group, y, groups, tr, va, ccfg)
-        self.calibration_ = self._fit_temperatures(rows, rows_a, row_y, row_group, y, groups, tr, va, ccfg)
-        self._set_head(net.classifier, self._logistic(self.c_, ccfg).fit(rows, row_y),
+        if len(set(corpora.tolist())) >= 2:
+            self.calibration_ = self._held_out(rows, rows_a, row_y, row_corpus, y, corpora, ccfg)
+        else:
+            self._choose_c(rows, row_y, row_group, row_corpus, y, groups, tr, va, ccfg)
+            self.calibration_ = self._fit_temperatures(rows, rows_a, row_y, row_group, row_corpus, y, groups, tr,
+                                                       va, ccfg)
+        self._set_head(net.classifier, self._head(self.c_, ccfg, rows, row_y, row_corpus),
                        self.calibration_["temperature"])
         # the adapted head: statistics z-scored with each training speaker's own moments (same C, same latent)
         self.speaker_prior_ = speaker_prior(stats, groups)
         if ccfg.adapted_head:
-            self._set_head(net.classifier_adapted, self._logistic(self.c_, ccfg).fit(rows_a, row_y),
+            self._set_head(net.classifier_adapted, self._head(self.c_, ccfg, rows_a, row_y, row_corpus),
                            self.calibration_["temperature_adapted"])
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
@@ -246,19 +297,22 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         return h.numpy().astype(np.float64), h_a.numpy().astype(np.float64)
 
     @staticmethod
-    def _logistic(c: float, ccfg: ClassifierConfig):
+    def _head(c: float, ccfg: ClassifierConfig, rows: np.ndarray, row_y: np.ndarray, row_corpus: np.ndarray):
+        """A LogisticRegression of inverse regularisation ``c`` fitted on ``rows``; with class_weight "balanced"
+        every corpus weighs alike and every class alike within it (``balanced_weights``)."""
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=c, class_weight=ccfg.class_weight, max_iter=3000)
+        weights = balanced_weights(row_y, row_corpus) if ccfg.class_weight == "balanced" else None
+        return LogisticRegression(C=c, max_iter=3000).fit(rows, row_y, sample_weight=weights)
 
-    def _choose_c(self, rows, row_y, row_group, y, groups, tr, va, ccfg: ClassifierConfig) -> None:
+    def _choose_c(self, rows, row_y, row_group, row_corpus, y, groups, tr, va, ccfg: ClassifierConfig) -> None:
         """C of the heads: the best balanced accuracy on the inner validation speakers (fit on the inner-training
         speakers' clips and copies), ties to the smaller C; the middle of the grid without a usable split."""
         from sklearn.metrics import balanced_accuracy_score
 
         if len(va) and len(set(y[tr].tolist())) == len(self.classes_):
-            fit_rows = np.flatnonzero(np.isin(row_group, groups[tr]))
-            scores = {c: balanced_accuracy_score(y[va], self._logistic(c, ccfg).fit(rows[fit_rows], row_y[fit_rows])
+            fit = np.flatnonzero(np.isin(row_group, groups[tr]))
+            scores = {c: balanced_accuracy_score(y[va], self._head(c, ccfg, rows[fit], row_y[fit], row_corpus[fit])
                                                  .predict(rows[va])) for c in ccfg.c_grid}
             self.c_ = max(scores, key=lambda c: (scores[c], -c))
             self.selection_scores_ = {str(c): float(v) for c, v in scores.items()}
@@ -266,18 +320,61 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             self.c_ = sorted(ccfg.c_grid)[len(ccfg.c_grid) // 2]
             self.selection_scores_ = {}
 
-    def _fit_temperatures(self, rows, rows_a, row_y, row_group, y, groups, tr, va, ccfg: ClassifierConfig) -> dict:
+    def _fit_temperatures(self, rows, rows_a, row_y, row_group, row_corpus, y, groups, tr, va,
+                          ccfg: ClassifierConfig) -> dict:
         """Temperatures of the two heads (logits divided by T), each fitted by log-loss on the inner validation
         speakers' clips, scored by a head of the chosen C fitted on the inner-training speakers only: so the
-        shipped probabilities are calibrated for speakers the heads never saw. 1 without a usable split."""
+        shipped probabilities are calibrated for speakers the heads never saw; and the "uncertain" threshold
+        read off the same clips. T = 1 and no threshold without a usable split."""
         if not (len(va) and len(set(y[tr].tolist())) == len(self.classes_)):
-            return {"temperature": 1.0, "temperature_adapted": 1.0, "fitted_on": "none (no inner validation split)"}
-        fit_rows = np.flatnonzero(np.isin(row_group, groups[tr]))
-        out = {}
+            return {"temperature": 1.0, "temperature_adapted": 1.0, "uncertain_below": None,
+                    "fitted_on": "none (no inner validation split)"}
+        fit = np.flatnonzero(np.isin(row_group, groups[tr]))
+        out, logits = {}, {}
         for key, r in (("temperature", rows), ("temperature_adapted", rows_a)):
-            lr = self._logistic(self.c_, ccfg).fit(r[fit_rows], row_y[fit_rows])
-            out[key] = fit_temperature(logits_of(lr, r[va]), np.searchsorted(lr.classes_, y[va]))
-        return {**out, "fitted_on": f"inner validation speakers ({len(va)} clips)"}
+            lr = self._head(self.c_, ccfg, r[fit], row_y[fit], row_corpus[fit])
+            logits[key] = logits_of(lr, r[va])
+            out[key] = fit_temperature(logits[key], np.searchsorted(lr.classes_, y[va]))
+        hit = self.classes_[logits["temperature"].argmax(axis=1)] == y[va]  # classes_ is sorted, as lr.classes_
+        return {**out, **uncertain_threshold(softmax(logits["temperature"] / out["temperature"]).max(axis=1), hit,
+                                             ccfg.answer_accuracy),
+                "fitted_on": f"inner validation speakers ({len(va)} clips)"}
+
+    def _held_out(self, rows, rows_a, row_y, row_corpus, y, corpora, ccfg: ClassifierConfig) -> dict:
+        """Leave-one-corpus-out inside the training data: for each corpus, heads fitted on the others' clips and
+        copies score its clips. C = the best mean balanced accuracy over the left-out corpora (ties to the
+        smaller C); the temperatures are fitted on the pooled left-out logits of that C, and the "uncertain"
+        threshold read off them: probabilities calibrated for a corpus the heads never saw (the student and the
+        VAE, which learn without labels, did hear every corpus)."""
+        from sklearn.metrics import balanced_accuracy_score
+
+        names = list(dict.fromkeys(corpora.tolist()))
+        n = len(y)
+
+        def left_out(c: float, r: np.ndarray) -> np.ndarray:
+            logits = np.zeros((n, len(self.classes_)))
+            for name in names:
+                fit, test = np.flatnonzero(row_corpus != name), np.flatnonzero(corpora == name)
+                lr = self._head(c, ccfg, r[fit], row_y[fit], row_corpus[fit])
+                cols = np.searchsorted(self.classes_, lr.classes_)  # a class only the left-out corpus has: -inf
+                logits[test] = -np.inf
+                logits[np.ix_(test, cols)] = logits_of(lr, r[test])
+            return logits
+
+        scores, held = {}, {}
+        for c in ccfg.c_grid:
+            held[c] = left_out(c, rows)
+            pred = self.classes_[held[c].argmax(axis=1)]
+            scores[c] = float(np.mean([balanced_accuracy_score(y[corpora == k], pred[corpora == k]) for k in names]))
+        self.c_ = max(scores, key=lambda c: (scores[c], -c))
+        self.selection_scores_ = {str(c): v for c, v in scores.items()}
+        y_idx = np.searchsorted(self.classes_, y)
+        t = fit_temperature(_finite(held[self.c_]), y_idx)
+        t_a = fit_temperature(_finite(left_out(self.c_, rows_a)), y_idx) if ccfg.adapted_head else t
+        conf = softmax(held[self.c_] / t).max(axis=1)
+        return {"temperature": t, "temperature_adapted": t_a,
+                **uncertain_threshold(conf, self.classes_[held[self.c_].argmax(axis=1)] == y, ccfg.answer_accuracy),
+                "fitted_on": f"left-out corpora ({', '.join(names)}: each scored by heads fitted on the others)"}
 
     def _fit_voice(self, X: list, augmented: dict, fcfg: FeatureConfig, ccfg: ClassifierConfig,
                    tcfg: TrainConfig) -> tuple[list, dict]:
