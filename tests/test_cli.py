@@ -250,7 +250,8 @@ def test_skip_bad_rows_trains_a_4_class_model_that_predicts_its_classes(syntheti
     assert all(r["emotion"] in classes and sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
                for r in rows)
     assert main(["predict", "--model", str(out), str(files[0])]) == 0
-    assert capsys.readouterr().out.startswith(f"{files[0]}: {rows[0]['emotion']} (")
+    assert capsys.readouterr().out.startswith(f"{files[0]}: {rows[0]['answer']} (")
+    assert all(r["answer"] in (r["emotion"], "uncertain", "not speech") for r in rows)
 
 
 def test_features_mixing_two_sources_with_labels_and_map(tmp_path, capsys):

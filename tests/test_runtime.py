@@ -156,3 +156,36 @@ def test_the_shipped_model_names_the_demo_clips():
     preds = [rec.predict_file(c) for c in clips]
     assert len(clips) == 8 and all(p.in_domain for p in preds)
     assert sum(p.emotion == parse_name(c).emotion for p, c in zip(preds, clips)) >= 7
+
+
+def test_answer_of_says_not_speech_then_uncertain_then_the_emotion():
+    from emovae.runtime import NOT_SPEECH, UNCERTAIN, answer_of
+
+    assert answer_of("happy", 0.9, False, 0.4) == NOT_SPEECH  # the guard wins, however sure the heads are
+    assert answer_of("happy", 0.39, True, 0.4) == UNCERTAIN
+    assert answer_of("happy", 0.4, True, 0.4) == "happy"
+    assert answer_of("happy", 0.1, None, None) == "happy"  # a model without a threshold always names the emotion
+
+
+def test_the_answer_follows_the_models_uncertain_threshold(tiny_model_dir, tmp_path):
+    """The threshold model.json's calibration stores turns low-confidence clips into "uncertain" in the API, its
+    JSON and the stream, with the probabilities kept."""
+    from emovae.stream import run
+
+    y = voice_like(200, 1.5, seed=9)
+    plain = Recognizer.load(tiny_model_dir, backend="onnx")
+    conf = plain.predict_signal(y, SR).confidence
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    for below, expected in ((conf + 0.01, "uncertain"), (conf - 0.01, None)):
+        meta["calibration"]["uncertain_below"] = below
+        (d / CONFIG_FILE).write_text(json.dumps(meta))
+        p = Recognizer.load(d, backend="onnx").predict_signal(y, SR)
+        assert p.answer == (expected or p.emotion) and p.emotion in plain.classes
+        assert p.to_dict()["answer"] == p.answer and p.probabilities == plain.predict_signal(y, SR).probabilities
+    meta["calibration"]["uncertain_below"] = 1.0  # every clip uncertain: the stream says so too
+    (d / CONFIG_FILE).write_text(json.dumps(meta))
+    events = [e for e in run(Recognizer.load(d, backend="onnx"), [y], SR) if e.probabilities is not None]
+    assert events and all(e.answer == "uncertain" and e.to_dict()["answer"] == "uncertain" for e in events)
+    assert "uncertain (most probable" in str(events[0])

@@ -224,3 +224,17 @@ def test_session_ids_are_checked_and_expire(recognizer):
     assert len(client.app.state.sessions) == 0
     with pytest.raises(ParameterError):
         ServeConfig(session_ttl_s=0)
+
+
+def test_a_square_wave_is_answered_not_speech_with_its_probabilities():
+    """The shipped model's speech guard stops a square wave: the service answers "not speech" instead of an
+    emotion, and still gives the probabilities."""
+    from emovae.runtime import Recognizer
+
+    t = np.arange(int(2.0 * SR)) / SR
+    square = 0.5 * np.sign(np.sin(2 * np.pi * 220 * t))
+    rec = Recognizer.load()
+    body = TestClient(create_app(rec, LIMITS)).post(
+        "/v1/predict", content=encode(square), headers={"content-type": "audio/wav"}).json()
+    assert body["answer"] == "not speech" and body["in_domain"] is False
+    assert body["emotion"] in rec.classes and sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)

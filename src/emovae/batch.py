@@ -29,7 +29,7 @@ __all__ = ["AUDIO_SUFFIXES", "columns", "expand_inputs", "score", "predict_files
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST_SUFFIXES = (".csv", ".tsv")
 TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
-FIXED_BEFORE = ("file", "emotion", "confidence")
+FIXED_BEFORE = ("file", "answer", "emotion", "confidence")
 FIXED_AFTER = ("in_domain", "novelty", "duration_s", "error")
 CHUNK = 16  # clips whose network forward runs as one batch
 PARQUET_FLUSH_ROWS = 500
@@ -121,7 +121,7 @@ def expand_inputs(specs: Iterable[str], stdin=None) -> tuple[list[str], list[tup
 
 # --------------------------------------------------------------------------------------------------- rows
 def columns(classes) -> list[str]:
-    """The table's columns: file, emotion, confidence, one per class, in_domain, novelty, duration_s, error."""
+    """The table's columns: file, answer, emotion, confidence, one per class, in_domain, novelty, duration_s, error."""
     clash = set(classes) & set(FIXED_BEFORE + FIXED_AFTER)
     if clash:
         raise ParameterError(f"class names {sorted(clash)} clash with the table's own columns")
@@ -135,7 +135,7 @@ def error_row(file: str, message: str, classes) -> dict:
 
 
 def prediction_row(p, classes) -> dict:
-    row = {"file": p.file, "emotion": p.emotion, "confidence": round(p.confidence, 6)}
+    row = {"file": p.file, "answer": p.answer, "emotion": p.emotion, "confidence": round(p.confidence, 6)}
     row.update({c: round(p.probabilities[c], 6) for c in classes})
     row.update(in_domain=p.in_domain, novelty=None if p.novelty is None else round(p.novelty, 3),
                duration_s=round(p.duration_s, 3), error=None)
@@ -296,7 +296,7 @@ class TableWriter:
         if self.fmt == "parquet":
             df = self.pd.DataFrame(self.rows, columns=self.cols)
             for c in self.cols:
-                if c not in ("file", "emotion", "error", "in_domain"):
+                if c not in ("file", "answer", "emotion", "error", "in_domain"):
                     df[c] = self.pd.to_numeric(df[c], errors="coerce")
             df["in_domain"] = df["in_domain"].astype("boolean")
             tmp = self.path.with_name(self.path.name + ".tmp")

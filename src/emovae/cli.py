@@ -307,9 +307,11 @@ def _print_prediction(p, as_json: bool) -> None:
         print(json.dumps(p.to_dict()), flush=True)
         return
     top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
-    flag = "" if p.in_domain is not False else f"  [out of domain: novelty {p.novelty:.0f}]"
     adapted = f"  [adapted: {p.speaker_clips} clips of the speaker]" if p.adapted else ""
-    print(f"{p.file}: {p.emotion} ({p.confidence:.2f})  top 3: {top}{flag}{adapted}", flush=True)
+    head = f"{p.emotion} ({p.confidence:.2f})" if p.answer == p.emotion else (
+        f"{p.answer} (most probable {p.emotion} {p.confidence:.2f}"
+        + ("" if p.answer != "not speech" or p.speech is None else f"; speech score {p.speech:.2f}") + ")")
+    print(f"{p.file}: {head}  top 3: {top}{adapted}", flush=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -24,6 +24,18 @@ from .speaker import SessionConfig, batch_moments, mix, model_prior, network_mom
 
 SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
 UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining
+NOT_SPEECH, UNCERTAIN = "not speech", "uncertain"  # answers instead of an emotion (``Prediction.answer``)
+
+
+def answer_of(emotion: str, confidence: float, in_domain: bool | None, uncertain_below: float | None) -> str:
+    """What to tell a user about one clip: "not speech" when the speech guard says so, "uncertain" when the
+    calibrated confidence is below the model's threshold (chosen on clips of corpora its heads never saw), else
+    the emotion."""
+    if in_domain is False:
+        return NOT_SPEECH
+    if uncertain_below is not None and confidence < uncertain_below:
+        return UNCERTAIN
+    return emotion
 
 
 def fit_latent_map(mu: np.ndarray, labels: list[str]) -> dict:
@@ -155,6 +167,10 @@ class Prediction:
     adapted: bool = False  # from the adapted head (statistics normalised with the speaker's moments)
     speaker_clips: int | None = None  # clips of the speaker behind those moments (sessions and batches)
     speech: float | None = None  # the speech guard's score, 0..1 (``guard.SpeechGuard``)
+    answer: str = ""  # what to tell the user: the emotion, "uncertain" or "not speech" (``answer_of``)
+
+    def __post_init__(self):
+        self.answer = self.answer or self.emotion
 
     @property
     def confidence(self) -> float:
@@ -165,7 +181,8 @@ class Prediction:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
 
     def to_dict(self) -> dict:
-        d = {"file": self.file, "emotion": self.emotion, "confidence": round(self.confidence, 6),
+        d = {"file": self.file, "answer": self.answer, "emotion": self.emotion,
+             "confidence": round(self.confidence, 6),
              "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
              "duration_s": round(self.duration_s, 3)}
         if self.map_xy is not None:
@@ -190,6 +207,8 @@ class Recognizer:
         # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; docs/research.md section 8)
         self.test_time_speeds = tuple((meta.get("train_config") or {}).get("speed_perturb", ())) if tta else ()
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
+        # below this calibrated confidence the answer is "uncertain" (models before 2026-12-06: never)
+        self.uncertain_below = (meta.get("calibration") or {}).get("uncertain_below")
         self.guard = SpeechGuard(meta["guard"]) if meta.get("guard") else None  # in_domain: is it speech?
         self.meta = meta
         self.source = source
@@ -293,7 +312,8 @@ class Recognizer:
             emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
             preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
                                     names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
-                                    novelty, in_domain, bool(adapted[i]), speaker_clips[i], speech))
+                                    novelty, in_domain, bool(adapted[i]), speaker_clips[i], speech,
+                                    answer_of(emotion, float(p.max()), in_domain, self.uncertain_below)))
         return preds
 
     def session(self, cfg: SessionConfig | None = None):

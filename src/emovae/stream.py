@@ -50,10 +50,14 @@ class StreamEvent:
     novelty: float | None = None  # the VAE's novelty score (see runtime.Prediction)
     in_domain: bool | None = None
     adapted: bool = False  # from the adapted head (a session with enough speech)
+    answer: str = ""  # the emotion, "uncertain", "not speech" (``runtime.answer_of``) or "silence"
+
+    def __post_init__(self):
+        self.answer = self.answer or self.emotion
 
     def to_dict(self) -> dict:
-        d = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "emotion": self.emotion,
-             "active": round(self.active, 3)}
+        d = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "answer": self.answer,
+             "emotion": self.emotion, "active": round(self.active, 3)}
         if self.probabilities is not None:
             d["probabilities"] = {k: round(v, 4) for k, v in self.probabilities.items()}
         if self.novelty is not None:
@@ -67,8 +71,8 @@ class StreamEvent:
         if self.probabilities is None:
             return head + SILENCE
         top = sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:3]
-        flag = "  [out of domain]" if self.in_domain is False else ""
-        return head + f"{self.emotion:9s} {top[0][1]:.2f}   (" + ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")" + flag
+        said = self.emotion if self.answer == self.emotion else f"{self.answer} (most probable {self.emotion})"
+        return head + f"{said:9s} {top[0][1]:.2f}   (" + ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")"
 
 
 def active_fraction(y: np.ndarray, feature_config, gate_db: float) -> float:
@@ -135,7 +139,7 @@ class EmotionStream:
             p = (self.session or self.recognizer).predict_signal(y, self.rate)
         except AudioError:  # e.g. digital silence that slipped through the gate
             return StreamEvent(t0, t1, SILENCE, None, active)
-        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain, p.adapted)
+        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain, p.adapted, p.answer)
 
 
 def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | None = None,

@@ -1,0 +1,248 @@
+"""Leave-one-corpus-out benchmark (issue 34, "Many voices"): train on three corpora, test on the fourth.
+
+The four labelled corpora of ``../shared/data`` (RAVDESS actors 1-20, SAVEE, TESS, EMOVO) in the shared 7-class
+vocabulary (RAVDESS's calm merged into neutral: ``--map calm=neutral``, the shipped model's class set). Each corpus
+is held out in turn (``cross_validate(split="corpus")``); inside each fold the estimator chooses C, fits its
+temperatures and its "uncertain" threshold on the three training corpora left out in turn, so nothing is tuned
+on the test corpus. Per left-out corpus:
+
+- emovae strict (one clip at a time) and adapted (each test speaker's clips together) UA, macro-F1, expected
+  calibration error (15 bins), the share answered at the fold model's own "uncertain" threshold and the accuracy
+  of those answers, and the risk-coverage curve (accuracy of the most confident clips against the share kept);
+- the peers on the same folds: openSMILE eGeMAPSv02 and ComParE_2016 functionals + RBF SVM, strict (features
+  z-scored over the training clips) and adapted (z-scored per speaker, as the findings compare them);
+- ``--model DIR`` (repeatable, e.g. the shipped model before and after): what it says on ``librispeech-sample``
+  (ordinary read speech, never trained or tuned on: the share whose most probable class is neutral or calm, and
+  its answers) and its UA and ECE on each of the four corpora it was not trained on.
+
+Fold models are saved in ``--folds DIR`` and reused when their test corpus, training data and configuration match
+(the layout of ``emovae evaluate --split corpus --save-folds DIR``), so an interrupted run resumes.
+
+Usage: python benchmarks/loco.py --folds DIR [--voice-copies-per-epoch 1] [--degraded-copies 0] [--threads 1]
+       [--model LABEL=DIR ...] [--out FILE]
+A run whose folds are saved takes minutes (peers' features cached in ~/.cache/emovae/peers); fitting the four
+folds takes about 45 minutes on one thread of a 2-core machine with ``--voice-copies-per-epoch 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+SOURCES = {"ravdess": "ravdess-speech", "savee": "savee", "tess": "tess", "emovo": "emovo"}
+MAPPING = {"calm": "neutral"}
+PEERS = ("eGeMAPSv02", "ComParE_2016")
+COVERAGES = (1.0, 0.8, 0.6, 0.4, 0.2)
+
+
+def fmt(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+def risk_coverage(conf: np.ndarray, hit: np.ndarray) -> dict[float, float]:
+    """Accuracy of the most confident ``c`` share of the clips, for each c in COVERAGES."""
+    order = np.argsort(-conf, kind="stable")
+    return {c: float(hit[order[:max(1, int(round(c * len(order))))]].mean()) for c in COVERAGES}
+
+
+def table_of(root: Path, fcfg, tcfg):
+    """The four corpora as one augmented FeatureTable (7 classes)."""
+    from emovae.extraction import default_cache_dir, extract_dataset
+
+    table, problems = extract_dataset([f"{k}={root / v}" for k, v in SOURCES.items()], fcfg, mapping=MAPPING,
+                                      cache_dir=default_cache_dir(), progress=False)
+    for p in problems:
+        print(f"[loco] skipped {p}", flush=True)
+    return table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, cache_dir=default_cache_dir(),
+                         progress=False)
+
+
+def emovae_rows(table, args, configs) -> tuple[dict, dict]:
+    """Per left-out corpus: emovae's metrics from the saved (or newly fitted) fold models."""
+    from emovae.evaluate import calibration_error, compute_metrics, cross_validate, folds_for
+    from emovae.train.estimator import EmotionRecognizer
+
+    fcfg, vcfg, ccfg, tcfg = configs
+    t0 = time.perf_counter()
+    res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg), n_splits=4, seed=0,
+                         progress=True, split="corpus", save_folds=args.folds)
+    seconds = time.perf_counter() - t0
+    y, classes = table.labels, table.classes
+    rows = {}
+    for k, (tr, te) in enumerate(folds_for(table, "corpus", 4, 0)):
+        name = table.corpora[te][0]
+        model = EmotionRecognizer.load(Path(args.folds) / f"seed0-fold{k}")
+        conf, hit = res.proba[te].max(axis=1), res.y_pred[te] == y[te]
+        t = model.calibration_.get("uncertain_below")
+        answered = conf >= t if t is not None else np.ones(len(te), bool)
+        m = compute_metrics(y[te], res.y_pred[te], classes)
+        rows[name] = {"ua": m["balanced_accuracy"], "f1": m["macro_f1"], "n": len(te),
+                      "adapted": res.metrics["adapted"]["folds"][k]["balanced_accuracy"],
+                      "ece": calibration_error(res.proba[te], y[te], classes),
+                      "threshold": t, "answered": float(answered.mean()),
+                      "answered_acc": float(hit[answered].mean()) if answered.any() else float("nan"),
+                      "rc": risk_coverage(conf, hit), "recall": m["per_class_recall"],
+                      "temperature": model.calibration_.get("temperature"), "c": model.c_}
+        print(f"[loco] emovae, {name} left out: UA {rows[name]['ua']:.3f}, adapted {rows[name]['adapted']:.3f}, "
+              f"ECE {rows[name]['ece']:.3f}, answered {rows[name]['answered']:.2f} at {t}", flush=True)
+    return rows, {"seconds": seconds, "reused": res.metrics.get("folds_reused", [])}
+
+
+def peer_rows(table) -> dict:
+    """Per peer and left-out corpus: the SVM's strict and per-speaker-normalised UA and macro-F1."""
+    from emovae.evaluate import compute_metrics, folds_for
+    from emovae.speaker import speaker_normalize
+
+    y, classes, speakers = table.labels, table.classes, table.speakers
+    out = {}
+    for peer in PEERS:
+        X, seconds = common.opensmile_functionals(table.paths, peer)
+        Xn = speaker_normalize(X, speakers)
+        out[peer] = {"extract_s": seconds}
+        for tr, te in folds_for(table, "corpus", 4, 0):
+            name = table.corpora[te][0]
+            strict = common.svm().fit(X[tr], y[tr]).predict(X[te])
+            adapted = common.svm().fit(Xn[tr], y[tr]).predict(Xn[te])
+            m = compute_metrics(y[te], strict, classes)
+            out[peer][name] = {"ua": m["balanced_accuracy"], "f1": m["macro_f1"],
+                               "adapted": compute_metrics(y[te], adapted, classes)["balanced_accuracy"]}
+            print(f"[loco] {peer}, {name} left out: UA {m['balanced_accuracy']:.3f}", flush=True)
+    return out
+
+
+def model_checks(specs, table, root: Path) -> dict:
+    """Per model folder: librispeech-sample answers, and UA / ECE on each corpus it was not trained on."""
+    from emovae.batch import expand_inputs
+    from emovae.evaluate import calibration_error, evaluate_model
+    from emovae.runtime import Recognizer
+    from emovae.train.estimator import EmotionRecognizer
+
+    libri, _ = expand_inputs([str(root / "librispeech-sample")])
+    out = {}
+    for spec in specs:
+        label, _, path = spec.rpartition("=")
+        label = label or Path(path).name
+        rec = Recognizer.load(path, backend="onnx")
+        preds = [rec.predict_file(f) for f in libri]
+        top = np.array([p.emotion for p in preds])
+        answers = np.array([p.answer for p in preds])
+        seen = set((rec.meta.get("training_data") or {}).get("corpora") or ["ravdess"])
+        model = EmotionRecognizer.load(path)
+        per = {}
+        for name in SOURCES:
+            if name in seen:
+                continue
+            keep = np.flatnonzero(table.corpora == name)
+            sub = table.subset(keep)
+            r = evaluate_model(model, sub)
+            shared = [model.classes_.tolist().index(c) for c in r.metrics["classes"]]
+            p = r.proba[:, shared] / r.proba[:, shared].sum(axis=1, keepdims=True)
+            ok = np.isin(sub.labels, r.metrics["classes"])
+            per[name] = {"ua": r.metrics["balanced_accuracy"],
+                         "ece": calibration_error(p[ok], sub.labels[ok], r.metrics["classes"])}
+        out[label] = {"path": path, "classes": list(rec.classes), "trained_on": sorted(seen), "n_libri": len(preds),
+                      "neutral_or_calm": float(np.isin(top, ["neutral", "calm"]).mean()),
+                      "top": {c: float((top == c).mean()) for c in rec.classes},
+                      "uncertain": float((answers == "uncertain").mean()),
+                      "not_speech": float((answers == "not speech").mean()),
+                      "median_conf": float(np.median([p.confidence for p in preds])), "corpora": per}
+        print(f"[loco] {label}: librispeech neutral/calm {out[label]['neutral_or_calm']:.2f}, uncertain "
+              f"{out[label]['uncertain']:.2f}; " + ", ".join(f"{k} {v['ua']:.3f}" for k, v in per.items()), flush=True)
+    return out
+
+
+def report(rows, info, peers, checks, configs, seconds) -> str:
+    names = list(rows)
+    mean = lambda d, key: float(np.mean([d[n][key] for n in names]))  # noqa: E731
+    lines = ["# Leave-one-corpus-out (issue 34)", "", *common.header_lines("loco.py"),
+             f"- Fold models: {info['seconds'] / 60:.1f} min for this run (folds reused from an earlier run: "
+             f"{info['reused'] or 'none'}); recipe {configs_text(configs)}",
+             f"- Whole run: {seconds / 60:.1f} min", "",
+             "Train on three corpora, test on the fourth; 7 classes (calm merged into neutral); UA = balanced "
+             "accuracy (chance 0.143). C, temperatures and the uncertain threshold are chosen inside each fold on "
+             "the training corpora left out in turn: nothing is tuned on the test corpus. Whisper-base anchor: the "
+             "issue's figures (frozen encoder mean+std + logistic regression), not run here.", "",
+             "| left-out corpus (clips) | emovae UA strict | adapted | macro-F1 | ECE | eGeMAPS+SVM strict / adapted "
+             "| ComParE+SVM strict / adapted | Whisper-base anchor |", "|---|---|---|---|---|---|---|---|"]
+    anchor = {"ravdess": 0.37, "savee": 0.24, "tess": 0.21, "emovo": 0.28}
+    for n in names:
+        r = rows[n]
+        cells = [f"{fmt(peers[p][n]['ua'])} / {fmt(peers[p][n]['adapted'])}" if p in peers else "—" for p in PEERS]
+        lines.append(f"| {n} ({r['n']}) | **{r['ua']:.3f}** | {r['adapted']:.3f} | {r['f1']:.3f} | {r['ece']:.3f} | "
+                     f"{cells[0]} | {cells[1]} | {anchor.get(n, float('nan')):.2f} |")
+    pm = [f"{np.mean([peers[p][n]['ua'] for n in names]):.3f} / {np.mean([peers[p][n]['adapted'] for n in names]):.3f}"
+          if p in peers else "—" for p in PEERS]
+    lines += [f"| **mean** | **{mean(rows, 'ua'):.3f}** | {mean(rows, 'adapted'):.3f} | {mean(rows, 'f1'):.3f} | "
+              f"{mean(rows, 'ece'):.3f} | {pm[0]} | {pm[1]} | 0.28 |", "",
+              "## Uncertain answers and risk-coverage (emovae, strict)", "",
+              "The fold model's own threshold (chosen on its training corpora) and the accuracy of the clips it "
+              "answers; then the accuracy of the most confident share of the clips.", "",
+              "| left-out corpus | threshold | answered | accuracy answered | accuracy of all | "
+              + " | ".join(f"top {int(100 * c)} %" for c in COVERAGES[1:]) + " | T | C |",
+              "|---|---|---|---|---|" + "---|" * (len(COVERAGES) - 1) + "---|---|"]
+    for n in names:
+        r = rows[n]
+        lines.append(f"| {n} | {fmt(r['threshold'])} | {r['answered']:.2f} | {fmt(r['answered_acc'])} | "
+                     f"{r['rc'][1.0]:.3f} | " + " | ".join(f"{r['rc'][c]:.3f}" for c in COVERAGES[1:])
+                     + f" | {r['temperature']} | {r['c']} |")
+    lines += ["", "Recall per class (strict):", ""]
+    for n in names:
+        lines.append(f"- {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[n]["recall"].items()))
+    if checks:
+        lines += ["", "## Models on ordinary speech and on corpora they did not train on", "",
+                  "`librispeech-sample`: 250 clips of read speech, mostly neutral in tone (a check, never trained "
+                  "or tuned on). UA on a corpus is over the classes the model and the corpus share.", "",
+                  "| model | trained on | LibriSpeech: neutral or calm | uncertain | not speech | median confidence "
+                  "| unseen corpora: UA (ECE) |", "|---|---|---|---|---|---|---|"]
+        for label, c in checks.items():
+            unseen = ", ".join(f"{k} {v['ua']:.3f} ({v['ece']:.3f})" for k, v in c["corpora"].items()) or "—"
+            lines.append(f"| {label} | {', '.join(c['trained_on'])} | {c['neutral_or_calm']:.2f} | "
+                         f"{c['uncertain']:.2f} | {c['not_speech']:.2f} | {c['median_conf']:.2f} | {unseen} |")
+        for label, c in checks.items():
+            lines.append(f"\n{label} on LibriSpeech, most probable class: "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in c["top"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def configs_text(configs) -> str:
+    _, _, ccfg, tcfg = configs
+    return (f"speed copies {list(tcfg.speed_perturb)}, {tcfg.degraded_copies} degraded copies, voice student "
+            f"{ccfg.voice_epochs} epochs with {ccfg.voice_copies_per_epoch or 'all'} copies per epoch")
+
+
+def main(argv=None) -> int:
+    from dataclasses import replace
+
+    from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=str(common.data_root()), help="folder holding the corpora")
+    ap.add_argument("--folds", required=True, help="fold models: reused when they match, else fitted and saved")
+    ap.add_argument("--voice-copies-per-epoch", type=int, default=1)
+    ap.add_argument("--degraded-copies", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                    help="a model folder to check on librispeech-sample and the corpora it did not train on")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--out", default=str(common.results_path("loco")))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    configs = (FeatureConfig(), VAEConfig(),
+               replace(ClassifierConfig(), voice_copies_per_epoch=args.voice_copies_per_epoch),
+               TrainConfig(threads=args.threads, degraded_copies=args.degraded_copies))
+    root = Path(args.root)
+    table = table_of(root, configs[0], configs[3])
+    rows, info = emovae_rows(table, args, configs)
+    peers = {} if args.no_peers or not common.have_opensmile() else peer_rows(table)
+    checks = model_checks(args.model, table, root)
+    common.write_results(args.out, report(rows, info, peers, checks, configs, time.perf_counter() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
