@@ -14,7 +14,7 @@ import pytest
 
 from emovae import batch
 from emovae.cli import main
-from emovae.errors import MissingDependencyError
+from emovae.errors import DataError, MissingDependencyError
 from emovae.evaluate import demo_clips
 
 pd = pytest.importorskip("pandas")
@@ -52,6 +52,13 @@ def test_inputs_expand_files_folders_globs_manifests_and_stdin(tree):
     assert len(files) == 1 and files[0].startswith(str(tree / "a" / "b")) and problems[0][1] == "empty path"
     files, _ = batch.expand_inputs(["-"], io.StringIO("\n".join(a[:2]) + "\n\n"))
     assert files == a[:2]
+    # the one vocabulary: 'file' is read as 'path' (a table predict wrote is a list of files to score again)
+    (tree / "f.tsv").write_text("File\tspeaker\na/" + sorted((tree / "a").glob("*.flac"))[0].name + "\tx\n")
+    files, problems = batch.expand_inputs([str(tree / "f.tsv")])
+    assert files == [a[0]] and problems == []
+    (tree / "bad.csv").write_text("clip,label\nx.wav,happy\n")
+    with pytest.raises(DataError, match=r"bad.csv:1: a manifest for predict needs a header with columns path"):
+        batch.expand_inputs([str(tree / "bad.csv")])
     files, problems = batch.expand_inputs([str(tree / "nothing*.wav"), str(tree / "missing.wav")])
     assert files == [str(tree / "missing.wav")] and "no audio file matches" in problems[0][1]
 
@@ -137,6 +144,17 @@ def test_cli_table_from_stdin_and_text_mode_reads_folders(rec, tree, monkeypatch
     out, err = capsys.readouterr()
     assert [json.loads(line)["file"] for line in out.splitlines()] == paths
     assert "no audio file matches" in err
+
+
+def test_speaker_column_only_in_adapted_tables(rec):
+    c = batch.columns(rec.classes)
+    assert "speaker" not in c and batch.columns(rec.classes, speaker=True) == [c[0], "speaker", *c[1:]]
+    row = batch.error_row("x.wav", "bad", rec.classes, speaker="s1")
+    assert list(row) == batch.columns(rec.classes, speaker=True) and row["speaker"] == "s1"
+    assert "speaker" not in batch.error_row("x.wav", "bad", rec.classes)
+    with pytest.raises(Exception, match="clash"):
+        batch.columns(("speaker", "angry"), speaker=True)
+    assert batch.columns(("speaker", "angry"))[4] == "speaker"  # a class of that name is fine without adapting
 
 
 def test_a_cut_csv_row_is_scored_again(rec, tree, capsys):

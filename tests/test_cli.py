@@ -300,3 +300,121 @@ def test_serve_processes_without_a_shared_store_is_refused_before_starting(capsy
     assert main(["serve", "--processes", "2", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "--processes 2" in err and "--session-store redis://" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------- speakers (issue 33)
+SAVEE_NAMES = ("DC_a01", "DC_n01", "DC_h01", "JE_a01", "JE_n01")
+
+
+def _savee_folder(root):
+    """One flat folder of SAVEE-named clips of 2 speakers (DC: 3 clips, JE: 2), as SAVEE ships, and a clip whose
+    name follows no convention."""
+    import soundfile as sf
+
+    from .conftest import voice_like
+
+    root.mkdir(parents=True)
+    files = []
+    for k, name in enumerate((*SAVEE_NAMES, "holiday")):
+        sf.write(root / f"{name}.wav", voice_like(110 + 20 * k, 0.8, seed=k, formant=500 + 90 * k), 16000)
+        files.append(root / f"{name}.wav")
+    return files
+
+
+def _json_rows(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_speaker_from_name_reads_every_convention_and_each_row_names_its_speaker(tiny_model_dir, tmp_path, capsys):
+    *named, other = _savee_folder(tmp_path / "savee")
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["predict", *model, "--json", "--speaker-from", "name", *map(str, named), str(other)]) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in rows] == list(map(str, named))
+    assert [r["speaker"] for r in rows] == ["savee/DC"] * 3 + ["savee/JE"] * 2 and list(rows[0])[:2] == ["file",
+                                                                                                       "speaker"]
+    assert [r["speaker_clips"] for r in rows] == [3, 3, 3, 2, 2] and all(r["adapted"] for r in rows)
+    assert "holiday.wav: skipped: its name follows no naming convention" in err and "savee" in err
+    assert "Traceback" not in err
+    # actor: the older name of the same thing
+    assert main(["predict", *model, "--json", "--speaker-from", "actor", *map(str, named)]) == 0
+    assert _json_rows(capsys) == rows
+    # text lines carry the speaker too
+    assert main(["predict", *model, "--speaker-from", "name", *map(str, named)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "[speaker savee/DC: adapted to 3 clip(s) of the speaker]" in lines[0]
+    assert "[speaker savee/JE: adapted to 2 clip(s) of the speaker]" in lines[-1]
+
+
+def test_speaker_from_folder_warns_when_the_names_say_several_speakers(tiny_model_dir, tmp_path, capsys):
+    *named, _ = _savee_folder(tmp_path / "savee")
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["predict", *model, "--json", "--speaker-from", "folder", *map(str, named)]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    folder = str((tmp_path / "savee").resolve())
+    assert all(r["speaker"] == folder and r["speaker_clips"] == 5 for r in rows)
+    assert f"warning: {folder}: its file names name 2 speakers (savee: DC, JE)" in err
+    assert "ONE speaker" in err and "--speaker-from name" in err
+    # one speaker per folder: no warning
+    for f in named[3:]:
+        (tmp_path / "je").mkdir(exist_ok=True)
+        f.rename(tmp_path / "je" / f.name)
+    assert main(["predict", *model, "--json", "--speaker-from", "folder", *map(str, named[:3])]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_a_training_manifest_drives_speaker_from_and_every_table_row_has_its_speaker(tiny_model_dir, tmp_path,
+                                                                                      capsys, ext):
+    """The one vocabulary: a training manifest (path,label,speaker; paths relative to it) is predict's input and
+    its --speaker-from table; the adapted table has a speaker column in every format, and the same grouping as
+    --speaker-from name gives the same scores."""
+    from emovae import batch
+
+    if ext == ".parquet":
+        pytest.importorskip("pyarrow")
+        pytest.importorskip("pandas")
+    *named, _ = _savee_folder(tmp_path / "savee")
+    m = tmp_path / "lists" / "train.csv"
+    m.parent.mkdir()
+    m.write_text("path,label,speaker\n" + "".join(f"../savee/{f.name},angry,{f.name[:2].lower()}\n" for f in named))
+    model = ["--model", str(tiny_model_dir)]
+    out = tmp_path / f"r{ext}"
+    assert main(["predict", *model, str(m), "--speaker-from", str(m), "--out", str(out)]) == 0
+    cols, rows = batch.read_table(out)
+    assert cols[:2] == ["file", "speaker"] and [r["speaker"] for r in rows] == ["dc"] * 3 + ["je"] * 2
+    assert main(["predict", *model, "--json", "--speaker-from", "name", *map(str, named)]) == 0
+    by_name = _json_rows(capsys)
+    for r, n in zip(rows, by_name):
+        assert float(r["confidence"]) == pytest.approx(n["confidence"], abs=1e-5)
+        assert r["speaker"] == n["speaker"].split("/")[1].lower()
+    # an error row keeps its speaker; a file the table does not know is an error row without one
+    bad = tmp_path / "savee" / "KL_a01.wav"
+    bad.write_text("not audio")
+    with m.open("a") as fh:
+        fh.write("../savee/KL_a01.wav,angry,kl\n")
+    stray = tmp_path / "stray.wav"
+    stray.write_bytes(named[0].read_bytes())
+    assert main(["predict", *model, str(m), str(stray), "--speaker-from", str(m), "--out",
+                 str(tmp_path / f"r2{ext}")]) == 1
+    rows = {batch._key(r["file"]): r for r in batch.read_table(tmp_path / f"r2{ext}")[1]}
+    assert rows[batch._key(bad)]["speaker"] == "kl" and "KL_a01.wav" in rows[batch._key(bad)]["error"]
+    assert batch._blank(rows[batch._key(stray)]["speaker"]) and "no speaker for it" in rows[batch._key(stray)]["error"]
+
+
+def test_an_older_file_speaker_table_still_works_and_bad_tables_are_clear(tiny_model_dir, tmp_path, capsys):
+    *named, _ = _savee_folder(tmp_path / "savee")
+    t = tmp_path / "speakers.csv"
+    t.write_text("file,speaker\n" + "".join(f"{f},{'one' if i < 2 else 'two'}\n" for i, f in enumerate(named)))
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["predict", *model, "--json", "--speaker-from", str(t), *map(str, named)]) == 0
+    assert [r["speaker"] for r in _json_rows(capsys)] == ["one", "one", "two", "two", "two"]
+    assert main(["predict", *model, "--speaker-from", str(tmp_path / "none.csv"), str(named[0])]) == 2
+    err = capsys.readouterr().err
+    assert "not 'folder', 'name' (or 'actor')" in err and "path,speaker" in err and "Traceback" not in err
+    t.write_text("clip,who\nx.wav,a\n")
+    assert main(["predict", *model, "--speaker-from", str(t), str(named[0])]) == 2
+    err = capsys.readouterr().err
+    assert f"{t}:1: --speaker-from needs a header with columns path, speaker" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emovae.corpus import (ALIASES, NAMING, Item, Problem, audio_files, canonical_label, class_order, detect,
-                           parse_mapping, read_manifest, scan, scan_all, select_labels)
+                           parse_mapping, read_manifest, read_rows, scan, scan_all, select_labels, speaker_in_name)
 from emovae.data import EMOTIONS
 from emovae.errors import DataError
 
@@ -194,15 +194,58 @@ def test_tsv_manifest(tmp_path):
 
 def test_a_bad_manifest_header_names_line_1(tmp_path):
     m = tmp_path / "m.csv"
-    m.write_text("file,emotion,speaker\nx.wav,angry,a\n")
+    m.write_text("clip,emotion,speaker\nx.wav,angry,a\n")
     with pytest.raises(DataError) as exc:
         scan(m)
     assert f"{m}:1" in str(exc.value) and "missing path, label" in str(exc.value)
+    assert "'file' is read as 'path'" in str(exc.value) and "found clip, emotion, speaker" in str(exc.value)
     with pytest.raises(DataError, match="no such manifest"):
         scan(f"manifest={tmp_path / 'none.csv'}")
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x81bad")
     with pytest.raises(DataError, match="not a readable text manifest"):
         scan(tmp_path / "bin.csv")
+
+
+# ------------------------------------------------------------------------------------------- one table vocabulary
+def test_a_manifest_may_name_its_path_column_file(tmp_path):
+    """``file`` is read as ``path`` (predict's tables and older speaker tables name it so); a real ``path`` column
+    wins over it."""
+    _clips(tmp_path)
+    m = tmp_path / "m.csv"
+    m.write_text("File,label,speaker\nclip0.wav,angry,a\nclip1.wav,sad,b\n")
+    assert [(Path(it.path).name, it.label, it.speaker) for it in read_manifest(m)[0]] == [
+        ("clip0.wav", "angry", "a"), ("clip1.wav", "sad", "b")]
+    both = tmp_path / "both.csv"
+    both.write_text("file,path,label,speaker\nnope.wav,clip2.wav,angry,a\n")
+    assert [Path(it.path).name for it in read_manifest(both)[0]] == ["clip2.wav"]
+
+
+def test_read_rows_names_the_table_its_purpose_and_the_columns_it_lacks(tmp_path):
+    t = tmp_path / "t.tsv"
+    t.write_text("FILE\tSpeaker\tnote\n a.wav \t s1 \t x\n\n b.wav\n")
+    header, rows = read_rows(t, ("path", "speaker"), "--speaker-from")
+    assert header == ["path", "speaker", "note"]
+    assert rows == [(2, {"path": "a.wav", "speaker": "s1", "note": "x"}), (4, {"path": "b.wav"})]
+    with pytest.raises(DataError) as exc:
+        read_rows(t, ("path", "label"), "a training manifest")
+    assert str(exc.value).startswith(f"{t}:1: a training manifest needs a header with columns path, label")
+    assert "missing label" in str(exc.value)
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x81bad")
+    with pytest.raises(DataError, match="not a readable text table"):
+        read_rows(tmp_path / "bin.csv", ("path",), "x")
+
+
+@pytest.mark.parametrize("kind", list(NAMING))
+def test_speaker_in_name_knows_every_convention(kind):
+    """Every convention's good names give the speaker ``scan`` gives, whatever the folder and the audio format."""
+    names = CONVENTIONS[kind][0] if kind in CONVENTIONS else {"dis-f1-b1.wav": ("disgust", "f1"),
+                                                              "gio-m3-n5.wav": ("happy", "m3")}
+    for name, (_, speaker) in names.items():
+        assert speaker_in_name(Path("/any/where") / name) == (kind, speaker)
+        assert speaker_in_name(Path(name).with_suffix(".mp3")) == (kind, speaker)
+    bad = CONVENTIONS[kind][1] if kind in CONVENTIONS else []
+    assert all(speaker_in_name(b) is None or speaker_in_name(b)[0] != kind for b in bad)
+    assert speaker_in_name("holiday recording.wav") is None
 
 
 # ------------------------------------------------------------------------------------------- several sources
@@ -268,7 +311,7 @@ def test_canonical_labels_and_class_order():
     assert class_order(["sad", "frustrated", "neutral", "boredom", "angry", "calm", "sad", "apathy"]) == (
         "neutral", "calm", "sad", "angry", "boredom", "apathy", "frustrated")  # shared order, then the others sorted
     assert class_order(EMOTIONS[::-1]) == EMOTIONS and class_order([]) == ()
-    assert set(NAMING) == {"ravdess", "savee", "crema-d", "tess", "emodb"}
+    assert set(NAMING) == {"ravdess", "savee", "crema-d", "tess", "emodb", "emovo"}
 
 
 def test_parse_mapping():

@@ -2,12 +2,12 @@
 ``Recognizer.predict_files``).
 
 Inputs (``expand_inputs``): files, folders (recursively, ``AUDIO_SUFFIXES``), glob patterns, CSV/TSV manifests
-with a ``path`` column (relative paths from the manifest's folder) and ``-`` for a list of paths on stdin; each
-file once, in the order given. Rows (``score``): one per file with ``columns(classes)``; a file that cannot be
-scored becomes a row with its error, never a stop. Tables (``write_table``): CSV and JSON lines with the standard
-library, Parquet with pandas and pyarrow (``pip install 'emovae[batch]'``). Resumable: with an existing table,
-files already scored (rows without an error) are skipped and the new rows appended, so no file is scored twice;
-rows are written as they are scored (Parquet: rewritten every ``PARQUET_FLUSH_ROWS`` rows), so a killed run
+with a ``path`` (or ``file``) column (relative paths from the manifest's folder) and ``-`` for a list of paths on
+stdin; each file once, in the order given. Rows (``score``): one per file with ``columns(classes)``; a file that
+cannot be scored becomes a row with its error, never a stop. Tables (``write_table``): CSV and JSON lines with the
+standard library, Parquet with pandas and pyarrow (``pip install 'emovae[batch]'``). Resumable: with an existing
+table, files already scored (rows without an error) are skipped and the new rows appended, so no file is scored
+twice; rows are written as they are scored (Parquet: rewritten every ``PARQUET_FLUSH_ROWS`` rows), so a killed run
 loses at most the rows in flight.
 """
 
@@ -41,29 +41,19 @@ def _is_glob(text: str) -> bool:
 
 
 def _manifest_paths(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """Paths of a CSV/TSV manifest's ``path`` column (relative ones from the manifest's folder), and problems
-    (where, message) for rows without a path. Other columns (label, speaker...) are allowed and ignored."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"{path}: not a readable text manifest ({exc})") from None
-    first = text.split("\n", 1)[0]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else ","
-    rows = csv.reader(text.splitlines(), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(rows, [])]
-    if "path" not in header:
-        raise ParameterError(f"{path}:1: a manifest for predict needs a header with a 'path' column")
-    col = header.index("path")
+    """Paths of a CSV/TSV manifest's ``path`` column (``file`` read as its alias; relative paths from the manifest's
+    folder: ``corpus.read_rows``, the one table vocabulary, so a training manifest or a table predict wrote can be
+    scored), and problems (where, message) for rows without a path. Other columns (label, speaker...) are
+    ignored here."""
+    from .corpus import read_rows, table_path
+
+    _, rows = read_rows(path, ("path",), "a manifest for predict")
     paths, problems = [], []
-    for line, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        value = row[col].strip() if col < len(row) else ""
-        if not value:
+    for line, value in rows:
+        if not value.get("path"):
             problems.append((f"{path}:{line}", "empty path"))
             continue
-        p = Path(value)
-        paths.append(str(p if p.is_absolute() else path.parent / p))
+        paths.append(str(table_path(path, value["path"])))
     return paths, problems
 
 
@@ -120,22 +110,28 @@ def expand_inputs(specs: Iterable[str], stdin=None) -> tuple[list[str], list[tup
 
 
 # --------------------------------------------------------------------------------------------------- rows
-def columns(classes) -> list[str]:
-    """The table's columns: file, answer, emotion, confidence, one per class, in_domain, novelty, duration_s, error."""
-    clash = set(classes) & set(FIXED_BEFORE + FIXED_AFTER)
+def columns(classes, speaker: bool = False) -> list[str]:
+    """The table's columns: file, answer, emotion, confidence, one per class, in_domain, novelty, duration_s, error;
+    with ``speaker`` (scores adapted to each speaker: ``predict --speaker-from``), a speaker column after file."""
+    clash = set(classes) & set(FIXED_BEFORE + FIXED_AFTER + (("speaker",) if speaker else ()))
     if clash:
         raise ParameterError(f"class names {sorted(clash)} clash with the table's own columns")
-    return [*FIXED_BEFORE, *classes, *FIXED_AFTER]
+    return [FIXED_BEFORE[0], *(["speaker"] if speaker else []), *FIXED_BEFORE[1:], *classes, *FIXED_AFTER]
 
 
-def error_row(file: str, message: str, classes) -> dict:
-    row = dict.fromkeys(columns(classes))
+def error_row(file: str, message: str, classes, speaker: str | None = None) -> dict:
+    """The row of a file that could not be scored: its error; its speaker when known (adapted tables)."""
+    row = dict.fromkeys(columns(classes, speaker is not None))
     row["file"], row["error"] = file, message
+    if speaker is not None:
+        row["speaker"] = speaker
     return row
 
 
-def prediction_row(p, classes) -> dict:
-    row = {"file": p.file, "answer": p.answer, "emotion": p.emotion, "confidence": round(p.confidence, 6)}
+def prediction_row(p, classes, speaker: str | None = None) -> dict:
+    """The row of a ``runtime.Prediction``; ``speaker``: the speaker it was adapted to (``--speaker-from``)."""
+    row = {"file": p.file, **({} if speaker is None else {"speaker": speaker}), "answer": p.answer,
+           "emotion": p.emotion, "confidence": round(p.confidence, 6)}
     row.update({c: round(p.probabilities[c], 6) for c in classes})
     row.update(in_domain=p.in_domain, novelty=None if p.novelty is None else round(p.novelty, 3),
                duration_s=round(p.duration_s, 3), error=None)
@@ -296,7 +292,7 @@ class TableWriter:
         if self.fmt == "parquet":
             df = self.pd.DataFrame(self.rows, columns=self.cols)
             for c in self.cols:
-                if c not in ("file", "answer", "emotion", "error", "in_domain"):
+                if c not in ("file", "speaker", "answer", "emotion", "error", "in_domain"):
                     df[c] = self.pd.to_numeric(df[c], errors="coerce")
             df["in_domain"] = df["in_domain"].astype("boolean")
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -323,13 +319,13 @@ def write_table(rows: Iterable[dict], path: str | os.PathLike, classes) -> None:
 
 def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], out: str | os.PathLike,
                  progress: bool = False, rows: Iterable[dict] | None = None,
-                 scorer: Callable[[list[str]], Iterable[dict]] | None = None) -> dict:
+                 scorer: Callable[[list[str]], Iterable[dict]] | None = None, speaker: bool = False) -> dict:
     """Score ``files`` into the table ``out``, resuming an existing one: its scored files are skipped, its error
     rows for files scored now replaced. ``problems`` become error rows. ``rows``: rows computed elsewhere (then
     no resume: ``out`` must be new). ``scorer``: the files still to score -> their rows in the same order
-    (default ``score`` with ``recognizer`` in this process; ``cluster.Engine`` gives one on Dask). Returns
-    counts: scored, failed, skipped."""
-    cols = columns(recognizer.classes)
+    (default ``score`` with ``recognizer`` in this process; ``cluster.Engine`` gives one on Dask). ``speaker``: the
+    table has a speaker column (``rows`` adapted to each speaker). Returns counts: scored, failed, skipped."""
+    cols = columns(recognizer.classes, speaker)
     out = Path(out)
     table_format(out)
     keep, done = [], set()

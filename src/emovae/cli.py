@@ -241,40 +241,79 @@ def _recognizer(args: argparse.Namespace):
 
 
 def _speakers(files: list[str], how: str) -> list[str | None]:
-    """The speaker of each file for batch adaptation: its parent folder, its RAVDESS actor, or the ``speaker``
-    column of a CSV file (columns ``file``, ``speaker``); None (reported) for a file whose speaker is unknown."""
-    if how == "folder":
-        return [str(Path(f).resolve().parent) for f in files]
-    if how == "actor":
-        from .data import parse_name
+    """The speaker of each file for batch adaptation (``--speaker-from``): ``folder``, its parent folder (with a
+    warning for a folder whose file names name several speakers); ``name`` (``actor`` is its older alias), the
+    speaker in its name by any naming convention of the corpus layer (``corpus.NAMING``), as ``corpus/speaker``;
+    or else a CSV/TSV table in the one vocabulary (columns ``path`` or ``file``, and ``speaker``: a training
+    manifest will do). None (reported) for a file whose speaker is unknown."""
+    from .corpus import NAMING, speaker_in_name
 
+    if how == "folder":
+        out = [str(Path(f).resolve().parent) for f in files]
+        _warn_mixed_folders(files, out)
+        return out
+    if how in ("name", "actor"):
         out = []
         for f in files:
-            try:
-                out.append(f"actor {parse_name(f).actor}")
-            except EmovaeError as exc:
-                _err(f"{f}: skipped: no RAVDESS actor in its name ({exc})")
-                out.append(None)
+            found = speaker_in_name(f)
+            if found is None:
+                _err(f"{f}: skipped: its name follows no naming convention emovae knows ({', '.join(NAMING)}); "
+                     "use --speaker-from folder, or a table with columns path,speaker")
+            out.append(None if found is None else "/".join(found))
         return out
-    import csv
+    return _speakers_from_table(files, Path(how))
 
-    path = Path(how)
-    if not path.is_file():
-        raise ParameterError(f"--speaker-from {how}: not 'folder', 'actor' or an existing CSV file")
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ParameterError(f"{path}: not a readable CSV file ({exc})") from None
-    if not rows or not {"file", "speaker"} <= set(rows[0]):
-        raise ParameterError(f"{path}: needs a header with columns 'file' and 'speaker'")
-    by_file = {str(Path(r["file"])): r["speaker"] for r in rows if r.get("file") and r.get("speaker")}
-    by_name = {Path(f).name: spk for f, spk in by_file.items()}
+
+def _warn_mixed_folders(files: list[str], folders: list[str]) -> None:
+    """Warn (stderr) for each folder whose files' names say they hold clips of several speakers (a SAVEE folder: DC,
+    JE, JK, KL): ``--speaker-from folder`` would adapt them as one speaker."""
+    from collections import defaultdict
+
+    from .corpus import speaker_in_name
+
+    named = defaultdict(set)
+    for f, folder in zip(files, folders):
+        found = speaker_in_name(f)
+        if found is not None:
+            named[folder].add(found)
+    for folder, found in named.items():
+        if len(found) > 1:
+            kinds = sorted({k for k, _ in found})
+            who = "; ".join(f"{k}: {', '.join(sorted(spk for kk, spk in found if kk == k))}" for k in kinds)
+            print(f"emovae: warning: {folder}: its file names name {len(found)} speakers ({who}), but --speaker-from "
+                  "folder adapts all of its clips as ONE speaker; use --speaker-from name to adapt each speaker on "
+                  "its own", file=sys.stderr)
+
+
+def _speakers_from_table(files: list[str], table: Path) -> list[str | None]:
+    """Each file's speaker from the ``speaker`` column of a CSV/TSV ``table`` (``corpus.read_rows``): matched by its
+    path (relative ones from the table's folder, or as given from the working folder), else by its file name when
+    that name has one speaker in the table."""
+    import os
+
+    from .corpus import read_rows, table_path
+
+    if not table.is_file():
+        raise ParameterError(f"--speaker-from {table}: not 'folder', 'name' (or 'actor') nor an existing CSV/TSV "
+                             "table with columns path,speaker")
+
+    def key(p) -> str:
+        return os.path.normcase(os.path.normpath(os.path.abspath(p)))
+
+    _, rows = read_rows(table, ("path", "speaker"), "--speaker-from")
+    by_path, by_name = {}, {}
+    for _, r in rows:
+        if r.get("path") and r.get("speaker"):
+            by_path.setdefault(key(table_path(table, r["path"])), r["speaker"])
+            by_path.setdefault(key(r["path"]), r["speaker"])
+            by_name.setdefault(Path(r["path"]).name, set()).add(r["speaker"])
     out = []
     for f in files:
-        spk = by_file.get(str(Path(f)), by_name.get(Path(f).name))
+        spk = by_path.get(key(f))
+        if spk is None and len(by_name.get(Path(f).name, ())) == 1:
+            spk = next(iter(by_name[Path(f).name]))
         if spk is None:
-            _err(f"{f}: skipped: no speaker for it in {path}; add a row 'file,speaker'")
+            _err(f"{f}: skipped: no speaker for it in {table}; add a row with its path and speaker")
         out.append(spk)
     return out
 
@@ -300,14 +339,22 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
                         "model must be at the same paths on every worker")
 
 
-def _print_prediction(p, as_json: bool) -> None:
+def _print_prediction(p, as_json: bool, speaker: str | None = None) -> None:
+    """One prediction on stdout: a JSON object, or a line of text; ``speaker``: the speaker it was adapted to
+    (``--speaker-from``), given in both."""
     import json
 
     if as_json:
-        print(json.dumps(p.to_dict()), flush=True)
+        d = p.to_dict()
+        if speaker is not None:  # right after the file, as in the tables
+            d = {"file": d.pop("file", None), "speaker": speaker, **d}
+        print(json.dumps(d), flush=True)
         return
     top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
     adapted = f"  [adapted: {p.speaker_clips} clips of the speaker]" if p.adapted else ""
+    if speaker is not None:
+        adapted = (f"  [speaker {speaker}: " + ("adapted to" if p.adapted else "too few to adapt:")
+                   + f" {p.speaker_clips} clip(s) of the speaker]")
     head = f"{p.emotion} ({p.confidence:.2f})" if p.answer == p.emotion else (
         f"{p.answer} (most probable {p.emotion} {p.confidence:.2f}"
         + ("" if p.answer != "not speech" or p.speech is None else f"; speech score {p.speech:.2f}") + ")")
@@ -371,16 +418,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except EmovaeError as exc:
             failed += 1
             msg = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            rows.append(batch.error_row(path, msg, rec.classes))
+            rows.append(batch.error_row(path, msg, rec.classes, speaker=s))
             if not args.out:
                 _err(msg)
     preds = rec.predict_by_speaker(feats, spk, names, SessionConfig(prior_weight=args.prior_weight)) if feats else []
     if args.out:
-        rows += [batch.prediction_row(p, rec.classes) for p in preds]
-        counts = batch.run_to_table(rec, files, problems, args.out, rows=rows)
+        rows += [batch.prediction_row(p, rec.classes, speaker=s) for p, s in zip(preds, spk)]
+        counts = batch.run_to_table(rec, files, problems, args.out, rows=rows, speaker=True)
         return _table_summary(counts, args.out)
-    for p in preds:
-        _print_prediction(p, args.json)
+    for p, s in zip(preds, spk):
+        _print_prediction(p, args.json, speaker=s)
     return 1 if failed else 0
 
 
@@ -609,10 +656,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
-    p.add_argument("--speaker-from", dest="speaker_from", metavar="folder|actor|CSV",
+    p.add_argument("--speaker-from", dest="speaker_from", metavar="folder|name|TABLE",
                    help="adapt to each speaker: normalise every clip with the statistics of all clips of its "
-                        "speaker, who is the file's folder, its RAVDESS actor, or the 'speaker' column of a CSV "
-                        "with columns file,speaker")
+                        "speaker, who is the file's folder (a warning when the names in one folder say several "
+                        "speakers), the speaker in its name by a corpus convention (name, or its alias actor: "
+                        "RAVDESS, SAVEE, CREMA-D, TESS, EmoDB, EMOVO), or the 'speaker' column of a CSV/TSV table "
+                        "with columns path (or file) and speaker, such as a training manifest. Every output row "
+                        "names its speaker")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score each clip at the model's training speeds and average "
                         "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")

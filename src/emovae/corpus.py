@@ -184,30 +184,60 @@ def _by_folders(folder: Path, files: list[Path], speaker_pattern: str | None) ->
     return items, problems
 
 
-def read_manifest(path: Path) -> tuple[list[Item], list[Problem]]:
-    """Items of a CSV/TSV manifest (``path,label,speaker[,corpus]``); DataError when its header is wrong."""
+#: The one table vocabulary, wherever emovae reads a CSV/TSV table (a training manifest, predict's inputs,
+#: ``--speaker-from``): ``path`` (``file`` read as its alias: predict's own tables and older speaker tables name
+#: it so), ``label``, ``speaker`` and optionally ``corpus``; other columns are ignored.
+COLUMN_ALIASES = {"file": "path"}
+
+
+def read_rows(path: Path, required: tuple[str, ...], purpose: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(columns, rows) of a CSV/TSV table in the one vocabulary: header names stripped and lower-cased, an alias
+    (``COLUMN_ALIASES``) read as its column when the table does not also have that column; each row as (line
+    number, {column: stripped value}) for the fields the row has (a short row has fewer), blank lines left out.
+    Tab-separated when the suffix is .tsv or the header holds a tab. DataError naming the file (and line 1) when it
+    cannot be read or lacks a ``required`` column; ``purpose`` says what the table is for, in that message."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable text manifest ({exc})") from None
+        raise DataError(f"{path}: not a readable text table ({exc})") from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text.split("\n", 1)[0]) else ","
-    rows = csv.reader(text.splitlines(), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(rows, [])]
-    missing = [c for c in ("path", "label", "speaker") if c not in header]
+    try:
+        rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV/TSV table ({exc})") from None
+    header = [h.strip().lower() for h in (rows[0] if rows else [])]
+    header = [COLUMN_ALIASES[h] if h in COLUMN_ALIASES and COLUMN_ALIASES[h] not in header else h for h in header]
+    missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"{path}:1: the header needs columns path, label, speaker (and optionally corpus); "
-                        f"missing {', '.join(missing)}")
-    col = {c: header.index(c) for c in ("path", "label", "speaker", "corpus") if c in header}
+        raise DataError(f"{path}:1: {purpose} needs a header with columns {', '.join(required)} ('file' is read as "
+                        f"'path'); missing {', '.join(missing)}" + (f" (found {', '.join(header)})" if any(header)
+                                                                    else ""))
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if any(cell.strip() for cell in row):
+            out.append((line, {c: v.strip() for c, v in zip(header, row)}))
+    return header, out
+
+
+def table_path(table: Path, value: str) -> Path:
+    """A table's ``path`` value as a path: absolute as given, relative from the table's folder."""
+    return Path(value) if Path(value).is_absolute() else table.parent / value
+
+
+def read_manifest(path: Path) -> tuple[list[Item], list[Problem]]:
+    """Items of a CSV/TSV manifest (``path,label,speaker[,corpus]``; ``read_rows``); DataError when its header is
+    wrong."""
+    try:
+        header, rows = read_rows(path, ("path", "label", "speaker"), "a training manifest")
+    except DataError as exc:
+        raise DataError(str(exc).replace("not a readable text table", "not a readable text manifest")) from None
     items, problems = [], []
-    for line, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
+    for line, value in rows:
         where = f"{path}:{line}"
-        if len(row) < len(header):
-            problems.append(Problem(where, f"{len(row)} fields for {len(header)} columns", True))
+        if len(value) < len(header):
+            problems.append(Problem(where, f"{len(value)} fields for {len(header)} columns", True))
             continue
-        value = {c: row[i].strip() for c, i in col.items()}
-        clip = Path(value["path"]) if Path(value["path"]).is_absolute() else path.parent / value["path"]
+        clip = table_path(path, value["path"])
         if not value["path"] or not clip.is_file():
             problems.append(Problem(where, f"file {value['path']!r} not found" + (
                 f" (looked at {clip})" if value["path"] else ""), True))
@@ -220,6 +250,19 @@ def read_manifest(path: Path) -> tuple[list[Item], list[Problem]]:
             items.append(Item(str(clip), canonical_label(value["label"]), value["speaker"],
                               value.get("corpus") or path.stem))
     return items, problems
+
+
+def speaker_in_name(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(convention, speaker) of a file named by one of the conventions of ``NAMING`` (tried in its order; they do
+    not overlap), else None: for adapting clips to their speaker without a table (``predict --speaker-from
+    name``)."""
+    p = Path(path)
+    for kind, parse in NAMING.items():
+        try:  # the name, whatever the audio format (RAVDESS's parser also checks the suffix)
+            return kind, parse(p.stem, p.with_suffix(".wav"))[1]
+        except DataError:
+            continue
+    return None
 
 
 def detect(folder: Path, files: list[Path]) -> str:
