@@ -9,6 +9,10 @@ class AudioError(EmovaeError):
     """A file or signal that cannot be used as speech audio (missing, unreadable, empty, too short, silent)."""
 
 
+class AudioWarning(UserWarning):
+    """Audio that was used, but changed on the way: float samples beyond full scale, scaled to peak 1."""
+
+
 class DataError(EmovaeError):
     """A dataset problem: malformed RAVDESS name, empty folder, too few classes or speakers."""
 

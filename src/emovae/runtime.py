@@ -200,8 +200,12 @@ class Prediction:
 class Recognizer:
     """Clips in, emotions out: ``predict_file(path)``, ``predict_proba(signal, sr)``, ``predict_signal``."""
 
-    def __init__(self, network: Network, meta: dict, source: str, abstain: bool = False, tta: bool = False):
+    def __init__(self, network: Network, meta: dict, source: str, abstain: bool = False, tta: bool = False,
+                 max_decoded_bytes: int | None = audio.MAX_DECODED_BYTES):
         self.network = network
+        # a clip's decoded samples (float32, all channels) at most this many bytes, checked from a file's header
+        # before decoding (``audio.load``); None: no bound
+        self.max_decoded_bytes = max_decoded_bytes
         self.abstain = abstain  # name out-of-domain clips "unknown" instead of guessing an emotion
         # test-time augmentation: also score each clip played at the speeds the model was trained with, and
         # average the probabilities (+0.7 to +2.5 UA measured, 5x the extraction time; docs/research.md section 8)
@@ -218,13 +222,16 @@ class Recognizer:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, backend: str = "auto", threads: int = 1,
-             abstain: bool = False, tta: bool = False) -> "Recognizer":
+             abstain: bool = False, tta: bool = False,
+             max_decoded_bytes: int | None = audio.MAX_DECODED_BYTES) -> "Recognizer":
         """Load a model folder (or a bare exported .onnx file); default: the shipped pretrained model.
 
         backend: "onnx" (onnxruntime, no torch), "torch", or "auto" (onnx when the folder has model.onnx
         and onnxruntime is installed, else torch). abstain: report "unknown" for out-of-domain clips.
         tta: test-time augmentation of single clips (``predict_signal``, ``predict_file``, ``predict_proba``):
         average over the clip and its copies at the model's training speeds; slower, a little more accurate.
+        max_decoded_bytes: refuse a clip whose decoded float32 samples (all channels) would take more (a file's
+        from its header, before decoding; default ``audio.MAX_DECODED_BYTES``, 256 MiB; None: no bound).
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ParameterError(f"backend must be auto, onnx or torch, not {backend!r}")
@@ -233,7 +240,7 @@ class Recognizer:
             if backend == "torch":
                 raise ParameterError(f"{path}: a bare ONNX file runs only with the onnx backend")
             net = Network.load(path, threads=threads)
-            return cls(net, net.meta, str(path), abstain, tta)
+            return cls(net, net.meta, str(path), abstain, tta, max_decoded_bytes)
         meta = read_model_json(path)
         if backend == "auto":
             try:
@@ -242,7 +249,7 @@ class Recognizer:
                 backend = "onnx" if (path / ONNX_FILE).exists() else "torch"
             except ImportError:
                 backend = "torch"
-        return cls(Network.load(path, backend, meta, threads), meta, str(path), abstain, tta)
+        return cls(Network.load(path, backend, meta, threads), meta, str(path), abstain, tta, max_decoded_bytes)
 
     # ------------------------------------------------------------------------------------------ features
     def features(self, signal: np.ndarray, sr: int, name: str = "<signal>") -> Features:
@@ -252,7 +259,7 @@ class Recognizer:
     def _features_and_copies(self, signal: np.ndarray, sr: int, name: str, copies: bool = False) -> list[Features]:
         """[features of the clip] + (with ``copies``) those of the clip at each of ``test_time_speeds``."""
         cfg = self.feature_config
-        y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name)
+        y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name, self.max_decoded_bytes)
         if audio.is_silent(y, SILENCE_DB):
             raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
         speeds = self.test_time_speeds if copies else ()
@@ -364,7 +371,7 @@ class Recognizer:
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Decode, extract and classify one audio file."""
         cfg = self.feature_config
-        y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
+        y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration, max_decoded_bytes=self.max_decoded_bytes)
         return self.predict_signal(y, cfg.sample_rate, str(path))
 
 

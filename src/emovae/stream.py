@@ -104,7 +104,8 @@ class EmotionStream:
         self._emitted_end = 0  # end of the last window reported
 
     def push(self, chunk: np.ndarray, last: bool = False) -> list[StreamEvent]:
-        x = audio.to_mono(audio.as_float_samples(chunk, f"stream at {self._start / self.rate:.2f} s"), "stream")
+        x = audio.to_mono(audio.as_float_samples(chunk, f"stream at {self._start / self.rate:.2f} s", rescale=False),
+                          "stream")
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x, last=last)
         self._buf = np.concatenate([self._buf, x])
@@ -154,12 +155,12 @@ def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | N
 
 def file_chunks(path: str | os.PathLike, block_s: float = 0.1) -> tuple[Iterator[np.ndarray], int]:
     """(chunks, sample rate) of an audio file read block by block, mono float32; a recording of any length
-    (``audio.open_info`` checks the header, not the duration). A file damaged part way raises AudioError
-    from the chunk it fails at."""
+    (``audio.open_info`` checks the header, neither the duration nor the decoded size: no more than a block is
+    held at once). A file damaged part way raises AudioError from the chunk it fails at."""
     import soundfile as sf
 
     p = audio.check_path(path)
-    info = audio.open_info(str(p), str(p), max_seconds=None)
+    info = audio.open_info(str(p), str(p), max_seconds=None, max_decoded_bytes=None)
     block = max(1, int(block_s * info.samplerate))
 
     def gen():
