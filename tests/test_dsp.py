@@ -84,3 +84,25 @@ def test_dct_matrix_is_the_orthonormal_dct_ii():
     scipy_fft = pytest.importorskip("scipy.fft")
     np.testing.assert_allclose(x @ m, scipy_fft.dct(x, type=2, norm="ortho", axis=1), atol=1e-12)
     np.testing.assert_allclose(x @ dsp.dct_matrix(12, 5), (x @ m)[:, :5], atol=1e-12)  # the first coefficients
+
+
+@pytest.mark.parametrize("n", [4000, 16000, 16161, 40000])
+def test_a_span_spectrogram_is_the_spans_own_stft_from_the_clips_frames(n):
+    y = (voice_like(150, 3.0, seed=2)[:n] + 0.01).astype(np.float32)  # no sample is zero
+    n_frames = 1 + n // HOP
+    spans = [(0, n), (3 * HOP, n), (5 * HOP, 70 * HOP), ((n_frames - 2) * HOP, n), (0, 7 * HOP), (4 * HOP, 4 * HOP),
+             (10 * HOP, 10 * HOP + 1), (dsp.FFT_BLOCK * HOP - HOP, min(n, 2 * dsp.FFT_BLOCK * HOP + 33))]
+    for start, stop in [(a, b) for a, b in spans if a <= b <= n]:
+        power, span_power = dsp.stft_power(y, N_FFT, WIN, HOP, span=(start, stop), span_fft=WIN)
+        np.testing.assert_allclose(power, dsp.stft_power(y, N_FFT, WIN, HOP), rtol=1e-12, atol=1e-12)
+        own = dsp.stft_power(y[start:stop], WIN, WIN, HOP)
+        assert span_power.shape == own.shape
+        np.testing.assert_allclose(span_power, own, rtol=1e-9, atol=1e-9)
+
+
+def test_a_span_framed_otherwise_is_refused():
+    y = np.ones(4000, np.float32)
+    with pytest.raises(ValueError, match="not framed as the clip"):
+        dsp.stft_power(y, N_FFT, WIN, HOP, span=(HOP + 1, 2000), span_fft=WIN)  # not on the frame grid
+    with pytest.raises(ValueError, match="not framed as the clip"):
+        dsp.stft_power(y, N_FFT, WIN - 1, HOP, span=(HOP, 2000), span_fft=WIN - 1)  # an odd window placed otherwise

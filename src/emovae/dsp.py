@@ -48,18 +48,59 @@ def hann_window(win_length: int, n_fft: int) -> np.ndarray:
     return np.pad(w, (left, n_fft - win_length - left))
 
 
-def stft_power(y: np.ndarray, n_fft: int, win_length: int, hop_length: int) -> np.ndarray:
+def window_offset(n_fft: int, win_length: int) -> int:
+    """Samples from the start of a window's nonzero part to the centre of its ``n_fft`` frame: frame t's windowed
+    samples are y[t * hop - offset : t * hop - offset + win_length]."""
+    return n_fft // 2 - (n_fft - win_length) // 2
+
+
+def stft_power(y: np.ndarray, n_fft: int, win_length: int, hop_length: int,
+               span: tuple[int, int] | None = None, span_fft: int | None = None):
     """Power spectrogram |STFT|^2 of ``y``, (1 + len(y) // hop_length, n_fft // 2 + 1) float64, Hann window of
-    ``win_length`` samples, frames centred every ``hop_length`` samples; FFT_BLOCK frames at a time."""
-    frames = frame_signal(y, n_fft, hop_length)
-    window = hann_window(win_length, n_fft)
+    ``win_length`` samples, frames centred every ``hop_length`` samples; FFT_BLOCK frames at a time. Only the
+    window's nonzero part (win_length samples) of each frame is cut and windowed; its FFT zero-padded to n_fft has
+    the power of the centred frame (a shift changes phases only).
+
+    With ``span`` = (start, stop), sample bounds with start a multiple of hop_length, and ``span_fft``: returns
+    (power, span_power), where span_power ((stop - start) // hop_length + 1, span_fft // 2 + 1) is
+    ``stft_power(y[start:stop], span_fft, win_length, hop_length)`` taken from the same windowed frames: its frame
+    k is the clip's frame start // hop_length + k with the samples outside the span zeroed (the zero padding of
+    the span's own STFT). One framing and one window multiply feed both FFT lengths; span_fft must place the
+    window as n_fft does (``window_offset`` equal), ValueError otherwise."""
+    off = window_offset(n_fft, win_length)
+    frames = frame_signal(y, n_fft, hop_length)[:, n_fft // 2 - off: n_fft // 2 - off + win_length]
+    window = hann_window(win_length, win_length)
     out = np.empty((frames.shape[0], n_fft // 2 + 1))
+    if span is not None:
+        start, stop = int(span[0]), int(span[1])
+        if span_fft is None or window_offset(span_fft, win_length) != off or start % hop_length \
+                or not 0 <= start <= stop <= len(y):
+            raise ValueError(f"span {span} with span_fft {span_fft}: not framed as the clip (n_fft {n_fft}, window "
+                             f"{win_length}, hop {hop_length}, {len(y)} samples)")
+        first = start // hop_length
+        last = first + (stop - start) // hop_length  # the span's frames are the clip's first..last
+        span_out = np.empty((last - first + 1, span_fft // 2 + 1))
     for s in range(0, frames.shape[0], FFT_BLOCK):
-        spec = np.fft.rfft(frames[s : s + FFT_BLOCK] * window, n=n_fft, axis=1)
-        block = out[s : s + FFT_BLOCK]
-        np.multiply(spec.real, spec.real, out=block)
-        block += spec.imag * spec.imag
-    return out
+        windowed = frames[s : s + FFT_BLOCK] * window
+        _power_into(np.fft.rfft(windowed, n=n_fft, axis=1), out[s : s + FFT_BLOCK])
+        if span is None or s > last or s + len(windowed) <= first:
+            continue
+        a, b = max(s, first), min(s + len(windowed), last + 1)
+        rows = windowed[a - s : b - s]
+        first_sample = np.arange(a, b) * hop_length - off  # of each row's window
+        edge = np.flatnonzero((first_sample < start) | (first_sample + win_length > stop))
+        if edge.size:  # the few rows that reach over the span's ends
+            rows = rows.copy()
+            at = first_sample[edge, None] + np.arange(win_length)
+            rows[edge] = np.where((at < start) | (at >= stop), 0.0, rows[edge])
+        _power_into(np.fft.rfft(rows, n=span_fft, axis=1), span_out[a - first : b - first])
+    return out if span is None else (out, span_out)
+
+
+def _power_into(spec: np.ndarray, block: np.ndarray) -> None:
+    """|spec|^2 written into ``block`` (same shape, float64) without a complex temporary."""
+    np.multiply(spec.real, spec.real, out=block)
+    block += spec.imag * spec.imag
 
 
 # ------------------------------------------------------------------------------------------ mel and DCT

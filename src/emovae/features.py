@@ -1,8 +1,13 @@
 """Handcrafted speech features as pure functions: signal -> arrays, numpy only.
 
-One STFT per clip feeds MFCC, spectral centroid and band energy ratio; pitch uses YIN on its own
-longer frames, aligned to the same 10 ms grid. Everything here is torch- and librosa-free so that the
-training code and the light ONNX runtime compute features with the very same code.
+One framing per clip (25 ms Hann windows every 10 ms, ``dsp.stft_power``): its 512-point power spectrogram feeds
+MFCC, band energy ratio, centroid, loudness and the max-peak pitch, and the same windowed frames of the speech span
+give the voice student's 40 mel bands (``extract``). Two things need another resolution: those bands take a
+400-point FFT of those frames (the GE2E encoder the student learnt from reads 40 Hz bins, not the 31.25 Hz of 512
+points: other bins would change the features), and YIN cuts its own 1024-sample frames on the same 10 ms grid (its
+lag search needs two periods of f0_min, 267 samples, past a 512-sample integration window; a 400-sample frame holds
+neither). Everything here is torch- and librosa-free so that the training code and the light ONNX runtime compute
+features with the very same code.
 
 Shapes: a signal is (samples,) float32; frame matrices are (frames, features) with one name per column.
 """
@@ -271,22 +276,30 @@ def speech_span(energy_db: np.ndarray, cfg: FeatureConfig) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
-def speech_bounds(y: np.ndarray, cfg: FeatureConfig) -> tuple[int, int]:
-    """Sample span (start, stop) of the speech in ``y``, as extraction trims it (``speech_span``)."""
-    span = speech_span(frame_energy_db(y, cfg), cfg)
+def speech_bounds(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None = None) -> tuple[int, int]:
+    """Sample span (start, stop) of the speech in ``y``, as extraction trims it (``speech_span``); ``energy``:
+    ``frame_energy_db(y, cfg)`` when already computed."""
+    span = speech_span(frame_energy_db(y, cfg) if energy is None else energy, cfg)
     return span.start * cfg.hop_length, min(len(y), span.stop * cfg.hop_length)
 
 
-def frame_features(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None = None) -> np.ndarray:
-    """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed).
+def _check_signal(y: np.ndarray, cfg: FeatureConfig) -> None:
+    if y.ndim != 1:
+        raise AudioError(f"expected a mono signal of shape (samples,), got shape {y.shape}")
+    check_length(y.size, cfg.sample_rate, cfg.min_duration, "<signal>")
+
+
+def frame_features(y: np.ndarray, cfg: FeatureConfig, energy: np.ndarray | None = None,
+                   power: np.ndarray | None = None) -> np.ndarray:
+    """Frame matrix (frames, len(frame_names(cfg))) of the speech span of ``y`` (silence trimmed). ``energy``
+    (frames,) dB and ``power`` (frames, n_fft // 2 + 1): ``frame_energy_db`` and ``stft_power`` of ``y`` when
+    already computed.
 
     F0, HNR, jitter and shimmer (see ``voice_quality``) are NaN on unvoiced frames, where ``voiced`` is 0 (1
     elsewhere); every other value is finite.
     """
-    if y.ndim != 1:
-        raise AudioError(f"expected a mono signal of shape (samples,), got shape {y.shape}")
-    check_length(y.size, cfg.sample_rate, cfg.min_duration, "<signal>")
-    power = stft_power(y, cfg)
+    _check_signal(y, cfg)
+    power = stft_power(y, cfg) if power is None else power
     mel = mel_power(power, cfg)
     energy = frame_energy_db(y, cfg) if energy is None else energy  # (frames,) dB: ``frame_energy_db``
     cols = [mfcc(power, cfg, mel=mel)]
@@ -395,15 +408,23 @@ def extract(y: np.ndarray, sr: int, cfg: FeatureConfig | None = None) -> Feature
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 1 and y.size:  # a DC offset carries no emotion but shifts every energy, silence and pitch cue
         y = y - np.float32(y.mean())
-    energy = frame_energy_db(y, cfg) if y.ndim == 1 else None
-    frames = frame_features(y, cfg, energy)
-    mel = None
-    if cfg.voice:
-        from .voice import encoder_mel, level
+    _check_signal(y, cfg)
+    energy = frame_energy_db(y, cfg)
+    power = mel = None
+    if cfg.voice:  # the student's input: voice.encoder_mel(voice.level(speech)), speech = the span's samples
+        from . import voice
 
-        span = speech_span(energy, cfg)
-        speech = y[span.start * cfg.hop_length: span.stop * cfg.hop_length]
-        mel = encoder_mel(level(speech if speech.size else y)).astype(np.float16)
+        start, stop = speech_bounds(y, cfg, energy)
+        if start >= stop:
+            start, stop = 0, len(y)
+        gain = voice.level_gain(y[start:stop])  # levelling is a gain: the span's power times gain^2
+        if voice.shares_framing(cfg.n_fft, cfg.win_length, cfg.hop_length):
+            power, span_power = dsp.stft_power(y, cfg.n_fft, cfg.win_length, cfg.hop_length, span=(start, stop),
+                                               span_fft=voice.N_FFT)
+        else:  # a config that frames the clip otherwise: the encoder's own frames of the span
+            span_power = dsp.stft_power(y[start:stop], voice.N_FFT, voice.N_FFT, voice.HOP)
+        mel = voice.mel_of_power(span_power, gain).astype(np.float16)
+    frames = frame_features(y, cfg, energy, power)
     return Features(frames, frame_names(cfg), utterance_stats(frames, cfg), stat_names(cfg), mel)
 
 
