@@ -1,0 +1,192 @@
+"""``create_app``: the FastAPI app around one loaded ``Recognizer``, its routes and how each failure is
+answered (JSON ``{"error": ...}`` with a 4xx that names the fix; 500 only for a bug, without a traceback in
+the answer). Every app carries its own recognizer, limits, body budget and thread limiter: nothing lives at
+module level."""
+
+# No "from __future__ import annotations": FastAPI reads the handlers' annotations (Request, imported
+# inside create_app) at runtime.
+import asyncio
+import gc
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AudioError, EmovaeError, require
+from .config import MULTIPART_OVERHEAD, ServeConfig
+from .docs import MULTIPART, docs_page, openapi_body
+from .errors import ClientGone, RequestError, size_text
+from .limits import ByteBudget, malloc_trim
+from .policy import OriginPolicy
+from .predict import audio_error_status, decode_and_predict, model_document, model_info
+from .sessions import SessionGate
+from .upload import body_receiver, declared_length, read_body, refuse_unread, upload_from_form
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastapi import FastAPI
+
+    from ..runtime import Recognizer
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the page: emovae/web/
+RETRY_AFTER_BUSY_S = 5  # Retry-After sent when the upload budget stays full for queue_timeout_s
+TRIM_AFTER_IDLE_S = 0.5  # memory handed back to the OS this long after the last upload finished
+log = logging.getLogger("emovae.serve")
+
+
+def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "FastAPI":
+    """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``."""
+    fastapi = require("fastapi", "serve")
+    require("multipart", "serve")  # python-multipart, for form uploads
+    import anyio
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
+
+    from .. import __version__
+
+    cfg = cfg or ServeConfig()
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    info = model_info(recognizer)
+    model_doc = model_document(recognizer, cfg)
+    # this app's thread limiter and body budget, made on first use inside the event loop; uploads in flight
+    state: dict = {"inflight": 0, "budget": ByteBudget(cfg.pending_bytes)}
+    sessions = None
+    if recognizer.meta.get("speaker_prior"):
+        from ..session import SessionConfig, open_store
+
+        sessions = open_store(recognizer, cfg.session_store, SessionConfig(prior_weight=cfg.prior_weight),
+                              cfg.session_ttl_s, cfg.max_sessions)
+    gate = SessionGate(sessions, cfg)
+
+    app = fastapi.FastAPI(title="emovae", version=__version__, docs_url=None, redoc_url=None,
+                          description="Speech emotion recognition: upload a clip, get its emotion.")
+    app.add_middleware(OriginPolicy, allow_origins=cfg.allow_origins)
+    app.state.sessions = sessions  # the adaptation sessions (a session.Store), None without an adapted head
+    app.state.budget = state["budget"]
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: Exception):
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        got = f" after {exc.received} bytes" if isinstance(exc, ClientGone) else ""
+        log.warning("%s aborted its upload to %s%s; nothing was kept", client, request.scope["path"], got)
+        return error(400, "upload aborted by the client", {"Connection": "close"})  # read by nobody
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return error(404, f"no such endpoint {request.scope['path'][:200]}; see /docs for the API")
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        return error(422, f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a bug, not the client's fault
+        return error(500, f"internal error ({type(exc).__name__}); please report it with the file that caused it")
+
+    def trim_when_idle() -> None:
+        """Once no upload has been in flight for TRIM_AFTER_IDLE_S, hand freed heap memory back to the OS."""
+        handle = state.pop("trim", None)
+        if handle is not None:
+            handle.cancel()
+
+        def trim():
+            state.pop("trim", None)
+            if state["inflight"] == 0:
+                gc.collect()  # failed requests leave cycles (exception, traceback, frames) holding their uploads
+                malloc_trim()
+
+        state["trim"] = asyncio.get_running_loop().call_later(TRIM_AFTER_IDLE_S, trim)
+
+    @app.post("/v1/predict", summary="Emotion of one audio clip", openapi_extra=openapi_body(cfg))
+    async def predict(request: Request, session: str | None = None):
+        """Returns ``emotion``, ``confidence``, ``probabilities`` by emotion, ``latent_map`` ([x, y] on the
+        model's 2-D map of its training clips), ``duration_s`` and ``model_version``. With ``?session=ID``
+        (or header X-Session-Id), the clip is one of a speaker's session: results adapt to the speaker as
+        clips arrive (``adapted``, ``speaker_clips``); only running statistics are kept, never audio. A
+        session is created only by a clip that succeeded, within a per-client rate (429 beyond). 429 with
+        Retry-After also when the service holds as many uploads as it may."""
+        sid = session or request.headers.get("x-session-id")
+        client = request.client.host if request.client else "unknown"
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = cfg.max_bytes + (MULTIPART_OVERHEAD if ctype == MULTIPART else 0)
+        if sid:
+            gate.require_store()
+            gate.check_id(sid)
+            if sessions.peek(sid) is None and (wait := gate.new_session_wait(client)) > 0:
+                raise await refuse_unread(request, limit, cfg, gate.too_many(wait))
+        declared = declared_length(request, limit, cfg)
+        reserve = limit if declared is None else declared
+        budget = state["budget"]
+        if not await budget.acquire(reserve, cfg.queue_timeout_s):
+            raise await refuse_unread(request, limit, cfg, RequestError(
+                429, f"busy: the service holds as many uploads as it may ({size_text(cfg.pending_bytes)}); "
+                     "retry in a few seconds", {"Retry-After": str(RETRY_AFTER_BUSY_S)}))
+        state["inflight"] += 1
+        data = None
+        try:
+            receive = body_receiver(request, limit, cfg)
+            if ctype == MULTIPART:
+                data, name = await upload_from_form(request, receive, cfg)
+            else:  # the body is the file, whatever it is labelled (curl --data-binary says form-urlencoded)
+                data, name = await read_body(receive), "upload"
+            if "limiter" not in state:
+                state["limiter"] = anyio.CapacityLimiter(cfg.workers)
+            opener = (lambda: gate.open(sid, client)) if sid else None
+            try:
+                out = await anyio.to_thread.run_sync(decode_and_predict, recognizer, data, name, cfg, None, opener,
+                                                     limiter=state["limiter"])
+            except AudioError as exc:
+                raise RequestError(audio_error_status(exc), str(exc)) from None
+            except EmovaeError as exc:
+                raise RequestError(422, str(exc)) from None
+        finally:
+            data = None
+            budget.release(reserve)
+            state["inflight"] -= 1
+            if state["inflight"] == 0:
+                trim_when_idle()
+        out["model_version"] = info
+        if sid:
+            out["session"] = sid
+        return out
+
+    @app.get("/v1/sessions/{sid}", summary="How many clips an adaptation session holds")
+    async def get_session(sid: str):
+        sess = gate.require_store().peek(gate.check_id(sid))
+        if sess is None:
+            raise RequestError(404, f"no live session {sid!r} (never used, reset, or expired after "
+                                    f"{cfg.session_ttl_s:g} s idle)")
+        return {"session": sid, "clips": sess.n_clips, "adapted": sess.n_clips >= sess.cfg.min_clips}
+
+    @app.delete("/v1/sessions/{sid}", summary="Reset a session: forget the speaker's statistics")
+    async def delete_session(sid: str):
+        return {"session": sid, "deleted": gate.require_store().delete(gate.check_id(sid))}
+
+    @app.get("/v1/model", summary="Classes, 2-D latent map of the training clips, metrics")
+    async def model():
+        return model_doc
+
+    @app.get("/health", summary="Liveness and the loaded model")
+    async def health():
+        return {"status": "ok", **info, "classes": list(recognizer.classes)}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page)
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs():
+        return HTMLResponse(state.get("docs") or state.setdefault("docs", docs_page(app.openapi())))
+
+    return app

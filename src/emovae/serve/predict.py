@@ -1,0 +1,143 @@
+"""From the bytes of an upload to the JSON answer: the clip's length read from its header before decoding
+(``probe``), decoding within the limits (``decode``), the prediction (``decode_and_predict``), and what the
+service says about its model (``model_info``, ``model_document``). The numbers are the library's: the same
+``Recognizer`` calls as ``emovae predict``."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AudioError
+from .config import ServeConfig
+from .errors import RequestError, size_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime import Recognizer
+
+
+def audio_error_status(exc: AudioError) -> int:
+    """HTTP status for an AudioError: 400 empty, 415 not audio / corrupt, 422 unusable (silent, short...)."""
+    msg = str(exc)
+    if "empty" in msg or "no data" in msg:
+        return 400
+    if "not a readable audio file" in msg:
+        return 415
+    return 422
+
+
+def probe(data: bytes) -> tuple[float, int] | None:
+    """(duration in seconds, samples over all channels) from the file header (no decoding), or None when the
+    header cannot tell.
+
+    Lets the service refuse a long clip before decoding it: a few MB of FLAC silence can hold hours.
+    """
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.samplerate > 0 and 0 < f.frames < 2**62:
+                return f.frames / f.samplerate, f.frames * max(1, f.channels)
+    except Exception:  # unreadable: audio.load_bytes gives the clear error
+        return None
+    return None
+
+
+def probe_seconds(data: bytes) -> float | None:
+    """Duration in seconds from the file header (no decoding), or None when the header cannot tell."""
+    info = probe(data)
+    return None if info is None else info[0]
+
+
+def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig):
+    """Bytes of an audio file -> mono samples at the model's rate, within the limits of ``cfg``. Raises
+    RequestError or AudioError."""
+    from .. import audio
+
+    if not data:
+        raise RequestError(400, "empty body: send an audio file (WAV, FLAC or OGG) as multipart field "
+                                "'file' or as the raw request body")
+    info = probe(data)
+    if info is not None:
+        secs, samples = info
+        if secs > cfg.max_seconds:
+            raise RequestError(413, f"{name}: clip is {secs:.1f} s long; this service accepts at most "
+                                    f"{cfg.max_seconds:g} s: cut it into shorter clips")
+        if 4 * samples > cfg.max_decoded_bytes:
+            raise RequestError(413, f"{name}: {secs:.1f} s of {samples / secs / 1000:.0f} k samples/s (all channels) "
+                                    f"would take {size_text(4 * samples)} decoded, over this service's "
+                                    f"{size_text(cfg.max_decoded_bytes)}: send mono audio at 16-48 kHz")
+    sr = recognizer.feature_config.sample_rate
+    y = audio.load_bytes(data, sr, name=name)
+    if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
+        raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
+                                f"{cfg.max_seconds:g} s: cut it into shorter clips")
+    return y
+
+
+def prediction_dict(pred) -> dict:
+    """A prediction as the service answers it (the upload's name is the client's, not repeated back)."""
+    out = pred.to_dict()
+    out.pop("file", None)
+    return out
+
+
+def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, session=None,
+                       open_session=None) -> dict:
+    """Bytes of an audio file -> the prediction as a JSON-ready dict; through ``session`` (session.Session)
+    when given, which it also adapts. ``open_session``: called with no argument once the clip has decoded
+    and its features are extracted, it returns the session to predict through (so that a clip that fails
+    creates no session). Raises RequestError or AudioError."""
+    y = decode(recognizer, data, name, cfg)
+    del data
+    sr = recognizer.feature_config.sample_rate
+    if session is None and open_session is None:
+        return prediction_dict(recognizer.predict_signal(y, sr, name))
+    f = recognizer.features(y, sr, name)
+    del y
+    session = session if session is not None else open_session()
+    return prediction_dict(session.predict_features(f, name))
+
+
+def model_info(recognizer: "Recognizer") -> dict:
+    """What the page and /health show about the loaded model."""
+    from .. import __version__
+
+    meta = recognizer.meta
+    return {"emovae": __version__, "model": Path(recognizer.source).name or str(recognizer.source),
+            "backend": recognizer.backend, "trained_with": meta.get("emovae_version")}
+
+
+def metrics_summary(metrics) -> dict:
+    """The scalar numbers of a model's stored metrics (nested one level at most), for display."""
+    out = {}
+    if not isinstance(metrics, dict):
+        return out
+    for k, v in metrics.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out[k] = v
+        elif isinstance(v, dict):
+            for k2, v2 in v.items():
+                if isinstance(v2, (int, float)) and not isinstance(v2, bool) and math.isfinite(v2):
+                    out[f"{k}.{k2}"] = v2
+    return out
+
+
+def model_document(recognizer: "Recognizer", cfg: ServeConfig) -> dict:
+    """``GET /v1/model``: classes, colours, the shipped 2-D latent map, metrics and the upload limits."""
+    from ..plots import class_colors
+
+    lmap = recognizer.meta.get("latent_map") or {}
+    return {
+        **model_info(recognizer),
+        "classes": list(recognizer.classes),
+        "sample_rate": recognizer.feature_config.sample_rate,
+        "colors": class_colors(recognizer.classes),
+        "latent_map": {"points": lmap.get("points", []), "labels": lmap.get("labels", [])},
+        "metrics": metrics_summary(recognizer.meta.get("metrics")),
+        "limits": {"max_bytes": cfg.max_bytes, "max_seconds": cfg.max_seconds},
+    }
