@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     for f in ("predictions.csv", "confusion.png", "latent_pca.png", "latent_tsne.png", "curves_fold0.png"):
         assert (tmp_path / "run" / f).exists(), f
     header = (tmp_path / "run" / "predictions.csv").read_text().splitlines()[0].split(",")
-    assert header[:6] == ["file", "speaker", "corpus", "fold", "true", "predicted"]
+    assert header[:6] == ["path", "label", "speaker", "corpus", "fold", "predicted"]
+    assert (tmp_path / "run" / "report.md").read_text().startswith("# emovae evaluate")
     assert header[6:] == ["neutral", "sad", "angry"]  # the data's classes, in the shared order
 
     assert main(["-q", "train", "--data", data, "--out", str(tmp_path / "model"), "--cache-dir", cache,
@@ -418,3 +420,79 @@ def test_an_older_file_speaker_table_still_works_and_bad_tables_are_clear(tiny_m
     assert main(["predict", *model, "--speaker-from", str(t), str(named[0])]) == 2
     err = capsys.readouterr().err
     assert f"{t}:1: --speaker-from needs a header with columns path, speaker" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------ costs and progress (issue 33)
+def test_progress_bars_show_on_a_terminal_or_with_progress_and_never_with_q(tmp_path, capsys, monkeypatch):
+    """The same rule in every command with bars: hidden when stderr is not a terminal (here: captured), shown with
+    --progress (before or after the command's name), hidden by -q; the two together are refused."""
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2), emotions=(1, 5), seconds=0.5)
+    base = ["--data", str(tmp_path / "data"), "--no-cache", "--n-mfcc", "13", "--voice", "0", "--jobs", "1"]
+    assert main(["features", *base, "--out", str(tmp_path / "a.npz")]) == 0
+    assert "|" not in capsys.readouterr().err
+    assert main(["--progress", "features", *base, "--out", str(tmp_path / "b.npz")]) == 0
+    assert "4/4" in capsys.readouterr().err
+    assert main(["features", *base, "--out", str(tmp_path / "c.npz"), "--progress"]) == 0
+    assert "4/4" in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["features", *base, "--out", str(tmp_path / "d.npz")]) == 0
+    assert "4/4" in capsys.readouterr().err
+    assert main(["-q", "features", *base, "--out", str(tmp_path / "e.npz")]) == 0
+    assert "|" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "features", *base, "--out", str(tmp_path / "f.npz"), "--progress"])
+    assert exc.value.code == 2 and "give one of them" in capsys.readouterr().err
+
+
+def test_predict_tables_follow_the_same_progress_rule(tiny_model_dir, synthetic, tmp_path, capsys):
+    files = [str(f) for f in sorted(synthetic["new"].rglob("*.wav"))[:3]]
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["predict", *model, *files, "--out", str(tmp_path / "a.csv")]) == 0
+    assert "file/s" not in capsys.readouterr().err
+    assert main(["predict", *model, *files, "--out", str(tmp_path / "b.csv"), "--progress"]) == 0
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_evaluate_help_states_the_cost_and_the_quick_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "about 10 minutes per 1000 training clips per fold" in text and "1000 clips in 5 folds" in text
+    assert "--voice-copies-per-epoch 1 fits about 2-4x faster" in text and "--quick" in text
+    assert "QUICK ESTIMATE" in text
+
+
+def test_the_cost_note_scales_with_clips_folds_and_copies():
+    from emovae.cli import cv_cost_note
+    from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig
+
+    note = cv_cost_note(1000, 5, FeatureConfig(), ClassifierConfig(), TrainConfig())
+    assert note.startswith("5 folds of about 800 training clips: about 38 minutes") and "faster" not in note
+    assert "about 77 minutes" in cv_cost_note(2000, 5, FeatureConfig(), ClassifierConfig(), TrainConfig())
+    assert "about 54 minutes" in cv_cost_note(1000, 5, FeatureConfig(), ClassifierConfig(),
+                                              TrainConfig(degraded_copies=2))
+    quick = cv_cost_note(1000, 5, FeatureConfig(), ClassifierConfig(voice_epochs=20, voice_copies_per_epoch=1),
+                         TrainConfig())
+    assert "20 epochs of each clip and 1 copy(ies) make it faster" in quick
+    assert "no voice student" in cv_cost_note(1000, 5, FeatureConfig(voice=0), ClassifierConfig(), TrainConfig())
+
+
+def test_evaluate_quick_is_labelled_a_quick_estimate_and_writes_report_md(tmp_path, capsys):
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2, 3, 4), emotions=(1, 5), seconds=0.5)
+    run = tmp_path / "run"
+    assert main(["evaluate", "--data", str(tmp_path / "data"), "--cv", "2", "--out", str(run), "--no-cache",
+                 "--quick", "--no-figures", "--n-mfcc", "13", "--latent-dim", "4", "--epochs", "2", "--jobs", "1",
+                 "--threads", "1", "--voice", "0", "--speed-perturb"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("QUICK ESTIMATE (--quick") and "report.md" in out
+    assert "cross-validation: 2 folds of about 4 training clips" in err
+    assert json.loads((run / "metrics.json").read_text())["estimate"].startswith("QUICK ESTIMATE")
+    config = json.loads((run / "config.json").read_text())
+    assert config["quick"] is True
+    ccfg = config["classifier_config"]
+    assert ccfg["voice_epochs"] == 20 and ccfg["voice_copies_per_epoch"] == 1
+    report = (run / "report.md").read_text()
+    assert report.startswith("# emovae evaluate\n\n**QUICK ESTIMATE") and "## Per fold" in report
+    assert main(["evaluate", "--data", str(tmp_path / "data"), "--model", str(tmp_path), "--out",
+                 str(tmp_path / "r2"), "--quick"]) == 2
+    assert "with --model nothing is fitted" in capsys.readouterr().err

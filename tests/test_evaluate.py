@@ -90,7 +90,7 @@ def make_spy(net, seen=None):
     class Spy:
         classes_ = np.array(["neutral", "angry"])
 
-        def fit(self, X, y, groups=None, augmented=None):
+        def fit(self, X, y, groups=None, augmented=None, corpora=None):
             if seen is not None:
                 seen.append((X, groups, augmented))
             return self
@@ -223,8 +223,10 @@ def test_without_speaker_ids_speaker_cv_is_refused_and_random_is_labelled(tmp_pa
     run = write_report(tmp_path / "run", res, figures=False)
     assert json.loads((run / "metrics.json").read_text())["speaker_independent"] is False
     rows = list(csv.reader((run / "predictions.csv").open()))
-    assert rows[0] == ["file", "speaker", "corpus", "fold", "true", "predicted", "neutral", "angry"]
-    assert {(r[1], r[2]) for r in rows[1:]} == {("", "mine")}
+    assert rows[0] == ["path", "label", "speaker", "corpus", "fold", "predicted", "neutral", "angry"]
+    assert {(r[2], r[3]) for r in rows[1:]} == {("", "mine")}
+    report = (run / "report.md").read_text()
+    assert "**WARNING: SPEAKER-DEPENDENT" in report and "random (over files) 2-fold" in report
     with pytest.raises(DataError, match="split must be one of"):
         folds_for(table, "actor", 2, 0)
 
@@ -264,7 +266,7 @@ def test_leave_one_corpus_out_gives_one_fold_per_corpus(two_corpora, tmp_path):
     assert set(m["per_corpus"]) == {"ravdess", "studio2"}
     assert all(pc["n_files"] == 4 and pc["accuracy"] == 0.5 for pc in m["per_corpus"].values())
     rows = list(csv.reader((write_report(tmp_path / "r", res, figures=False) / "predictions.csv").open()))[1:]
-    assert {(r[2], r[3]) for r in rows} == {("ravdess", "0"), ("studio2", "1")}  # corpus column, its fold
+    assert {(r[3], r[4]) for r in rows} == {("ravdess", "0"), ("studio2", "1")}  # corpus column, its fold
     with pytest.raises(DataError, match="at least 2 corpora"):
         folds_for(table.subset(np.flatnonzero(table.corpora == "ravdess")), "corpus", 2, 0)
     for tr, te in folds_for(table, "speaker", 4, seed=0):  # speaker folds span corpora, one group per test fold
@@ -383,7 +385,7 @@ def test_cv_saves_each_fold_model_with_its_test_speakers(tmp_path):
         def __init__(self):
             self.inner = make_spy(SpyNetwork())()
 
-        def fit(self, X, y, groups=None, augmented=None):
+        def fit(self, X, y, groups=None, augmented=None, corpora=None):
             self.groups = sorted(set(groups.tolist()))
             return self
 
@@ -429,7 +431,7 @@ def test_cv_reuses_saved_fold_models_only_for_the_same_speakers_data_and_recipe(
         def configs(self):
             return (self.recipe, TrainConfig(threads=self.threads))
 
-        def fit(self, X, y, groups=None, augmented=None):
+        def fit(self, X, y, groups=None, augmented=None, corpora=None):
             fits.append(self.recipe)
             return self
 
@@ -470,3 +472,50 @@ def test_cv_reuses_saved_fold_models_only_for_the_same_speakers_data_and_recipe(
                                        for i, it in enumerate(table.items)])
     assert fold_digest(relabelled, tr) != fold_digest(table, tr)
     assert run("b", data=relabelled).metrics["folds_reused"] == [1] and len(fits) == 7
+
+
+# ------------------------------------------------------------------------------------------- reports (issue 33)
+def test_predictions_csv_is_a_manifest_in_the_one_vocabulary(two_corpora, tmp_path):
+    """predictions.csv reads back through the corpus layer as the same clips, labels, speakers and corpora."""
+    from emovae.corpus import read_manifest
+    from emovae.evaluate import cross_validate, write_report
+
+    res = cross_validate(two_corpora, make_spy(SpyNetwork()), n_splits=2, seed=0, progress=False)
+    run = write_report(tmp_path / "run", res, figures=False)
+    items, problems = read_manifest(run / "predictions.csv")
+    assert not problems and items == list(two_corpora.items)
+
+
+def test_report_md_says_what_was_evaluated_with_its_spread_per_fold_class_and_corpus(two_corpora, tmp_path):
+    from emovae.evaluate import cross_validate, write_report
+
+    res = cross_validate(two_corpora, make_spy(SpyNetwork()), n_splits=2, seed=0, progress=False)
+    res.metrics["estimate"] = "QUICK ESTIMATE (test)"
+    run = write_report(tmp_path / "run", res, config={"data": ["a.csv", "b"]}, figures=False)
+    report = (run / "report.md").read_text()
+    m = res.metrics
+    assert report.startswith("# emovae evaluate\n\n**QUICK ESTIMATE (test)**")
+    assert "speaker-grouped 2-fold cross-validation (seed 0) on `a.csv`, `b`: 8 clips of 4 speakers" in report
+    assert (f"| balanced accuracy (UA) | {m['balanced_accuracy']:.3f} | {m['mean']['balanced_accuracy']:.3f} ± "
+            f"{m['std']['balanced_accuracy']:.3f} |") in report
+    assert f"{m['adapted']['mode']}: UA {m['adapted']['mean']['balanced_accuracy']:.3f}" in report
+    for k, f in enumerate(m["folds"]):
+        assert f"| {k} | {', '.join(f['test_speakers'])} | {f['n_files']} |" in report
+    assert "| neutral | 1.000 |" in report and "| angry | 0.000 |" in report  # the spy calls every clip neutral
+    assert "| ravdess | 4 |" in report and "| studio2 | 4 |" in report
+    assert "| neutral | 4 | 0 |" in report and "| angry | 4 | 0 |" in report  # confusion rows
+    assert "## Figures" not in report and "`config.json`" in report
+
+
+def test_the_fold_bar_moves_within_a_fold(two_corpora, capsys):
+    """With progress, each fold shows its stage (fitting, then scoring) and a line when it is done."""
+    from emovae.evaluate import cross_validate
+
+    cross_validate(two_corpora, make_spy(SpyNetwork()), n_splits=2, seed=0, progress=True)
+    err = capsys.readouterr().err
+    for k in (1, 2):
+        assert f"fold {k}/2: fitting on 4 clips" in err and f"fold {k}/2: scoring 4 clips" in err
+        assert f"fold {k}/2: UA 0.500 on 4 clips of 2 test speaker(s)" in err
+    assert err.index("fold 1/2: scoring") < err.index("fold 2/2: fitting")
+    cross_validate(two_corpora, make_spy(SpyNetwork()), n_splits=2, seed=0, progress=False)
+    assert capsys.readouterr().err == ""

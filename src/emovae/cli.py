@@ -59,6 +59,14 @@ def _cache_dir(args: argparse.Namespace):
     return Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache_dir()
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress bars, the same in every command: on a terminal (stderr), hidden otherwise (a log
+    file, a pipe, a test); ``--progress`` shows them anywhere, ``-q`` hides them."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+
+
 def _report_problems(problems, limit: int = 20) -> None:
     """Each skipped file or row on stderr (the first ``limit``), then a count."""
     for pr in problems[:limit]:
@@ -93,6 +101,8 @@ def _model_configs(args: argparse.Namespace):
         ckw["use_latent"] = False
     if getattr(args, "latent_only", False):
         ckw["use_stats"] = False
+    if getattr(args, "quick", False):  # evaluate --quick: a quick estimate (options given explicitly still win)
+        ckw.update(QUICK)
     for key in ("voice_epochs", "voice_copies_per_epoch", "head_stats"):
         if getattr(args, key, None) is not None:
             ckw[key] = getattr(args, key)
@@ -140,7 +150,7 @@ def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
                                           mapping=parse_mapping(getattr(args, "map", None)),
                                           speaker_pattern=getattr(args, "speaker_pattern", None),
                                           skip_bad_rows=getattr(args, "skip_bad_rows", False),
-                                          cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=not args.quiet,
+                                          cache_dir=_cache_dir(args), n_jobs=args.jobs, progress=_progress(args),
                                           engine=engine)
         _report_problems(problems)
         if problems:
@@ -148,10 +158,12 @@ def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
         if tcfg is None:
             return table
         return table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, cache_dir=_cache_dir(args),
-                             n_jobs=args.jobs, progress=not args.quiet, engine=engine)
+                             n_jobs=args.jobs, progress=_progress(args), engine=engine)
 
 
 def _print_metrics(m: dict) -> None:
+    if m.get("estimate"):
+        print(m["estimate"])
     line = (f"balanced accuracy (UA) {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
             f"macro-F1 {m['macro_f1']:.3f}, reconstruction {m['reconstruction_loss']:.3f} "
             f"({m['n_files']} clips, {m.get('n_speakers', '?')} speakers; chance {m['chance']:.3f})")
@@ -195,13 +207,49 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "split and the adapted head (a manifest's speaker column, or --speaker-pattern)")
     out = _new_output_dir(args.out, args.force)
     _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, split=args.split,
-                         command="emovae " + " ".join(args.argv), progress=not args.quiet,
+                         command="emovae " + " ".join(args.argv), progress=_progress(args),
                          save_folds=args.save_folds)
     if res is not None:
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
     print(f"model trained on {_describe(table)} -> {out}")
     return 0
+
+
+#: ``evaluate --quick``: the voice student, most of a fit's time, trains half its epochs on each clip and one of
+#: its copies per epoch (``--voice-copies-per-epoch 1``: 2-4x faster alone, docs/research.md section 32)
+QUICK = {"voice_epochs": 20, "voice_copies_per_epoch": 1}
+#: measured cost of cross-validation, minutes per 1000 training clips per fold, one thread of a 2-core machine
+#: (docs/results.md, benchmarks/results-robustness.md: ``emovae evaluate --cv 5 --threads 1`` on the 1200 RAVDESS
+#: development clips took 46 minutes with the default recipe, 65 with ``--degraded-copies 2``); a slower machine
+#: took up to 5x longer (docs/research.md section 32)
+CV_MINUTES_PER_1000 = 9.6
+CV_MINUTES_PER_1000_DEGRADED_2 = 13.5
+COST_NOTE = ("Cost: nearly all of it is fitting one model per fold. Measured with --threads 1, two runs side by side "
+             "on a 2-core machine, the default recipe took about 10 minutes per 1000 training clips per fold (13-14 "
+             "with --degraded-copies 2): 1000 clips in 5 folds (800 training clips each) about 40 minutes; an older, "
+             "slower machine took up to 5x longer. --voice-copies-per-epoch 1 fits about 2-4x faster; --quick (a quick estimate: the voice "
+             "student trains 20 epochs instead of 40, on each clip and one of its copies per epoch) faster still, "
+             "at some cost in accuracy: a first look, not the figure to report. Figures: docs/data.md, Scale.")
+
+
+def cv_cost_note(n_clips: int, n_folds: int, fcfg, ccfg, tcfg) -> str:
+    """One line on what a cross-validation of ``n_clips`` clips in ``n_folds`` folds will cost, from the measured
+    rate (``CV_MINUTES_PER_1000``): the default recipe's minutes, scaled by clips and folds; said plainly when
+    the options make it faster (by a factor not measured as a whole) or when no voice student is trained."""
+    train = n_clips * (n_folds - 1)  # training clips summed over the folds
+    head = f"{n_folds} folds of about {round(train / n_folds)} training clips"
+    if not fcfg.voice:
+        return f"{head}; no voice student (--voice 0), the bulk of the measured cost: minutes, not hours"
+    per = CV_MINUTES_PER_1000 + (CV_MINUTES_PER_1000_DEGRADED_2 - CV_MINUTES_PER_1000) * tcfg.degraded_copies / 2
+    minutes = per * train / 1000
+    note = (f"{head}: about {minutes:.0f} minutes with this many copies on one thread of a 2-core machine "
+            f"(measured: about {per:.0f} minutes per 1000 training clips per fold; up to 5x on a slower machine)")
+    if ccfg.voice_copies_per_epoch or ccfg.voice_epochs < type(ccfg)().voice_epochs:
+        note += (f"; the voice student's {ccfg.voice_epochs} epochs of "
+                 + (f"each clip and {ccfg.voice_copies_per_epoch} copy(ies)" if ccfg.voice_copies_per_epoch
+                    else "every copy") + " make it faster (--voice-copies-per-epoch 1 alone: 2-4x)")
+    return note
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -212,6 +260,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _check_output_dir(args.out, args.force)
     if args.model:
+        if args.quick:
+            raise ParameterError("--quick makes cross-validation's fits faster; with --model nothing is fitted: "
+                                 "drop one of them")
         model = EmotionRecognizer.load(args.model)
         table = _dataset(args, model.configs()[0])
         res = evaluate_model(model, table, adapted=args.speaker_norm)
@@ -220,16 +271,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
         table = _dataset(args, fcfg, tcfg)
-        res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=not args.quiet),
-                             n_splits=args.cv, seed=args.seed, progress=not args.quiet, adapted=args.speaker_norm,
+        n_folds = args.cv if args.split != "corpus" else len(set(table.corpora.tolist()))
+        if not args.quiet:
+            print(f"cross-validation: {cv_cost_note(len(table), n_folds, fcfg, ccfg, tcfg)}", file=sys.stderr)
+        show = _progress(args)
+        res = cross_validate(table, lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=show),
+                             n_splits=args.cv, seed=args.seed, progress=show, adapted=args.speaker_norm,
                              split=args.split, save_folds=args.save_folds)
         config = {"data": [str(d) for d in args.data], "cv": args.cv, "split": args.split, "seed": args.seed,
-                  "labels": args.labels, "map": args.map, "feature_config": to_dict(fcfg),
+                  "labels": args.labels, "map": args.map, "quick": args.quick, "feature_config": to_dict(fcfg),
                   "vae_config": to_dict(vcfg), "classifier_config": to_dict(ccfg), "train_config": to_dict(tcfg)}
+        if args.quick:
+            how = (f"the voice student trained {ccfg.voice_epochs} epochs on each clip and "
+                   f"{ccfg.voice_copies_per_epoch} of its copies per epoch" if fcfg.voice else
+                   "no voice student here (--voice 0), so it changed nothing")
+            res.metrics["estimate"] = (f"QUICK ESTIMATE (--quick: {how}): a first look; the full recipe may score "
+                                       "higher. Rerun without --quick for the figure to report")
     out = _new_output_dir(args.out, args.force)
     write_report(out, res, config=config, figures=not args.no_figures)
     _print_metrics(res.metrics)
-    print(f"report -> {out} (metrics.json, predictions.csv, figures)")
+    print(f"report -> {out} (report.md, metrics.json, predictions.csv" + ("" if args.no_figures else ", figures")
+          + ")")
     return 0
 
 
@@ -383,7 +445,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 model = str(Path(args.model).resolve()) if args.model else None
                 scorer = engine.scorer(ModelSpec(model, args.backend, args.abstain, args.tta), rec.classes)
                 print(f"scoring on {engine.label}", file=sys.stderr)
-            counts = batch.run_to_table(rec, files, problems, args.out, progress=sys.stderr.isatty(), scorer=scorer)
+            counts = batch.run_to_table(rec, files, problems, args.out, progress=_progress(args), scorer=scorer,
+                                        jobs=args.jobs)
         return _table_summary(counts, args.out)
     failed = 0
     if not args.out:
@@ -391,12 +454,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             _err(f"{spec}: skipped: {msg}")
     if not args.speaker_from:
-        for path in files:
-            try:
-                _print_prediction(rec.predict_file(path), args.json)
-            except EmovaeError as exc:
+        for _, p, error in batch.predictions(rec, files, jobs=args.jobs):  # features on --jobs processes
+            if error is not None:
                 failed += 1
-                _err(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+                _err(error)
+            else:
+                _print_prediction(p, args.json)
         return 1 if failed else 0
     # batch adaptation: every clip is normalised with the moments of all clips of its speaker
     from .speaker import SessionConfig
@@ -500,7 +563,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
                       new_sessions_per_min=args.session_rate, new_sessions_per_min_total=args.session_rate_total,
                       allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib),
-                      session_store=args.session_store)
+                      session_store=args.session_store, allow_hosts=tuple(args.allow_host or ()))
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
         abstain=args.abstain, processes=args.processes)
     return 0
@@ -597,9 +660,11 @@ def _add_prior_arg(p: argparse.ArgumentParser) -> None:
                         "stays calm)")
 
 
-def _add_training_command(sub, name: str, help_text: str, out_help: str, func) -> argparse.ArgumentParser:
+def _add_training_command(sub, name: str, help_text: str, out_help: str, func,
+                          epilog: str | None = None) -> argparse.ArgumentParser:
     """A subcommand that reads a labelled folder and writes a new folder, with the model and feature options."""
-    p = sub.add_parser(name, help=help_text)
+    p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
+    _add_display_args(p)
     _add_data_args(p)
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--split", choices=["speaker", "corpus", "random"], default="speaker",
@@ -613,15 +678,26 @@ def _add_training_command(sub, name: str, help_text: str, out_help: str, func) -
     return p
 
 
+def _add_display_args(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-q`` and ``--progress`` (``_progress``), on the top parser and again on each command that shows progress
+    bars, so that they may come before or after the command's name."""
+    default = False if top else argparse.SUPPRESS  # a command's parser must not undo the top parser's value
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress bars nor progress messages")
+    p.add_argument("--progress", action="store_true", default=default,
+                   help="show progress bars even when stderr is not a terminal (default: only on a terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="emovae", description="Speech emotion recognition with a VAE.")
     parser.add_argument("--version", action="version", version=f"emovae {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_display_args(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("features", help="extract features of labelled clips into a table (.npz + .csv)")
+    _add_display_args(p)
     _add_data_args(p)
     p.add_argument("--out", required=True, help="output .npz (a .csv index is written beside it)")
     _add_feature_args(p)
@@ -635,7 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --cv: also save each fold's model in DIR/seed{S}-fold{K}/ (benchmarks --models)")
 
     p = _add_training_command(sub, "evaluate", "speaker-independent evaluation: actor CV, or a saved model on new "
-                              "speakers", "new run folder for metrics.json, predictions.csv and figures", cmd_evaluate)
+                              "speakers", "new run folder for report.md, metrics.json, predictions.csv and figures",
+                              cmd_evaluate, epilog=COST_NOTE)
+    p.add_argument("--quick", action="store_true",
+                   help="a QUICK ESTIMATE, labelled so in the report: the voice student trains 20 epochs instead of "
+                        "40, on each clip and one of its copies per epoch (--voice-copies-per-epoch 1); several "
+                        "times faster and less accurate: a first look, not the figure to report")
     p.add_argument("--cv", type=_number(int, 2, 100), default=5,
                    help="actor-grouped folds (default 5; ignored with --model)")
     p.add_argument("--save-folds", dest="save_folds", metavar="DIR",
@@ -644,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
     p = sub.add_parser("predict", help="name the emotion of audio files (shipped model by default)")
+    _add_display_args(p)
     p.add_argument("files", nargs="+", metavar="input",
                    help="audio files (.wav, .flac, .ogg, .mp3), folders (searched recursively), glob patterns, "
                         "CSV/TSV manifests with a 'path' column, or - for a list of paths on stdin")
@@ -666,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score each clip at the model's training speeds and average "
                         "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")
+    p.add_argument("--jobs", type=_number(int, 1, 256), default=None, metavar="N",
+                   help="worker processes computing features (default: all cores; 1: this process); the network runs "
+                        "on batches of clips in this process (--workers/--scheduler: on Dask instead)")
     _add_prior_arg(p)
     _add_cluster_args(p)
     p.set_defaults(func=cmd_predict)
@@ -734,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--allow-origin", action="append", dest="allow_origin", metavar="ORIGIN",
                    help="a web origin (https://app.example.com) whose pages may call this service; repeat for "
                         "more, * for any (default: same origin only)")
+    g.add_argument("--allow-host", action="append", dest="allow_host", metavar="HOST",
+                   help="a host name (svc.example.com, *.example.com) this service answers to, besides localhost, "
+                        "--host and IP addresses; others get 400 (a guard against DNS rebinding); repeat for more, "
+                        "* for any")
     g.add_argument("--max-decoded-mb", type=POSITIVE, default=128.0, dest="max_decoded_mb",
                    help="decoded samples of one clip, MiB, else 413 before decoding (default 128)")
     _add_prior_arg(p)
@@ -762,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    if getattr(args, "quiet", False) and getattr(args, "progress", False):
+        parser.error("-q hides progress bars and --progress shows them: give one of them")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

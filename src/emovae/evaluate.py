@@ -10,6 +10,8 @@ import csv
 import hashlib
 import json
 import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,20 +216,26 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
                      np.zeros(n, np.float32), np.zeros(n, dtype=int))
     fold_metrics, other_mode, tta = [], [], []  # the test folds scored in the other mode / with test-time copies
     reused = []  # folds whose model an earlier run saved in save_folds
-    for k, (tr, te) in enumerate(tqdm(folds, desc="folds", unit="fold", disable=not progress)):
+    bar = tqdm(folds, desc="folds", unit="fold", disable=not progress)
+    for k, (tr, te) in enumerate(bar):
+        # the fold bar moves within a fold: its stage (fitting takes nearly all of a fold's time; the model's own
+        # bars, voice student and VAE epochs, run beneath it), then a line per finished fold
+        started = time.monotonic()
+        bar.set_postfix_str(f"fold {k + 1}/{len(folds)}: fitting on {len(tr)} clips")
         extra = {"augmented": table.augmented_for(tr)} if table.augmented else {}  # training clips' copies only
         digest = fold_digest(table, tr) if save_folds is not None else None
         model = saved_fold(save_folds, seed, k, groups[te], split, digest, make_model) if digest else None
         if model is not None:
             reused.append(k)
             if progress:
-                tqdm.write(f"fold {k}: the model saved in {save_folds} by an earlier run (same speakers, data "
-                           "and configuration)")
+                tqdm.write(f"fold {k + 1}/{len(folds)}: the model saved in {Path(save_folds) / f'seed{seed}-fold{k}'} "
+                           "by an earlier run (same speakers, data and configuration)", file=sys.stderr)
         else:
             model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], corpora=table.corpora[tr],
                                      **extra)
             if save_folds is not None:
                 save_fold(model, save_folds, seed, k, groups[te], split, digest)
+        bar.set_postfix_str(f"fold {k + 1}/{len(folds)}: scoring {len(te)} clips")
         Xte = [X[i] for i in te]
         out = _outputs_in_class_order(model, Xte, classes, groups[te] if adapted else None)
         if table.has_speakers:
@@ -248,6 +256,11 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
                  chosen_c=getattr(model, "c_", None))
         fold_metrics.append(m)
         res.histories.append(getattr(model, "history_", {}))
+        if progress:
+            tqdm.write(f"fold {k + 1}/{len(folds)}: UA {m['balanced_accuracy']:.3f} on {len(te)} clips of "
+                       f"{len(m['test_speakers'])} test speaker(s) ({(time.monotonic() - started) / 60:.1f} min)",
+                       file=sys.stderr)
+    bar.close()
     res.metrics = compute_metrics(y, res.y_pred, classes)
     what = {"speaker": "speaker-grouped", "corpus": "leave-one-corpus-out", "random": "random (over files)"}[split]
     res.metrics.update(
@@ -345,42 +358,116 @@ def _check_trainable(table: FeatureTable) -> None:
         raise DataError(f"the data holds only one class ({table.classes[0]}); training needs at least two")
 
 
+#: the columns of predictions.csv before the class probabilities: the one table vocabulary (``corpus.read_rows``),
+#: so the file is itself a manifest (``--data predictions.csv``) and a ``--speaker-from`` table
+PREDICTION_COLUMNS = ("path", "label", "speaker", "corpus", "fold", "predicted")
+
+
 def write_report(run_dir: str | os.PathLike, res: EvalResult, *, config: dict | None = None,
                  figures: bool = True) -> Path:
-    """Write metrics.json, predictions.csv, config.json and figures (confusion, latent maps, curves)."""
+    """Write metrics.json, predictions.csv (``PREDICTION_COLUMNS``, then one probability per class), config.json,
+    figures (confusion, latent maps, curves) and report.md, the run read in one page (as ``emovae demo`` writes)."""
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / "metrics.json").write_text(json.dumps(res.metrics, indent=1))
     if config is not None:
         (d / "config.json").write_text(json.dumps(config, indent=1))
-    with open(d / "predictions.csv", "w", newline="") as fh:
+    with open(d / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["file", "speaker", "corpus", "fold", "true", "predicted", *res.classes])
+        w.writerow([*PREDICTION_COLUMNS, *res.classes])
         for i, it in enumerate(res.table.items):
-            w.writerow([it.path, it.speaker, it.corpus, int(res.fold[i]), it.label, res.y_pred[i],
+            w.writerow([it.path, it.label, it.speaker, it.corpus, int(res.fold[i]), res.y_pred[i],
                         *(f"{p:.5f}" for p in res.proba[i])])
-    if figures:
-        write_figures(d, res)
+    written = write_figures(d, res) if figures else []
+    (d / "report.md").write_text(report_markdown(res.metrics, config, written))
     return d
 
 
-def write_figures(d: Path, res: EvalResult) -> None:
+def _pm(block: dict, key: str = "balanced_accuracy") -> str:
+    return f"{block['mean'][key]:.3f} ± {block['std'][key]:.3f}"
+
+
+def report_markdown(m: dict, config: dict | None, figures: list[str]) -> str:
+    """report.md of an evaluation run: what was evaluated and how, the headline with its spread over folds, the
+    other scoring mode, per fold, per class, per corpus, the confusion matrix, the figures and the files."""
+    lines = ["# emovae evaluate", ""]
+    if m.get("estimate"):
+        lines += [f"**{m['estimate']}**", ""]
+    if m.get("warning"):
+        lines += [f"**WARNING: {m['warning']}**", ""]
+    what = m.get("evaluation", "evaluation")
+    if config and config.get("model"):
+        what += f" of `{config['model']}`"
+    data = ", ".join(f"`{x}`" for x in (config or {}).get("data", []))
+    lines += [f"{what}{' on ' + data if data else ''}: {m['n_files']} clips of {m.get('n_speakers', '?')} speakers, "
+              f"{len(m['confusion']['labels'])} classes; scored {m.get('mode', 'strict single-clip')}.", ""]
+    folds = "mean ± std over folds" if "mean" in m else "one model"
+    lines += ["| measure | all clips | " + folds + " |", "|---|---|---|"]
+    for key, name in (("balanced_accuracy", "balanced accuracy (UA)"), ("accuracy", "accuracy"),
+                      ("macro_f1", "macro-F1"), ("ece", "expected calibration error (15 bins)")):
+        if key in m:
+            lines.append(f"| {name} | {m[key]:.3f} | {_pm(m, key) if 'mean' in m else ''} |")
+    lines += [f"| chance | {m['chance']:.3f} | |", ""]
+    for other in ("strict", "adapted", "test_time_augmented"):
+        if other in m:
+            lines += [f"{m[other]['mode']}: UA {_pm(m[other])} (the same folds and models).", ""]
+    if "all_classes" in m:
+        lines += [f"Over all {len(m['all_classes']['confusion']['labels'])} classes, unrestricted argmax: UA "
+                  f"{m['all_classes']['balanced_accuracy']:.3f} ({m.get('left_out', 0)} clips of classes the model "
+                  "does not know left out of the headline).", ""]
+    if m.get("folds"):
+        lines += ["## Per fold", "", "| fold | test speakers | clips | UA | accuracy |", "|---|---|---|---|---|"]
+        for k, f in enumerate(m["folds"]):
+            spk = ", ".join(f.get("test_speakers", []))
+            lines.append(f"| {k} | {spk} | {f['n_files']} | {f['balanced_accuracy']:.3f} | {f['accuracy']:.3f} |")
+        if m.get("folds_reused"):
+            lines += ["", f"Folds {', '.join(map(str, m['folds_reused']))}: models saved by an earlier run (same "
+                      "speakers, data and configuration), not fitted again."]
+        lines.append("")
+    lines += ["## Per class", "", "| class | recall |", "|---|---|"]
+    lines += [f"| {c} | {r:.3f} |" for c, r in m["per_class_recall"].items()] + [""]
+    if m.get("per_corpus"):
+        lines += ["## Per corpus", "", "| corpus | clips | UA |", "|---|---|---|"]
+        lines += [f"| {c} | {cm['n_files']} | {cm['balanced_accuracy']:.3f} |" for c, cm in m["per_corpus"].items()]
+        lines.append("")
+    labels, matrix = m["confusion"]["labels"], m["confusion"]["matrix"]
+    lines += ["## Confusion matrix", "", "Rows: true class; columns: predicted.", "",
+              "| true ↓ predicted → | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {lab} | " + " | ".join(str(v) for v in row) + " |" for lab, row in zip(labels, matrix)] + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
+    lines += ["## Files", "", "- `metrics.json`: every figure above, per fold too",
+              "- `predictions.csv`: one row per clip (" + ", ".join(PREDICTION_COLUMNS) + ", then the probability of "
+              "each class); its path, label and speaker columns make it a manifest (`--data`) and a "
+              "`--speaker-from` table"]
+    if config is not None:
+        lines.append("- `config.json`: the data and the configuration of this run")
+    return "\n".join(lines) + "\n"
+
+
+def write_figures(d: Path, res: EvalResult) -> list[str]:
+    """The run's figures in ``d``: the confusion matrix, latent maps (PCA, t-SNE) and training curves; returns the
+    names of the files written."""
     from . import plots
 
     m = res.metrics
     title = f"UA {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f} ({m['n_files']} clips)"
     plots.save_figure(plots.confusion_figure(np.array(m["confusion"]["matrix"]), m["confusion"]["labels"],
                                              title=title), d / "confusion.png")
+    written = ["confusion.png"]
     labels = res.table.labels.tolist()
     for method in ("pca", "tsne"):
         if len(labels) >= 5:
             pts = plots.project_2d(res.mu, method=method)
             plots.save_figure(plots.latent_map(pts, labels, title=f"VAE latent mean ({method.upper()})"),
                               d / f"latent_{method}.png")
+            written.append(f"latent_{method}.png")
     for k, hist in enumerate(h for h in res.histories if h):
         name = "curves.png" if len(res.histories) == 1 else f"curves_fold{k}.png"
         plots.save_figure(plots.curves_figure(hist, title="VAE training" + (f", fold {k}" if len(res.histories) > 1
                                                                             else "")), d / name)
+        written.append(name)
+    return written
 
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
