@@ -111,10 +111,10 @@ def test_cli_table_resumes_without_scoring_a_file_twice(rec, tree, ext, monkeypa
     scored = []
     real = batch.score
 
-    def spy(recognizer, paths, chunk=batch.CHUNK):
+    def spy(recognizer, paths, chunk=batch.CHUNK, jobs=1):
         paths = list(paths)
         scored.extend(paths)
-        return real(recognizer, paths, chunk)
+        return real(recognizer, paths, chunk, jobs)
 
     monkeypatch.setattr(batch, "score", spy)
     first = sorted(str(p) for p in (tree / "a").glob("*.flac"))
@@ -166,3 +166,58 @@ def test_a_cut_csv_row_is_scored_again(rec, tree, capsys):
     assert main(["predict", *paths, "--out", str(out)]) == 0
     assert "1 files scored, 0 failed, 1 already in the table" in capsys.readouterr().err
     assert [r["file"] for r in batch.read_table(out)[1]] == paths
+
+
+class PidJob:
+    """A stand-in for ``runtime.FeatureJob`` (picklable: module level): a file's "features" are the id of the
+    process that computed them; a file named bad* raises."""
+
+    def file(self, path):
+        import os
+
+        if "bad" in str(path):
+            raise ValueError("not a clip")
+        return [os.getpid()]
+
+
+def test_file_features_run_on_worker_processes_in_order_with_errors_as_messages():
+    import os
+
+    paths = [f"clip{i}.wav" for i in range(9)] + ["bad.wav"]
+    here = list(batch.file_features(PidJob(), paths, jobs=1))
+    assert all(X == [os.getpid()] and err is None for X, err in here[:-1])
+    assert here[-1] == (None, "bad.wav: ValueError: not a clip")
+    pool = list(batch.file_features(PidJob(), paths, jobs=2))
+    assert len(pool) == len(paths) and pool[-1] == here[-1]
+    pids = {X[0] for X, _ in pool[:-1]}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert {X[0] for X, _ in batch.file_features(PidJob(), paths[:3], jobs=2)} == {os.getpid()}  # < 4 files: here
+
+
+def test_worker_processes_and_batches_predict_what_one_process_does(rec, tree):
+    flacs = sorted((tree / "a").rglob("*.flac"))
+    paths = [*flacs, tree / "broken.wav", *flacs[:2]]  # 7 files, a bad one among them: the pool runs
+    one = rec.predict_files(paths, jobs=1)
+    pool = rec.predict_files(paths, jobs=2)
+    assert list(pool.index) == list(one.index) and list(pool["emotion"]) == list(one["emotion"])
+    cols = [*rec.classes, "novelty", "duration_s"]
+    np.testing.assert_allclose(pool[cols].astype(float), one[cols].astype(float), atol=1e-6, equal_nan=True)
+    assert pool["error"].isna().sum() == 6 and "broken.wav" in pool.loc[str(tree / "broken.wav"), "error"]
+    for p in flacs:  # and what one clip at a time gives (the network on batches of CHUNK clips)
+        single = rec.predict_file(p)
+        np.testing.assert_allclose(pool.loc[str(p), list(rec.classes)].astype(float).values.reshape(-1, len(
+            rec.classes))[0], [single.probabilities[c] for c in rec.classes], atol=1e-5)
+
+
+def test_cli_predict_jobs_gives_the_same_table_and_lines(rec, tree, capsys):
+    files = [str(p) for p in sorted((tree / "a").rglob("*.flac"))] + [str(tree / "broken.wav")]
+    assert main(["predict", *files, "--out", str(tree / "one.csv"), "--jobs", "1"]) == 1
+    assert main(["predict", *files, "--out", str(tree / "two.csv"), "--jobs", "2"]) == 1
+    assert (tree / "one.csv").read_text() == (tree / "two.csv").read_text()
+    capsys.readouterr()
+    assert main(["predict", *files, "--json", "--jobs", "2"]) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in rows] == files[:-1] and "broken.wav" in err
+    for r, f in zip(rows, files):
+        assert r["probabilities"] == pytest.approx(rec.predict_file(f).probabilities, abs=1e-5)

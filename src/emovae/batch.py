@@ -4,7 +4,9 @@
 Inputs (``expand_inputs``): files, folders (recursively, ``AUDIO_SUFFIXES``), glob patterns, CSV/TSV manifests
 with a ``path`` (or ``file``) column (relative paths from the manifest's folder) and ``-`` for a list of paths on
 stdin; each file once, in the order given. Rows (``score``): one per file with ``columns(classes)``; a file that
-cannot be scored becomes a row with its error, never a stop. Tables (``write_table``): CSV and JSON lines with the
+cannot be scored becomes a row with its error, never a stop; features are computed on worker processes
+(``predictions``, ``jobs``: all cores by default from the CLI and ``predict_files``) and the network runs on
+``CHUNK`` clips at a time in the calling process. Tables (``write_table``): CSV and JSON lines with the
 standard library, Parquet with pandas and pyarrow (``pip install 'emovae[batch]'``). Resumable: with an existing
 table, files already scored (rows without an error) are skipped and the new rows appended, so no file is scored
 twice; rows are written as they are scored (Parquet: rewritten every ``PARQUET_FLUSH_ROWS`` rows), so a killed run
@@ -23,8 +25,8 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import EmovaeError, ParameterError, require
 
-__all__ = ["AUDIO_SUFFIXES", "columns", "expand_inputs", "score", "predict_files", "read_done", "write_table",
-           "run_to_table"]
+__all__ = ["AUDIO_SUFFIXES", "columns", "expand_inputs", "file_features", "predictions", "score", "predict_files",
+           "read_done", "write_table", "run_to_table"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST_SUFFIXES = (".csv", ".tsv")
@@ -143,27 +145,59 @@ def _message(path: str, exc: Exception) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
-def score(recognizer, paths: Iterable[str], chunk: int = CHUNK) -> Iterator[dict]:
-    """One row per path, in order (``prediction_row`` or ``error_row``); the network runs ``chunk`` clips at a
-    time. Never raises for a bad file (KeyboardInterrupt aside)."""
-    from . import audio
+def _file_features(task) -> tuple[list | None, str | None]:
+    """(the network's input features of a file and its test-time copies, None) or (None, the error message): one
+    task of ``file_features``, in a worker process or this one. ``task``: (path, ``runtime.FeatureJob``)."""
+    path, job = task
+    try:
+        return job.file(path), None
+    except Exception as exc:  # noqa: BLE001 - a bad file is a row, never a stop
+        return None, _message(path, exc)
 
-    cfg, classes = recognizer.feature_config, recognizer.classes
+
+def _one_thread() -> None:
+    """A worker's BLAS on one thread (the CLI sets it before numpy loads; a library caller may not): clips are
+    small matrices, and more threads than cores only contend."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not a dependency of the core: the environment's setting stands
+        return
+    threadpool_limits(1)
+
+
+def file_features(job, paths: list[str], jobs: int | None = 1) -> Iterator[tuple[list | None, str | None]]:
+    """``_file_features`` of each path, in order: in this process (``jobs`` 1, or fewer than 4 files), else on
+    ``jobs`` worker processes (None: all cores) as ``extraction.extract_files`` runs them: a ProcessPoolExecutor,
+    tasks in chunks, one BLAS thread and one onnxruntime thread (the voice student's) per worker."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = jobs or os.cpu_count() or 1
+    tasks = [(p, job) for p in paths]
+    if jobs == 1 or len(tasks) < 4:
+        yield from map(_file_features, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_one_thread) as pool:
+        yield from pool.map(_file_features, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
+
+
+def predictions(recognizer, paths: Iterable[str], chunk: int = CHUNK, jobs: int | None = 1) -> Iterator[tuple]:
+    """(path, ``runtime.Prediction``, None) or (path, None, error message) per path, in order. Features come from
+    ``file_features`` (``jobs`` worker processes; 1: this process), the network runs on ``chunk`` clips at a time
+    in this process: the same batches whatever ``jobs``, so the same numbers. Never raises for a bad file
+    (KeyboardInterrupt aside)."""
     paths = [str(p) for p in paths]
+    feats = file_features(recognizer.feature_job, paths, jobs)
     for start in range(0, len(paths), chunk):
         part = paths[start:start + chunk]
-        rows: list[dict | None] = [None] * len(part)
+        out: list[tuple] = [(p, None, None) for p in part]
         ok, clips, copies = [], [], []
-        for i, path in enumerate(part):
-            try:
-                y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration)
-                clip, *more = recognizer._features_and_copies(y, cfg.sample_rate, path, True)
-            except Exception as exc:  # noqa: BLE001 - a bad file is a row, never a stop
-                rows[i] = error_row(path, _message(path, exc), classes)
+        for i, (path, (X, err)) in enumerate(zip(part, feats)):
+            if err is not None:
+                out[i] = (path, None, err)
                 continue
             ok.append(i)
-            clips.append(clip)
-            copies.append(more)
+            clips.append(X[0])
+            copies.append(X[1:])
         if ok:
             try:
                 preds = recognizer.predict_features(clips, [part[i] for i in ok],
@@ -176,17 +210,26 @@ def score(recognizer, paths: Iterable[str], chunk: int = CHUNK) -> Iterator[dict
                     except Exception as exc:  # noqa: BLE001
                         preds.append(exc)
             for i, p in zip(ok, preds):
-                rows[i] = error_row(part[i], _message(part[i], p), classes) if isinstance(p, Exception) \
-                    else prediction_row(p, classes)
-        yield from rows
+                out[i] = (part[i], None, _message(part[i], p)) if isinstance(p, Exception) else (part[i], p, None)
+        yield from out
 
 
-def predict_files(recognizer, paths: Iterable[str | os.PathLike]):
+def score(recognizer, paths: Iterable[str], chunk: int = CHUNK, jobs: int | None = 1) -> Iterator[dict]:
+    """One row per path, in order (``prediction_row`` or ``error_row``) from ``predictions`` (features on ``jobs``
+    worker processes, the network on ``chunk`` clips at a time). Never raises for a bad file (KeyboardInterrupt
+    aside)."""
+    classes = recognizer.classes
+    for path, p, err in predictions(recognizer, paths, chunk, jobs):
+        yield prediction_row(p, classes) if err is None else error_row(path, err, classes)
+
+
+def predict_files(recognizer, paths: Iterable[str | os.PathLike], jobs: int | None = None):
     """A pandas DataFrame indexed by file, one row per path (``columns`` less ``file``); unreadable files get
-    their ``error`` and empty scores. Needs pandas (``pip install 'emovae[batch]'``)."""
+    their ``error`` and empty scores. Features on ``jobs`` worker processes (default: all cores; 1: this process).
+    Needs pandas (``pip install 'emovae[batch]'``)."""
     pd = require("pandas", "batch")
     paths = [str(p) for p in paths]
-    table = pd.DataFrame(list(score(recognizer, paths)), columns=columns(recognizer.classes))
+    table = pd.DataFrame(list(score(recognizer, paths, jobs=jobs)), columns=columns(recognizer.classes))
     return table.set_index("file")
 
 
@@ -319,11 +362,13 @@ def write_table(rows: Iterable[dict], path: str | os.PathLike, classes) -> None:
 
 def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], out: str | os.PathLike,
                  progress: bool = False, rows: Iterable[dict] | None = None,
-                 scorer: Callable[[list[str]], Iterable[dict]] | None = None, speaker: bool = False) -> dict:
+                 scorer: Callable[[list[str]], Iterable[dict]] | None = None, speaker: bool = False,
+                 jobs: int | None = 1) -> dict:
     """Score ``files`` into the table ``out``, resuming an existing one: its scored files are skipped, its error
     rows for files scored now replaced. ``problems`` become error rows. ``rows``: rows computed elsewhere (then
     no resume: ``out`` must be new). ``scorer``: the files still to score -> their rows in the same order
-    (default ``score`` with ``recognizer`` in this process; ``cluster.Engine`` gives one on Dask). ``speaker``: the
+    (default ``score`` with ``recognizer`` here, features on ``jobs`` worker processes; ``cluster.Engine`` gives one
+    on Dask). ``speaker``: the
     table has a speaker column (``rows`` adapted to each speaker). Returns counts: scored, failed, skipped."""
     cols = columns(recognizer.classes, speaker)
     out = Path(out)
@@ -354,7 +399,7 @@ def run_to_table(recognizer, files: list[str], problems: list[tuple[str, str]], 
         if rows is not None:
             source = iter(rows)
         else:
-            source = iter(scorer(todo) if scorer is not None else score(recognizer, todo))
+            source = iter(scorer(todo) if scorer is not None else score(recognizer, todo, jobs=jobs))
         buf = []
         for row in source:
             buf.append(row)

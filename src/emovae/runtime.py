@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,53 @@ def average_with_copies(proba: np.ndarray, copy_proba: np.ndarray, owner: np.nda
     return (total / count[:, None]).astype(np.float32)
 
 
+def voice_file(model: str | os.PathLike, meta: dict) -> Path | None:
+    """The voice student's graph file of the model at ``model`` (its folder, or a bare .onnx file beside the
+    graph), as its description ``meta`` names it; None for a model without one."""
+    if not meta.get("voice"):
+        return None
+    path = Path(model)
+    directory = path.parent if path.suffix == ".onnx" and path.is_file() else path
+    return inside(directory, (meta["voice"] or {}).get("file") if isinstance(meta["voice"], dict) else None,
+                  "voice student")
+
+
+@dataclass(frozen=True)
+class FeatureJob:
+    """How a model turns a clip into its network's input, as a small picklable value: the feature config, the
+    test-time speeds (its copies), the voice student's graph file (None without one) and the bound on decoded
+    bytes. ``Recognizer`` computes its features through it, and batch scoring sends it to worker processes
+    (``batch.predictions`` with ``jobs``), each of which opens the voice graph once (``voice.voice_session`` keeps
+    one session, of one thread, per file and process)."""
+
+    config: FeatureConfig
+    speeds: tuple[float, ...] = ()
+    voice: str | None = None
+    max_decoded_bytes: int | None = audio.MAX_DECODED_BYTES
+
+    def signal(self, signal, sr: int, name: str = "<signal>", copies: bool = True) -> list[Features]:
+        """[features of the clip] + (with ``copies``) those of the clip at each of ``speeds``, with the voice
+        statistics appended when the model has a student; a mono or (samples, channels) signal at ``sr`` Hz.
+        AudioError for a silent clip (peak below ``SILENCE_DB``)."""
+        cfg = self.config
+        y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name, self.max_decoded_bytes)
+        if audio.is_silent(y, SILENCE_DB):
+            raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
+        X = [extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f), cfg.sample_rate, cfg)
+             for f in (1.0, *(self.speeds if copies else ()))]
+        if self.voice is None:
+            return X
+        from .voice import voice_session, with_voice
+
+        return with_voice(X, voice_session(self.voice))
+
+    def file(self, path: str | os.PathLike) -> list[Features]:
+        """``signal`` of the decoded file (``audio.load``: mono, the config's rate)."""
+        cfg = self.config
+        y = audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration, max_decoded_bytes=self.max_decoded_bytes)
+        return self.signal(y, cfg.sample_rate, str(path))
+
+
 class Network:
     """The network behind a model, whichever backend runs it: ``forward(list of Features)`` -> dict of outputs
     (``modelfile.OUTPUTS``). ``run`` maps the input arrays (``modelfile.INPUTS``) to the outputs (an onnxruntime
@@ -110,8 +158,7 @@ class Network:
             return None
         from .voice import voice_session
 
-        voice_path = inside(directory, (meta["voice"] or {}).get("file") if isinstance(meta["voice"], dict)
-                            else None, "voice student")
+        voice_path = voice_file(directory, meta)
         if not voice_path.is_file():
             raise ModelFormatError(f"{where}: this model needs its voice student {voice_path.name} beside it")
         return voice_session(voice_path)
@@ -258,13 +305,19 @@ class Recognizer:
 
     def _features_and_copies(self, signal: np.ndarray, sr: int, name: str, copies: bool = False) -> list[Features]:
         """[features of the clip] + (with ``copies``) those of the clip at each of ``test_time_speeds``."""
-        cfg = self.feature_config
-        y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name, self.max_decoded_bytes)
-        if audio.is_silent(y, SILENCE_DB):
-            raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
-        speeds = self.test_time_speeds if copies else ()
-        return self.network.prepare([extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f),
-                                             cfg.sample_rate, cfg) for f in (1.0, *speeds)])
+        return self.network.prepare(self.feature_job.signal(signal, sr, name, copies))
+
+    @cached_property
+    def _voice_file(self) -> str | None:
+        path = voice_file(self.source, self.meta) if self.network.voice is not None else None
+        return None if path is None else str(path)
+
+    @property
+    def feature_job(self) -> FeatureJob:
+        """This model's ``FeatureJob``: what worker processes need to compute its features (``batch.predictions``).
+        A network whose voice student is not a file (one built in memory) leaves the voice statistics to
+        ``Network.prepare`` in this process."""
+        return FeatureJob(self.feature_config, self.test_time_speeds, self._voice_file, self.max_decoded_bytes)
 
     # ---------------------------------------------------------------------------------------- predictions
     def predict_features(self, X: list[Features], names: list[str | None] | None = None, moments=None,
@@ -356,13 +409,15 @@ class Recognizer:
             out = average_with_copies(out, self.network.forward([x for c in clips for x in c[1:]])["probabilities"], owner)
         return np.asarray(out)
 
-    def predict_files(self, paths):
+    def predict_files(self, paths, jobs: int | None = None):
         """A pandas DataFrame indexed by file: emotion, confidence, one column per class, in_domain, novelty,
-        duration_s and error (a file that cannot be scored gets its error, not an exception). Needs pandas
-        (``pip install 'emovae[batch]'``); ``batch.expand_inputs`` turns folders, globs and manifests into files."""
+        duration_s and error (a file that cannot be scored gets its error, not an exception). Features are computed
+        on ``jobs`` worker processes (default: all cores; 1: this process) and the network runs on batches of
+        ``batch.CHUNK`` clips. Needs pandas (``pip install 'emovae[batch]'``); ``batch.expand_inputs`` turns
+        folders, globs and manifests into files."""
         from .batch import predict_files
 
-        return predict_files(self, paths)
+        return predict_files(self, paths, jobs=jobs)
 
     def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None) -> Prediction:
         clip, *copies = self._features_and_copies(signal, sr, name or "<signal>", True)
