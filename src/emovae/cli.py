@@ -623,7 +623,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="labelled clips; repeat to mix sources. A folder named by a corpus convention (ravdess, "
                         "savee, crema-d, tess, emodb, emovo; detected, or given as KIND=PATH), a folder per label "
                         "(folders=PATH: angry/x.wav ...), or a CSV/TSV manifest with columns path,label,speaker "
-                        "[,corpus] (paths relative to it)")
+                        "[,corpus] (paths relative to it; 'file' is read as 'path')")
     g.add_argument("--labels", metavar="A,B,...",
                    help="keep only these classes (after --map), e.g. angry,happy,neutral,sad; others are dropped "
                         "with a count")
@@ -728,7 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_display_args(p)
     p.add_argument("files", nargs="+", metavar="input",
                    help="audio files (.wav, .flac, .ogg, .mp3), folders (searched recursively), glob patterns, "
-                        "CSV/TSV manifests with a 'path' column, or - for a list of paths on stdin")
+                        "CSV/TSV tables with a 'path' (or 'file') column such as a training manifest, or - for a "
+                        "list of paths on stdin")
     p.add_argument("--out", metavar="results.csv|.parquet|.jsonl",
                    help="write a table, one row per file (bad files get their error); an existing table is "
                         "resumed: files already scored are skipped and new rows added")
