@@ -519,3 +519,17 @@ def test_the_fold_bar_moves_within_a_fold(two_corpora, capsys):
     assert err.index("fold 1/2: scoring") < err.index("fold 2/2: fitting")
     cross_validate(two_corpora, make_spy(SpyNetwork()), n_splits=2, seed=0, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_report_md_of_a_saved_model_on_new_data(tiny_model, five_class_table, tmp_path):
+    """One model, no folds: the headline without a spread, the unrestricted figure over all classes beside it."""
+    from emovae.evaluate import evaluate_model, write_report
+
+    res = evaluate_model(tiny_model, five_class_table)
+    report = (write_report(tmp_path / "r", res, config={"model": "M", "data": ["D"]}, figures=False)
+              / "report.md").read_text()
+    m = res.metrics
+    assert "saved model on new data of `M` on `D`" in report and "| measure | all clips | one model |" in report
+    assert f"| balanced accuracy (UA) | {m['balanced_accuracy']:.3f} |  |" in report
+    assert f"Over all {len(m['all_classes']['confusion']['labels'])} classes, unrestricted argmax" in report
+    assert f"({m['left_out']} clips of classes the model does not know" in report and "## Per fold" not in report
