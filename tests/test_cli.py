@@ -235,7 +235,7 @@ def test_skip_bad_rows_trains_a_4_class_model_that_predicts_its_classes(syntheti
     m = _manifest(tmp_path / "calls.csv", _one_take(synthetic["train"]))
     out = tmp_path / "model"
     assert main(["-q", "train", "--data", str(m), "--out", str(out), "--cache-dir", str(synthetic["cache"]),
-                 "--skip-bad-rows", *_tiny_model_args()]) == 0
+                 "--skip-bad-rows", "--map", "Furious=angry", *_tiny_model_args()]) == 0
     std = capsys.readouterr()
     assert f"skipped: {m}:3: file" in std.err and f"skipped: {m}:6: empty speaker" in std.err
     assert "model trained on 16 clips of 4 speakers (calls); per class: neutral 4, happy 4, angry 4, excited 4" \
@@ -245,6 +245,7 @@ def test_skip_bad_rows_trains_a_4_class_model_that_predicts_its_classes(syntheti
     assert meta["classes"] == classes and meta["training_data"]["corpora"] == ["calls"]
     assert meta["training_data"]["speakers"] == [f"calls/spk{a}" for a in (1, 2, 3, 4)]
     assert meta["training_data"]["clips_per_class"] == dict.fromkeys(classes, 4)
+    assert meta["training_data"]["label_map"] == {"furious": "angry"}  # kept, for scoring by the corpus's labels
     files = sorted(synthetic["new"].rglob("*.wav"))
     assert main(["predict", "--model", str(out), "--json", *map(str, files)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

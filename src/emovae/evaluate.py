@@ -488,7 +488,8 @@ def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict, lis
     d.mkdir(parents=True, exist_ok=True)
     clips = demo_clips()
     preds = [recognizer.predict_file(c) for c in clips]
-    truth = [parse_name(c).emotion for c in clips]
+    merged = (recognizer.meta.get("training_data") or {}).get("label_map") or {}  # e.g. calm -> neutral
+    truth = [merged.get(parse_name(c).emotion, parse_name(c).emotion) for c in clips]
     m = compute_metrics(truth, [p.emotion for p in preds], tuple(dict.fromkeys((*recognizer.classes, *truth))))
     m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
     (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],

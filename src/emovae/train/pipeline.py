@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
+from ..corpus import canonical_label
 from ..evaluate import EvalResult, cross_validate, table_features
 from ..extraction import FeatureTable
 from ..guard import has_cues
@@ -20,11 +21,12 @@ from .guard import fit_guard
 
 def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig, vcfg: VAEConfig,
                 ccfg: ClassifierConfig, tcfg: TrainConfig, *, cv: int = 0, split: str = "speaker",
-                command: str = "", progress: bool = False,
-                save_folds=None) -> tuple[EmotionRecognizer, EvalResult | None]:
+                command: str = "", progress: bool = False, save_folds=None,
+                label_map: dict[str, str] | None = None) -> tuple[EmotionRecognizer, EvalResult | None]:
     """Train on every clip of ``table`` and write the model folder ``out``; with ``cv`` folds, first a
     speaker-grouped cross-validation whose metrics are stored in model.json (its fold models also saved under
-    ``save_folds`` when given). Returns the model and the CV result."""
+    ``save_folds`` when given). ``label_map``: the labels merged into the table's (``--map``), stored so that
+    scoring a corpus by its own labels merges them the same way. Returns the model and the CV result."""
 
     def make():
         return EmotionRecognizer(fcfg, vcfg, ccfg, tcfg, progress=progress)
@@ -40,6 +42,7 @@ def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig
     model = make().fit(X, table.labels, groups=table.speakers, augmented=table.augmented, corpora=table.corpora)
     model.extra_ = {"training_data": {"n_files": len(table), "speakers": sorted(set(table.speakers.tolist())),
                                       "corpora": sorted(set(table.corpora.tolist())), "clips_per_class": table.counts(),
+                                      "label_map": {canonical_label(k): canonical_label(v) for k, v in (label_map or {}).items()},
                                       "command": command},
                     "latent_map": fit_latent_map(model.transform(X), table.labels.tolist()),
                     # in_domain = "this is speech" (without the frames it needs: the VAE novelty's threshold)
