@@ -7,7 +7,10 @@ Engines, each scoring the same files with the shipped model into rows (``emovae.
 - ``single``: ``emovae.batch.score`` in this process (what ``emovae predict --out`` does without flags);
 - ``processes``: a ``concurrent.futures.ProcessPoolExecutor`` of N processes running
   ``emovae.cluster.score_partition`` (one model load per process);
-- ``dask``: ``emovae.cluster.Engine(workers=N)`` (what ``emovae predict --out ... --workers N`` does).
+- ``dask``: ``emovae.cluster.Engine(workers=N)`` (what ``emovae predict --out ... --workers N`` does);
+- ``jobs``: ``emovae.batch.score(rec, files, jobs=N)`` (what ``emovae predict --out`` and ``predict_files`` do by
+  default: features on N worker processes, the network on batches of ``batch.CHUNK`` clips in this process; its
+  start-up is the model load here, the pool starts inside the scoring; peak RSS of this process only).
 Reported per engine: wall time including start-up (pool or cluster start and model loads), the start-up alone
 (the time to the first partition), clips/s over the whole run, speed-up against ``single``, the overhead per file
 against ``processes`` at equal workers ((wall_dask - wall_processes) / files), the peak RSS (VmHWM) of each
@@ -19,7 +22,7 @@ its own, killed with SIGKILL (with its workers: the whole process group) once th
 rows, then the same command again to the end; checks that every file has exactly one row (none scored twice,
 none lost) and that the second run skipped what the first had written.
 
-Usage: python benchmarks/batch.py [--data DIR] [--workers 2] [--engines single,processes,dask] [--quick]
+Usage: python benchmarks/batch.py [--data DIR] [--workers 2] [--engines single,processes,dask,jobs] [--quick]
        python benchmarks/batch.py --resume-check [--resume-files 10000] [--workers 2] [--quick]
        [--out benchmarks/results-batch.md]
 Targets (issue 23, 2 cores): N=2 workers >= 1.8x single; Dask overhead <= 10 % against plain processes;
@@ -103,8 +106,13 @@ def run_engine(name: str, files: list[str], workers: int) -> dict:
             engine.client.run(warm, spec)
             t1 = time.perf_counter()
             collect(engine.map(measured_partition, parts, spec, classes))
+    elif name == "jobs":
+        rec = spec.load()
+        t1 = time.perf_counter()
+        rows = list(batch.score(rec, files, jobs=workers))
+        peaks[os.getpid()] = common.rss_mb(field="VmHWM")
     else:
-        raise SystemExit(f"unknown engine {name!r}: use single, processes or dask")
+        raise SystemExit(f"unknown engine {name!r}: use single, processes, dask or jobs")
     t2 = time.perf_counter()
     return {"rows": rows, "wall_s": t2 - t0, "startup_s": t1 - t0, "work_s": t2 - t1, "peaks": peaks}
 

@@ -1,11 +1,19 @@
 """End-to-end latency per clip (decode -> features -> model) on one thread, emovae vs. openSMILE + SVM.
 
 In one run, over the dev files: emovae through onnxruntime, emovae through torch, and openSMILE eGeMAPSv02
-extraction + RBF SVM (the peer). Also: model size on disk, cold start of `emovae predict one.wav`, peak RSS
-of that process, and the size of a runtime-only install (numpy, soundfile, soxr, onnxruntime; no torch).
+extraction + RBF SVM (the peer); the decode + resample floor (soundfile's decode and soxr's resampling alone, what
+any path must pay) and how far above it the whole path is. Also: model size on disk, cold start of `emovae predict
+one.wav`, peak RSS of that process, and the size of a runtime-only install (numpy, soundfile, soxr, onnxruntime; no
+torch).
+
+``--baseline DIR``: an older emovae checked out in DIR (``git worktree add /tmp/emovae-8922f4a 8922f4a``) timed in
+the same run, on the same files and machine: DIR's own benchmarks/latency.py (``--quick --skip-opensmile``, its
+src/ first on PYTHONPATH) runs before and after this code's timings, and the table gets its onnxruntime p50 (the
+mean of the two rounds) and the ratio, so the gain is a ratio of two measurements taken side by side.
 
 Usage: python benchmarks/latency.py [--model DIR] [--limit N] [--out benchmarks/results-latency.md]
        [--runtime-venv /tmp/emovae-rt]   (created with pip install '.[runtime]' when missing)
+       [--baseline /tmp/emovae-8922f4a]
        python benchmarks/latency.py --quick   # smoke run: 10 clips, no runtime install, one cold start
 """
 
@@ -39,45 +47,75 @@ def time_path(fn, files) -> np.ndarray:
     return np.array(out)
 
 
-def stage_times(rec, files) -> dict[str, float]:
-    """Median ms per clip of each stage of the onnxruntime path (``Recognizer.predict_file`` taken apart, the
-    steps of ``features.extract``): decode, resample, frame features, utterance statistics, the voice student,
-    network (with the prediction objects)."""
+def decode(path: str):
+    """soundfile's decode to float32, mono: (samples,), its rate."""
     import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float32", always_2d=False)
+    return (y.mean(axis=1) if y.ndim == 2 else y), sr
+
+
+def resample(y, sr: int, to: int):
+    """soxr's resampling as ``emovae.audio`` does it (HQ), float32."""
     import soxr
 
+    return soxr.resample(y, sr, to, quality="HQ").astype(np.float32, copy=False)
+
+
+def floor_path(rate: int):
+    """The decode + resample floor as a per-clip path: what any path from these files to features must pay."""
+    return lambda path: resample(*decode(path), rate)
+
+
+def stage_times(rec, files) -> dict[str, float]:
+    """Median ms per clip of each stage of the onnxruntime path (``Recognizer.predict_file`` taken apart): decode,
+    resample, ``features.extract`` (one framing: the frame features, the utterance statistics and the voice
+    student's mel bands from the same STFT frames; YIN on its own), the voice student's LSTM, the network (with
+    the prediction objects)."""
     from emovae import features
 
     cfg = rec.feature_config
-    out: dict[str, list[float]] = {k: [] for k in ("decode", "resample", "frame features", "statistics",
-                                                   "voice student (mel bands + its LSTM)",
-                                                   "network and prediction")}
+    out: dict[str, list[float]] = {k: [] for k in (
+        "decode", "resample", "features (one framing: frame features, statistics, the student's mel bands)",
+        "voice student (its LSTM)", "network and prediction")}
     for f in [files[0], *files]:
         t0 = time.perf_counter()
-        y, sr = sf.read(f, dtype="float32", always_2d=False)
-        y = y.mean(axis=1) if y.ndim == 2 else y
+        y, sr = decode(f)
         t1 = time.perf_counter()
-        y = soxr.resample(y, sr, cfg.sample_rate, quality="HQ").astype(np.float32, copy=False)
+        y = resample(y, sr, cfg.sample_rate)
         t2 = time.perf_counter()
-        energy = features.frame_energy_db(y, cfg)
-        frames = features.frame_features(y, cfg, energy)
+        X = [features.extract(y, cfg.sample_rate, cfg)]
         t3 = time.perf_counter()
-        stats = features.utterance_stats(frames, cfg)
+        X = rec.network.prepare(X)
         t4 = time.perf_counter()
-        X = [features.Features(frames, features.frame_names(cfg), stats, features.stat_names(cfg))]
-        if cfg.voice:  # as features.extract and Recognizer do it: mel bands of the speech span, then the student
-            from emovae.voice import encoder_mel, level
-
-            span = features.speech_span(energy, cfg)
-            speech = y[span.start * cfg.hop_length: span.stop * cfg.hop_length]
-            mel = encoder_mel(level(speech if speech.size else y)).astype(np.float16)
-            X = rec.network.prepare([features.Features(frames, X[0].frame_names, stats, X[0].stat_names, mel)])
-        t5 = time.perf_counter()
         rec.predict_features(X)
-        t6 = time.perf_counter()
-        for k, a, b in zip(out, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
+        t5 = time.perf_counter()
+        for k, a, b in zip(out, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             out[k].append((b - a) * 1000)
     return {k: float(np.median(v[1:])) for k, v in out.items() if cfg.voice or not k.startswith("voice")}
+
+
+def baseline_round(directory: Path, data: str, limit: int, model: str | None) -> dict[str, tuple[float, float]]:
+    """The emovae checked out in ``directory`` timed by its own benchmarks/latency.py on the first ``limit`` clips
+    of ``data`` (``--quick --skip-opensmile``; its src/ first on PYTHONPATH): {path name: (p50 ms, p95 ms)}."""
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="emovae-baseline-")) / "results-latency.md"
+    cmd = [sys.executable, str(directory / "benchmarks" / "latency.py"), "--quick", "--skip-opensmile",
+           "--limit", str(limit), "--data", str(data), "--out", str(out), *(["--model", model] if model else [])]
+    env = {**os.environ, "PYTHONPATH": str(directory / "src")}
+    subprocess.run(cmd, check=True, env=env, cwd=str(directory), capture_output=True, text=True)
+    rows = {}
+    for line in out.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("emovae"):
+            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+    return rows
+
+
+def short_commit(directory: Path) -> str:
+    return subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip() or "unknown"
 
 
 def du(path: Path) -> int:
@@ -128,6 +166,8 @@ def main() -> None:
     ap.add_argument("--out", help="results file (default: benchmarks/results-latency.md)")
     ap.add_argument("--runtime-venv", default="/tmp/emovae-rt")
     ap.add_argument("--skip-opensmile", action="store_true")
+    ap.add_argument("--baseline", metavar="DIR", help="an older emovae checked out in DIR (a git worktree), timed by "
+                    "its own benchmarks/latency.py in the same run, before and after this code")
     args = ap.parse_args()
     args.out = args.out or str(common.results_path("latency", args.quick))
     if args.quick:
@@ -152,14 +192,26 @@ def main() -> None:
     onnx = Recognizer.load(model_dir, backend="onnx", threads=1)
     tor = Recognizer.load(model_dir, backend="torch")
     clip_s = np.mean([__import__("soundfile").info(f).duration for f in files[:200]])
+    load_before = os.getloadavg()
+    base, base_rounds = Path(args.baseline) if args.baseline else None, []
+    if base is not None:  # round 1 of the older code, before this code's timings
+        print(f"[latency] baseline {short_commit(base)}, round 1 ...", flush=True)
+        base_rounds.append(baseline_round(base, args.data, len(files), args.model))
     rows = {}
     rows["emovae, onnxruntime"] = time_path(onnx.predict_file, files)
+    rows["decode + resample alone (the floor)"] = time_path(floor_path(onnx.feature_config.sample_rate), files)
     stages = stage_times(onnx, files)
     rows["emovae, torch"] = time_path(tor.predict_file, files)
     tta = Recognizer.load(model_dir, backend="onnx", threads=1, tta=True)  # opt-in: the clip + 4 speed copies
     rows["emovae, onnxruntime, --tta (opt-in)"] = time_path(tta.predict_file, files)
     if not args.skip_opensmile:
         rows["openSMILE eGeMAPSv02 + SVM"] = time_path(common.egemaps_svm_path(files, labels), files)
+    # this code's onnx path again, so that both codes are timed before and after everything else
+    rows["emovae, onnxruntime"] = np.concatenate([rows["emovae, onnxruntime"], time_path(onnx.predict_file, files)])
+    if base is not None:
+        print(f"[latency] baseline {short_commit(base)}, round 2 ...", flush=True)
+        base_rounds.append(baseline_round(base, args.data, len(files), args.model))
+    load_after = os.getloadavg()
 
     size = du(model_dir)
     onnx_size = (model_dir / "model.onnx").stat().st_size
@@ -176,15 +228,30 @@ def main() -> None:
     m = common.machine()
     lines = [
         "# Latency benchmark", "",
-        f"Run {m['date'][:10]} on {m['node']}: {m['cpu']}, {m['cores']} cores, "
-        f"Python {m['python']}, emovae at {m['commit']}, one thread per path. {len(files)} RAVDESS dev clips, mean "
-        f"{clip_s:.2f} s. Command: `{common.command_line('latency.py')}`.",
-        "", "End to end per clip: decode (48 kHz FLAC) -> resample -> features -> network.", "",
+        (f"Run {m['date'][:10]} on {m['node']}: {m['cpu']}, {m['cores']} cores, "
+         f"Python {m['python']}, emovae at {m['commit']}, one thread per path. {len(files)} RAVDESS dev clips, mean "
+         f"{clip_s:.2f} s. Command: `{common.command_line('latency.py')}`. Load average (1, 5, 15 min) before the "
+         f"run {' / '.join(f'{v:.2f}' for v in load_before)}, after it {' / '.join(f'{v:.2f}' for v in load_after)}."),
+        "", ("End to end per clip: decode (48 kHz FLAC) -> resample -> features -> network. This code's onnxruntime "
+             "path is timed twice (first and last), its p50 over both."), "",
         "| path | p50 ms | p95 ms | real-time factor (p50) | p50 vs emovae onnx |", "|---|---|---|---|---|",
     ]
     for name, t in rows.items():
         p50, p95 = np.median(t) * 1000, np.percentile(t, 95) * 1000
         lines.append(f"| {name} | {p50:.2f} | {p95:.2f} | {p50 / 1000 / clip_s:.4f} | {np.median(t) / ref:.2f}x |")
+    name = "emovae, onnxruntime"
+    if base_rounds and all(name in r for r in base_rounds):
+        b50 = float(np.mean([r[name][0] for r in base_rounds]))
+        b95 = float(np.mean([r[name][1] for r in base_rounds]))
+        lines.append(f"| emovae at {short_commit(base)}, onnxruntime (its own latency.py, mean of 2 rounds: "
+                     f"{', '.join(f'{r[name][0]:.2f}' for r in base_rounds)} ms) | {b50:.2f} | {b95:.2f} | "
+                     f"{b50 / 1000 / clip_s:.4f} | {b50 / 1000 / ref:.2f}x |")
+        lines += ["", (f"This code's p50 is **{ref * 1000 / b50 * 100:.0f} %** of {short_commit(base)}'s in the "
+                       f"same run: a speed-up of {b50 / (ref * 1000):.2f}x.")]
+    floor = float(np.median(rows["decode + resample alone (the floor)"]))
+    lines += ["", (f"The floor (decode + resample alone) is {floor * 1000:.2f} ms p50: the whole onnxruntime path "
+                   f"is {ref / floor:.2f}x the floor, {(ref - floor) * 1000:.2f} ms above it (features and network); "
+                   f"the floor is {floor / ref * 100:.0f} % of the path.")]
     lines += ["", "Where the onnxruntime path's time goes (median ms per clip of each stage, timed separately):", "",
               "| stage | ms |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in stages.items()),
               f"| sum | {sum(stages.values()):.2f} |"]
