@@ -8,7 +8,8 @@ Sources (``scan(spec)``; ``spec`` is a path, or ``KIND=PATH`` to name the kind):
 - ``folders``: a folder per label (``angry/x.wav``), the speaker taken from each file name by ``speaker_pattern``
   (a regular expression with a group named ``speaker``; none: speakers unknown);
 - ``manifest``: a CSV or TSV file with a header ``path,label,speaker`` and an optional ``corpus`` column; relative
-  paths are taken from the manifest's folder.
+  paths are taken from the manifest's folder. Every table emovae reads uses these names (``read_rows``; ``file`` is
+  read as ``path``), so one manifest also lists predict's clips and their speakers (``predict --speaker-from``).
 Labels are brought to one vocabulary (``canonical_label``: "anger", "ANG" -> "angry"); other labels are kept,
 lower-cased, as the user's own classes. Bad rows and names (missing file, empty or unknown label, empty speaker) are
 reported as ``Problem(where, reason)`` with the file and line, and skipped: never guessed.
