@@ -8,7 +8,6 @@ module level."""
 import asyncio
 import gc
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError, require
@@ -16,7 +15,8 @@ from .config import MULTIPART_OVERHEAD, ServeConfig
 from .docs import MULTIPART, docs_page, openapi_body
 from .errors import ClientGone, RequestError, size_text
 from .limits import ByteBudget, malloc_trim
-from .policy import OriginPolicy
+from .page import ASSETS, DOCS_CSP, PAGE_CSP, SecurityHeaders, read_page
+from .policy import HostPolicy, OriginPolicy
 from .predict import audio_error_status, decode_and_predict, model_document, model_info
 from .sessions import SessionGate
 from .upload import body_receiver, declared_length, read_body, refuse_unread, upload_from_form
@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..runtime import Recognizer
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the page: emovae/web/
 RETRY_AFTER_BUSY_S = 5  # Retry-After sent when the upload budget stays full for queue_timeout_s
 TRIM_AFTER_IDLE_S = 0.5  # memory handed back to the OS this long after the last upload finished
 log = logging.getLogger("emovae.serve")
@@ -39,14 +38,14 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     import anyio
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.requests import ClientDisconnect
 
     from .. import __version__
 
     cfg = cfg or ServeConfig()
-    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    page = read_page()
     info = model_info(recognizer)
     model_doc = model_document(recognizer, cfg)
     # this app's thread limiter and body budget, made on first use inside the event loop; uploads in flight
@@ -61,7 +60,11 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
     app = fastapi.FastAPI(title="emovae", version=__version__, docs_url=None, redoc_url=None,
                           description="Speech emotion recognition: upload a clip, get its emotion.")
+    # the last added runs first: the security headers on every answer (refusals too), then the Host check (a
+    # DNS-rebinding page would otherwise pass as same-origin), then the CORS policy
     app.add_middleware(OriginPolicy, allow_origins=cfg.allow_origins)
+    app.add_middleware(HostPolicy, allow_hosts=cfg.allow_hosts)
+    app.add_middleware(SecurityHeaders)
     app.state.sessions = sessions  # the adaptation sessions (a session.Store), None without an adapted head
     app.state.budget = state["budget"]
 
@@ -183,10 +186,17 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
-        return HTMLResponse(page)
+        return HTMLResponse(page["index.html"], headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/app.js", include_in_schema=False)
+    @app.get("/app.css", include_in_schema=False)
+    async def asset(request: Request):
+        name = request.scope["path"].rsplit("/", 1)[-1]
+        return Response(page[name], media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def docs():
-        return HTMLResponse(state.get("docs") or state.setdefault("docs", docs_page(app.openapi())))
+        html = state.get("docs") or state.setdefault("docs", docs_page(app.openapi()))
+        return HTMLResponse(html, headers={"Content-Security-Policy": DOCS_CSP})
 
     return app

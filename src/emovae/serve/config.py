@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ParameterError
 from ..speaker import PRIOR_WEIGHT
-from .policy import normalize_origin
+from .policy import normalize_host_pattern, normalize_origin
 
 MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and part headers around an upload of max_bytes
 PENDING_UPLOADS = 6  # default body budget: this many uploads of max_bytes held at once
@@ -26,8 +26,11 @@ class ServeConfig:
     keep-alive connections are closed after this. ``new_sessions_per_min`` (per client address) and
     ``new_sessions_per_min_total``: adaptation sessions created at most, per minute (429 beyond).
     ``allow_origins``: origins (``https://host:port``, or ``*``) whose web pages may call the service; same
-    origin is always allowed. ``max_decoded_bytes``: refuse a clip whose decoded samples (float32, every
-    channel, as the header declares them) would take more memory than this.
+    origin is always allowed. ``allow_hosts``: host names (``svc.example``, ``*.example.com``, ``*``) the service
+    answers to, a guard against DNS rebinding (400 for other names; IP addresses always pass); None checks
+    only that the Host header is well formed (``create_app`` in tests and when embedded; ``run`` adds the
+    localhost names and the bound name). ``max_decoded_bytes``: refuse a clip whose decoded samples (float32,
+    every channel, as the header declares them) would take more memory than this.
     """
 
     max_bytes: int = 10 * 1024 * 1024
@@ -46,6 +49,7 @@ class ServeConfig:
     allow_origins: tuple[str, ...] = ()
     max_decoded_bytes: int = 128 * 1024 * 1024
     session_store: str | None = None  # None: sessions in this process; redis://HOST:6379/0: shared (session.py)
+    allow_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.max_bytes < 1:
@@ -69,6 +73,9 @@ class ServeConfig:
         if isinstance(self.allow_origins, str):
             object.__setattr__(self, "allow_origins", (self.allow_origins,))
         object.__setattr__(self, "allow_origins", tuple(normalize_origin(o) for o in self.allow_origins))
+        if self.allow_hosts is not None:
+            hosts = (self.allow_hosts,) if isinstance(self.allow_hosts, str) else self.allow_hosts
+            object.__setattr__(self, "allow_hosts", tuple(dict.fromkeys(normalize_host_pattern(h) for h in hosts)))
 
     @property
     def pending_bytes(self) -> int:

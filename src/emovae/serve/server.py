@@ -16,6 +16,7 @@ from ..errors import ParameterError, require
 from .app import create_app
 from .config import ServeConfig
 from .limits import release_large_buffers_at_once
+from .policy import default_hosts
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -111,11 +112,13 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | No
     ``abstain``: answer "unknown" for clips the VAE flags as unlike the training speech. ``processes`` > 1:
     that many uvicorn worker processes on one port, each with its own model and ``cfg.workers`` prediction
     threads; they share adaptation sessions only through a store all of them reach, so ``cfg.session_store``
-    must name one (ParameterError otherwise; the store is checked here before any process starts)."""
+    must name one (ParameterError otherwise; the store is checked here before any process starts). The Host
+    names served are the localhost names, ``host`` when it is a name, and ``cfg.allow_hosts``."""
     uvicorn = require("uvicorn", "serve")
     from ..runtime import Recognizer
 
     cfg = cfg or ServeConfig()
+    cfg = dataclasses.replace(cfg, allow_hosts=default_hosts(host) + tuple(cfg.allow_hosts or ()))
     if processes < 1:
         raise ParameterError(f"processes must be >= 1, got {processes}")
     if processes > 1 and not shared_store(cfg.session_store):
@@ -133,7 +136,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | No
         return
     del app, recognizer
     config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    config["allow_origins"] = list(cfg.allow_origins)
+    config["allow_origins"], config["allow_hosts"] = list(cfg.allow_origins), list(cfg.allow_hosts)
     os.environ[ENV_SETTINGS] = json.dumps({"model": None if model is None else str(Path(model).resolve()),
                                            "backend": backend, "abstain": abstain, "config": config})
     http = "emovae.serve.server:HeaderTimeoutFromEnv" if header_timeout_protocol(1.0) != "h11" else "h11"
