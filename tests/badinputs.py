@@ -61,6 +61,8 @@ def write_files(folder: str | os.PathLike) -> list[tuple[str, Path, str]]:
     add("nan_float.wav", "error", lambda p: sf.write(p, np.where(np.arange(SR) % 100 == 0, np.nan, y)
                                                     .astype(np.float32), SR, subtype="FLOAT"))
     add("unscaled_float.wav", "error", lambda p: sf.write(p, y * 30000, SR, subtype="FLOAT"))
+    add("tess_float_over_full_scale.wav", "ok", lambda p: sf.write(p, y / np.max(np.abs(y)) * 2.27, SR,
+                                                                    subtype="FLOAT"))  # TESS's own float WAVs
     add("many_channels.wav", "error", lambda p: sf.write(p, np.tile(y[:, None], (1, 40)), SR))
 
     def truncated(p: Path) -> None:
@@ -121,7 +123,24 @@ def arrays() -> list[tuple[str, object, object, str]]:
         ("sr_inf", y, float("inf"), "error"),
         ("sr_bool", y, True, "error"),
         ("sr_1hz", y, 1, "error"),
-    ]
+        ("float16", y.astype(np.float16), SR, "ok"),
+        ("int16_values_in_a_list", pcm16.tolist(), SR, "error"),  # no sample width: refused with the cast to make
+        ("int16_values_in_a_tuple", tuple(pcm16.tolist()), SR, "error"),
+        ("int64_from_a_list", np.array(pcm16.tolist()), SR, "error"),
+        ("file_bytes", b"RIFF\x00\x00\x00\x00WAVEfmt ", SR, "error"),
+    ] + _tensors(y)
+
+
+def _tensors(y: np.ndarray) -> list[tuple[str, object, object, str]]:
+    """torch tensors as a notebook holds them (with requires_grad, half precision), when torch is installed."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the core alone is tested without the train extra
+        return []
+    t = torch.tensor(y)
+    return [("torch_requires_grad", t.clone().requires_grad_(True), SR, "ok"), ("torch_float16", t.half(), SR, "ok"),
+            ("torch_bfloat16", t.to(torch.bfloat16), SR, "ok"),
+            ("torch_int64", torch.tensor(np.round(y * 32767).astype(np.int64)), SR, "error")]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,3 +158,124 @@ def test_decode_fuzz_under_a_memory_limit():
     assert r.returncode == 0, r.stderr[-2000:]
     counts = eval(r.stdout.strip().splitlines()[-1])  # {"ok": n, "refused": m}
     assert counts["ok"] + counts["refused"] == 300 and counts["refused"] > 0
+
+
+MODEL_FUZZ = textwrap.dedent("""
+    import json, random, resource, shutil, sys
+    from pathlib import Path
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # 3 GiB of address space: a huge allocation fails
+    import numpy as np
+    from emovae.errors import ModelFormatError
+    from emovae.runtime import Recognizer
+    src, work, seed, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    rng = random.Random(seed)
+    d = work / "model"
+    shutil.copytree(src, d)
+    base = json.loads((src / "model.json").read_text())
+    t = np.arange(16000) / 16000
+    clip = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+    def leaves(x, path=()):
+        yield path
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield from leaves(v, path + (k,))
+        elif isinstance(x, list) and x:
+            for i in {0, len(x) - 1}:
+                yield from leaves(x[i], path + (i,))
+
+    paths = [p for p in leaves(base) if p and p[0] not in ("history", "metrics", "training_data", "emovae_version")]
+    HOSTILE = [0, -1, 1, 3, 10**9, 10**10, -10**9, 10**40, 1e308, -1e308, 0.5, -0.5, 1e-300, True, False, None, "",
+               "x", "16000", [], {}, [1, 2, 3], [[1, 2]] * 3, {"a": 1}, ["a"] * 5, "a" * 10000]
+
+    def mutate(value):
+        r = rng.random()
+        if isinstance(value, bool) or r < 0.45:
+            return rng.choice(HOSTILE)
+        if isinstance(value, (int, float)):
+            return rng.choice([value * 1000, value * 10**6, -value, value + 1, value - 1, value // 2 if
+                               isinstance(value, int) else value / 2, value * 1e300, 0])
+        if isinstance(value, list):
+            return rng.choice([value[: len(value) // 2], value * 3, value[:1], value[1:], value[::-1],
+                               value + [value[-1] if value else 0], [str(v) for v in value]])
+        if isinstance(value, dict):
+            k = rng.choice(list(value) or ["x"])
+            return rng.choice([{kk: vv for kk, vv in value.items() if kk != k}, dict(value, unknown_key=1),
+                               dict(value, **{k: rng.choice(HOSTILE)})])
+        return rng.choice(HOSTILE)
+
+    def text_case(i):
+        good = json.dumps(base)
+        kind = i % 4
+        if kind == 0:
+            return good[: rng.randrange(len(good))]  # truncated
+        if kind == 1:
+            key = rng.choice(['"seq_len": ', '"n_fft": ', '"latent_dim": ', '"n_mels": ', '"hop_length": '])
+            num = rng.choice(["9" * 5000, "1e999", "-1e999", "NaN", "Infinity", "1" + "0" * 300])
+            return good.replace(key, key + num + ", \\"_x\\": ", 1)  # a huge number for the key
+        if kind == 2:
+            depth = rng.choice([100, 1000, 100000])
+            key = rng.choice(['"classes": ', '"feature_config": ', '"speaker_prior": '])
+            return good.replace(key, key + "[" * depth + "]" * depth + ', "_y": ', 1)
+        b = bytearray(good.encode())
+        for _ in range(rng.randrange(1, 10)):
+            b[rng.randrange(len(b))] = rng.randrange(32, 127)
+        return b.decode("latin-1")
+
+    counts = {"ok": 0, "refused": 0}
+    failures = []
+    for i in range(n):
+        meta = json.loads(json.dumps(base))
+        if i % 5 == 4:
+            text, what = text_case(i // 5), f"text mutation {i // 5 % 4}"
+        else:
+            what = []
+            for _ in range(rng.choice([1, 1, 1, 2, 3])):
+                path = rng.choice(paths)
+                parent = meta
+                try:
+                    for k in path[:-1]:
+                        parent = parent[k]
+                    if rng.random() < 0.1 and isinstance(parent, dict):
+                        parent.pop(path[-1], None)
+                        what.append(f"{path} deleted")
+                    else:
+                        parent[path[-1]] = mutate(parent[path[-1]])
+                        what.append(f"{path} = {repr(parent[path[-1]])[:60]}")
+                except (KeyError, IndexError, TypeError):  # an earlier mutation changed the parent
+                    pass
+            text = json.dumps(meta)
+        (d / "model.json").write_text(text)
+        backend = "torch" if i % 7 == 3 else "onnx"
+        try:
+            rec = Recognizer.load(d, backend=backend)
+        except ModelFormatError:
+            counts["refused"] += 1
+            continue
+        except BaseException as exc:
+            failures.append(f"load ({backend}) {what}: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        try:
+            p = rec.predict_proba(clip, 16000)
+            assert p.shape == (len(rec.classes),) and np.all(np.isfinite(p)), "bad probabilities"
+            counts["ok"] += 1
+        except BaseException as exc:
+            failures.append(f"predict ({backend}) {what}: {type(exc).__name__}: {str(exc)[:200]}")
+    print(json.dumps({"counts": counts, "failures": failures}))
+""")
+
+
+def test_model_json_fuzz_loads_or_is_refused_under_a_memory_limit(tiny_model_dir, tmp_path):
+    """Mutated model.json fields (hostile values, huge numbers, deep nesting, truncation, flipped bytes) of a copy
+    of the tiny model: each load works and scores a clip, or raises ModelFormatError; never another exception,
+    never an allocation past 3 GiB."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", MODEL_FUZZ, str(tiny_model_dir), str(tmp_path), "11", "400"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not result["failures"], "\n".join(result["failures"][:20])
+    counts = result["counts"]
+    print("model.json fuzz:", counts)
+    assert counts["ok"] + counts["refused"] == 400 and counts["ok"] > 20 and counts["refused"] > 100, counts

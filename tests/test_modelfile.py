@@ -6,8 +6,9 @@ import json
 import pytest
 
 from emovae.errors import ModelFormatError
-from emovae.modelfile import (CONFIG_FILE, INPUTS, MODEL_FORMAT, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, VOICE_FILE,
-                              check_meta, inside, onnx_session, read_model_json)
+from emovae.modelfile import (CONFIG_FILE, INPUTS, MAX_GRAPH_BYTES, MAX_JSON_BYTES, MAX_PARAMETERS, MODEL_FORMAT,
+                              ONNX_FILE, OUTPUTS, PRETRAINED_DIR, VOICE_FILE, check_graph, check_meta, inside,
+                              network_parameters, onnx_session, read_model_json)
 
 
 def minimal_meta(**classifier) -> dict:
@@ -89,3 +90,122 @@ def test_the_shipped_model_folder_follows_the_format():
     assert tuple(o.name for o in session.get_outputs()) == OUTPUTS
     stats = session.get_inputs()[1].shape[1]
     assert stats == len(meta["stat_names"]) == len(meta["speaker_prior"]["mean"])
+
+
+def shipped_like() -> dict:
+    """A complete, valid model description shaped like the shipped one (no network files needed)."""
+    meta = minimal_meta()
+    meta["feature_config"] = {"n_mfcc": 13, "voice": 0}
+    meta["frame_names"], meta["stat_names"] = ["a", "b"], ["a__mean", "b__mean", "duration_s"]
+    meta["speaker_prior"] = {"mean": [0.0, 1.0, 2.0], "std": [1.0, 1.0, 1.0]}
+    meta["latent_map"] = {"mean": [0.0] * 16, "components": [[1.0] + [0.0] * 15, [0.0, 1.0] + [0.0] * 14]}
+    meta["calibration"] = {"uncertain_below": 0.4, "temperature": 1.5}
+    meta["novelty"] = {"threshold": 1.2}
+    return meta
+
+
+@pytest.mark.parametrize("field,value,why", [
+    ("feature_config.n_fft", 10**9, r"feature_config.n_fft is 1000000000; it must be an integer in \[16, 16384\]"),
+    ("feature_config.n_mels", 10**9, r"feature_config.n_mels is 1000000000"),
+    ("feature_config.min_duration", -1, r"feature_config.min_duration is -1; it must be a number in \[0, 60\]"),
+    ("feature_config.sample_rate", "16000", r"feature_config.sample_rate is '16000'"),
+    ("feature_config.sample_rate", 16000.0, r"feature_config.sample_rate is 16000.0; it must be an integer"),
+    ("feature_config.deltas", 1, r"feature_config.deltas is 1; it must be true or false"),
+    ("feature_config.hop_length", 1, r"feature_config.hop_length is 1; .*values per second"),
+    ("feature_config.percentiles", [10, 500], r"feature_config.percentiles .* numbers in \[0, 100\]"),
+    ("vae_config.seq_len", 10**10, r"vae_config.seq_len is 10000000000; it must be an integer in \[8, 4096\]"),
+    ("vae_config.seq_len", 10**4000, r"vae_config.seq_len is 1000.*characters\); it must be an integer"),
+    ("vae_config.latent_dim", float("inf"), r"vae_config.latent_dim is inf"),
+    ("vae_config.channels", True, r"vae_config.channels is True"),
+    ("classifier_config.c_grid", [], r"classifier_config.c_grid is \[\]"),
+    ("train_config.speed_perturb", [1.1] * 100, r"train_config.speed_perturb .* at most 16|0 to 16 numbers"),
+    ("classes", ["a", "a"], r"classes is \['a', 'a'\]; it must be a list of 1 to 1000 different"),
+    ("classes", [""], r"classes is \[''\]"),
+    ("stat_names", "abc", r"stat_names is 'abc'"),
+    ("speaker_prior", [1, 2], r"speaker_prior is \[1, 2\]"),
+    ("speaker_prior.mean", [0.0, 1.0], r"speaker_prior.mean is \[0.0, 1.0\]; it must be a list of 3 finite"),
+    ("speaker_prior.std", [1.0, 0.0, 1.0], r"speaker_prior.std .* positive finite numbers"),
+    ("speaker_prior.mean", [0.0, 1e308, 1.0], r"speaker_prior.mean"),
+    ("calibration.uncertain_below", 2, r"calibration.uncertain_below is 2; it must be null or a number in \[0, 1\]"),
+    ("calibration", "x", r"calibration is 'x'; it must be an object"),
+    ("novelty.threshold", "1", r"novelty.threshold is '1'"),
+    ("latent_map.mean", [0.0], r"latent_map.mean is \[0.0\]; it must be a list of vae_config.latent_dim \(16\)"),
+    ("latent_map.components", [[0.0] * 16], r"latent_map.components"),
+    ("voice", {"units": 128}, r"voice is .*naming its graph file"),
+])
+def test_every_field_is_range_checked_naming_the_folder_and_the_field(tmp_path, field, value, why):
+    meta = shipped_like()
+    read_model_json(write(tmp_path / "ok", meta) or tmp_path / "ok")  # the unmutated description loads
+    *parents, key = field.split(".")
+    part = meta
+    for p in parents:
+        part = part[p]
+    part[key] = value
+    write(tmp_path / "m", meta)
+    with pytest.raises(ModelFormatError, match=why) as exc:
+        read_model_json(tmp_path / "m")
+    assert str(tmp_path / "m" / CONFIG_FILE) in str(exc.value) and "retrain or reinstall" in str(exc.value)
+
+
+def test_a_network_too_large_to_build_is_refused_before_torch_sees_it(tmp_path):
+    meta = shipped_like() | {"vae_config": {"seq_len": 4096, "channels": 4096, "latent_dim": 4096}}
+    assert network_parameters(meta) > MAX_PARAMETERS
+    write(tmp_path, meta)
+    with pytest.raises(ModelFormatError, match=r"describe a network of [\d,]+ parameters, more than 50,000,000"):
+        read_model_json(tmp_path)
+
+
+@pytest.mark.parametrize("text,why", [
+    ('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ('{"format": "emovae-model", "x": ' + "9" * 5000 + "}", "thousands of digits"),
+    ("[" * 50 + "1" + "]" * 50, "not an emovae model"),
+])
+def test_hostile_json_text_is_refused(tmp_path, text, why):
+    (tmp_path / CONFIG_FILE).write_text(text)
+    with pytest.raises(ModelFormatError, match=why):
+        read_model_json(tmp_path)
+
+
+def test_a_huge_model_json_is_refused_before_it_is_read(tmp_path):
+    with open(tmp_path / CONFIG_FILE, "wb") as fh:
+        fh.truncate(MAX_JSON_BYTES + 1)  # sparse: nothing is written, and nothing may be read
+    with pytest.raises(ModelFormatError, match=f"{MAX_JSON_BYTES + 1} bytes, more than any model.json"):
+        read_model_json(tmp_path)
+    (tmp_path / CONFIG_FILE).unlink()
+    (tmp_path / CONFIG_FILE).mkdir()
+    with pytest.raises(ModelFormatError, match="a folder, not a file"):
+        read_model_json(tmp_path)
+
+
+def test_format_version_must_be_a_small_integer():
+    for bad in (10**30, -1, True, "1", 1.0):
+        with pytest.raises(ModelFormatError, match="model format"):
+            check_meta(minimal_meta() | {"format_version": bad}, "x")
+
+
+def test_check_graph_names_the_swap_and_the_field_that_disagrees():
+    meta = shipped_like()
+    inputs = [("seq", ["batch", 64, 2]), ("stats", ["batch", 3]), ("spk_mean", ["batch", 3]), ("spk_std", ["batch", 3])]
+    outputs = [(n, ["batch", 2] if n.startswith("prob") else ["batch", 16] if n == "mu" else ["batch"])
+               for n in OUTPUTS]
+    check_graph(inputs, outputs, meta, "g")  # the graph model.json describes
+    check_graph([(n, ["b", "t", "f"]) for n, _ in inputs], outputs, meta, "g")  # symbolic sizes: nothing to compare
+    with pytest.raises(ModelFormatError, match=r"g: not an emovae network: inputs \['mel'\].*swapped"):
+        check_graph([("mel", ["batch", "frames", 40])], [("voice", ["batch", 512])], meta, "g")
+    for field, change in (("classes", lambda m: m.update(classes=["a", "b", "c"])),
+                          ("vae_config.seq_len", lambda m: m["vae_config"].update(seq_len=32)),
+                          ("frame_names", lambda m: m.update(frame_names=["a"])),
+                          ("stat_names", lambda m: m.update(stat_names=["a"])),
+                          ("vae_config.latent_dim", lambda m: m["vae_config"].update(latent_dim=8))):
+        other = json.loads(json.dumps(meta))
+        change(other)
+        with pytest.raises(ModelFormatError, match=f"g: the network's .* model.json's {field} gives"):
+            check_graph(inputs, outputs, other, "g")
+
+
+def test_onnx_session_refuses_a_graph_larger_than_any_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with open(tmp_path / "big.onnx", "wb") as fh:
+        fh.truncate(MAX_GRAPH_BYTES + 1)
+    with pytest.raises(ModelFormatError, match="big.onnx: .* more than any emovae graph"):
+        onnx_session(tmp_path / "big.onnx")

@@ -140,10 +140,10 @@ def test_load_net_refuses_damaged_or_incomplete_folders(tiny_model_dir, tmp_path
     with pytest.raises(ModelFormatError, match="damaged|incomplete"):
         load_net(d, meta)
     (d / ONNX_FILE).unlink()
-    with pytest.raises(ModelFormatError, match="incomplete"):
+    with pytest.raises(ModelFormatError, match=r"m: no model.onnx \(the network"):  # not "no weights.pt"
         load_net(d, meta)
     other = json.loads(json.dumps(meta))
     other["classes"] = other["classes"][:2]  # another head shape than the stored weights
     shutil.copy(tiny_model_dir / ONNX_FILE, d / ONNX_FILE)
-    with pytest.raises(ModelFormatError, match="incompatible"):
+    with pytest.raises(ModelFormatError, match=r"model.onnx: its classifier.weight has shape \(4, .*\(2, .*classes"):
         load_net(d, other)

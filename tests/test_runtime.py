@@ -192,3 +192,92 @@ def test_the_answer_follows_the_models_uncertain_threshold(tiny_model_dir, tmp_p
     events = [e for e in run(Recognizer.load(d, backend="onnx"), [y], SR) if e.probabilities is not None]
     assert events and all(e.answer == "uncertain" and e.to_dict()["answer"] == "uncertain" for e in events)
     assert "uncertain (most probable" in str(events[0])
+
+
+def damaged_copy(src, dst, change=None):
+    """A copy of the model folder ``src`` at ``dst`` with model.json changed by ``change(meta)``."""
+    shutil.copytree(src, dst)
+    if change is not None:
+        meta = json.loads((dst / CONFIG_FILE).read_text())
+        change(meta)
+        (dst / CONFIG_FILE).write_text(json.dumps(meta))
+    return dst
+
+
+def test_a_missing_model_onnx_is_named_as_such_by_every_backend(tiny_model_dir, tmp_path):
+    d = damaged_copy(tiny_model_dir, tmp_path / "m")
+    (d / "model.onnx").unlink()
+    for backend in ("auto", "onnx", "torch"):
+        with pytest.raises(ModelFormatError, match=r"m: no model.onnx") as exc:
+            Recognizer.load(d, backend=backend)
+        assert "weights.pt" not in str(exc.value)
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda m: m.update(classes=m["classes"][:3]), "classes"),  # 3 classes for a network with 4 outputs
+    (lambda m: m["vae_config"].update(seq_len=32), "vae_config.seq_len"),
+])
+def test_a_model_json_that_does_not_fit_its_network_is_refused_at_load(tiny_model_dir, tmp_path, change, field):
+    d = damaged_copy(tiny_model_dir, tmp_path / "m", change)
+    with pytest.raises(ModelFormatError, match=f"m/model.onnx: the network's .* model.json's {field} gives"):
+        Recognizer.load(d, backend="onnx")
+    pytest.importorskip("torch")
+    with pytest.raises(ModelFormatError, match="model.onnx: its .* has shape"):
+        Recognizer.load(d, backend="torch")
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda m: m["feature_config"].update(n_mfcc=12), "frame_names .* are not the .* its feature_config gives"),
+    (lambda m: m["feature_config"].update(percentiles=[50]), "stat_names .* are not the .* its feature_config"),
+    (lambda m: m["guard"].update(threshold=float("nan")), "guard holds numbers that are not finite"),
+    (lambda m: m["guard"].update(mean=[0.0]), "speech guard's arrays do not fit"),
+])
+def test_configs_edited_after_training_are_refused_naming_the_folder(tiny_model_dir, tmp_path, change, why):
+    d = damaged_copy(tiny_model_dir, tmp_path / "m", change)
+    with pytest.raises(ModelFormatError, match=why) as exc:
+        Recognizer.load(d)
+    assert str(d) in str(exc.value)
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / CONFIG_FILE).exists(), reason="no shipped model in this checkout")
+def test_swapped_network_and_voice_student_are_named(tmp_path):
+    d = damaged_copy(PRETRAINED_DIR, tmp_path / "m")
+    (d / "model.onnx").rename(d / "x")
+    (d / "voice.onnx").rename(d / "model.onnx")
+    (d / "x").rename(d / "voice.onnx")
+    with pytest.raises(ModelFormatError, match=r"m/model.onnx: not an emovae network: inputs \['mel'\].*swapped"):
+        Recognizer.load(d, backend="onnx")
+    (d / "model.onnx").unlink()
+    shutil.copy(d / "voice.onnx", d / "model.onnx")  # now the network twice: voice.onnx is not a student
+    with pytest.raises(ModelFormatError, match=r"m/voice.onnx: not a voice student.*swapped"):
+        Recognizer.load(d, backend="onnx")
+
+
+def test_a_bare_onnx_files_metadata_is_checked_as_model_json_is(tiny_model_dir, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from emovae.modelfile import METADATA_KEY
+
+    proto = onnx.load(str(tiny_model_dir / "model.onnx"))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    meta = json.loads(entry.value)
+    for value, why in ((json.dumps(meta | {"vae_config": meta["vae_config"] | {"seq_len": 10**10}}),
+                        r"m.onnx \(its emovae metadata\): vae_config.seq_len is 10000000000"),
+                       ("[" * 100_000, r"m.onnx \(its emovae metadata\): JSON nested too deeply")):
+        entry.value = value
+        onnx.save(proto, str(tmp_path / "m.onnx"))
+        with pytest.raises(ModelFormatError, match=why):
+            Recognizer.load(tmp_path / "m.onnx")
+
+
+def test_the_decoded_size_bound_is_an_option_of_the_recognizer(tiny_model_dir, tmp_path):
+    import soundfile as sf
+
+    y = voice_like(180, 1.0, seed=4)
+    sf.write(tmp_path / "stereo.wav", np.stack([y, y], 1), SR)  # 128 000 bytes decoded
+    small = Recognizer.load(tiny_model_dir, max_decoded_bytes=100_000)
+    with pytest.raises(AudioError, match=r"stereo.wav: 1.0 s of 2 channel\(s\) at 16000 Hz .* over the 97.7 KiB"):
+        small.predict_file(tmp_path / "stereo.wav")
+    with pytest.raises(AudioError, match=r"<signal>: an array of 32000 samples"):
+        small.predict_proba(np.stack([y, y], 1), SR)
+    assert small.predict_proba(y, SR).shape == (len(small.classes),)  # mono: 64 000 bytes, within the bound
+    assert Recognizer.load(tiny_model_dir).predict_file(tmp_path / "stereo.wav").emotion in small.classes

@@ -3,11 +3,17 @@ input and output names, and the ONNX session that reads its graphs. Training wri
 
 A model folder holds ``model.json`` (configs, classes, names, scalers, prior, metrics), ``model.onnx`` (the
 network and its weights) and, with a voice student, ``voice.onnx``; ``weights.pt`` only while training.
+
+A model folder is input like any other: every field of model.json that loading or scoring reads is type- and
+range-checked here (``FIELDS``, ``check_fields``) before anything is allocated from it, and the network's graph is
+checked against it (``check_graph``), so that a damaged or hostile folder ends in a ModelFormatError naming the
+folder and the field, never in a crash or a request for gigabytes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -27,6 +33,47 @@ REQUIRED_KEYS = ("classes", "feature_config", "vae_config", "classifier_config",
 #: ClassifierConfig fields of the retired CNN/MLP recipe (docs/research.md): accepted when off, refused when on
 RETIRED = {"cnn_channels": 0, "cnn_epochs": None, "mel_cnn": False, "cnn_weight": None, "stats_mlp": 0,
            "adapted_mlp": 0}
+MAX_JSON_BYTES = 16 * 1024 * 1024  # a larger model.json is not one (the shipped one: 127 KB)
+MAX_GRAPH_BYTES = 512 * 1024 * 1024  # a larger model.onnx or voice.onnx is not one (the shipped ones: < 400 KB)
+MAX_CLASSES = 1000
+MAX_NAMES = 100_000  # frame and statistic names
+MAX_PARAMETERS = 50_000_000  # the torch network model.json describes (the shipped one: 0.15 M)
+#: the spectral values one second of audio costs: sample_rate / hop_length frames of max(n_fft, yin_frame_length)
+#: // 2 + 1 bins. The defaults cost 51 300 (100 frames of 513); five times that is allowed, so that a ten-minute
+#: clip stays within about a gigabyte of spectra.
+MAX_SPECTRUM_PER_SECOND = 262_144
+DAMAGED = "the folder is damaged or was not written by 'emovae train': retrain or reinstall the model"
+
+#: every config field of model.json: (kind, lowest, highest); kinds "int", "float" (an int will do), "bool", "str",
+#: "str?" (a string or null), "floats" (a list of at most ``highest`` numbers, each within the range of the entry
+#: named in the fourth place). The configs' own checks (config.py) run after these.
+FIELDS: dict[str, dict[str, tuple]] = {
+    "feature_config": {
+        "sample_rate": ("int", 8000, 192_000), "n_fft": ("int", 16, 16384), "win_length": ("int", 1, 16384),
+        "hop_length": ("int", 1, 16384), "n_mels": ("int", 1, 512), "n_mfcc": ("int", 1, 512), "deltas": ("bool",),
+        "pitch_method": ("str",), "f0_min": ("float", 1.0, 96_000.0), "f0_max": ("float", 1.0, 96_000.0),
+        "yin_frame_length": ("int", 16, 16384), "yin_threshold": ("float", 0.0, 1.0),
+        "ber_split_hz": ("float", 1.0, 96_000.0), "trim_db": ("float", 0.0, 300.0),
+        "silence_db": ("float", -400.0, 0.0), "percentiles": ("floats", 0, 32, (0.0, 100.0)),
+        "shape_stats": ("bool",), "voice_quality": ("bool",), "min_duration": ("float", 0.0, 60.0),
+        "voice": ("int", 0, 4096),
+    },
+    "vae_config": {
+        "seq_len": ("int", 8, 4096), "channels": ("int", 1, 4096), "latent_dim": ("int", 1, 4096),
+        "beta": ("float", 0.0, 1e6), "warmup_epochs": ("int", 0, 10**6), "epochs": ("int", 1, 10**6),
+        "batch_size": ("int", 1, 10**6), "lr": ("float", 0.0, 1e3), "patience": ("int", 0, 10**6),
+        "with_stats": ("bool",),
+    },
+    "classifier_config": {
+        "use_stats": ("bool",), "use_latent": ("bool",), "c_grid": ("floats", 1, 64, (1e-12, 1e12)),
+        "class_weight": ("str?",), "answer_accuracy": ("float", 0.0, 1.0), "adapted_head": ("bool",),
+        "voice_epochs": ("int", 1, 10**6), "voice_copies_per_epoch": ("int", 0, 10**6), "head_stats": ("str",),
+    },
+    "train_config": {
+        "seed": ("int", 0, 2**63 - 1), "val_actors": ("int", 1, 10**6), "threads": ("int", 1, 1024),
+        "speed_perturb": ("floats", 0, 16, (0.5, 2.0)), "degraded_copies": ("int", 0, 8),
+    },
+}
 
 
 def read_model_json(directory: str | os.PathLike) -> dict:
@@ -34,13 +81,33 @@ def read_model_json(directory: str | os.PathLike) -> dict:
     d = Path(directory)
     if not d.is_dir():
         raise ModelFormatError(f"{d}: no such model folder (pass the folder written by 'emovae train')")
+    f = d / CONFIG_FILE
     try:
-        meta = json.loads((d / CONFIG_FILE).read_text())
+        size = f.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ModelFormatError(f"{f}: {size} bytes, more than any model.json ({MAX_JSON_BYTES} at most); {DAMAGED}")
+        text = f.read_bytes()
     except FileNotFoundError:
         raise ModelFormatError(f"{d}: no {CONFIG_FILE} here; is this a folder written by 'emovae train'?") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{f}: a folder, not a file; {DAMAGED}") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{f}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return check_meta(parse_json(text, str(f)), str(f))
+
+
+def parse_json(text: str | bytes, where: str):
+    """``text`` (model.json, or the copy inside a bare .onnx file) parsed; ModelFormatError naming ``where`` for
+    what is not JSON, including nesting too deep to parse and integers of thousands of digits."""
+    try:
+        return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{d / CONFIG_FILE}: not valid JSON ({exc})") from None
-    return check_meta(meta, str(d / CONFIG_FILE))
+        raise ModelFormatError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{where}: JSON nested too deeply to be a model description; {DAMAGED}") from None
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise ModelFormatError(f"{where}: holds a number of thousands of digits, which no model description has; "
+                               f"{DAMAGED}") from None
 
 
 def check_meta(meta, where: str) -> dict:
@@ -49,7 +116,7 @@ def check_meta(meta, where: str) -> dict:
         raise ModelFormatError(f"{where}: not an emovae model description")
     meta = {k: dict(v) if isinstance(v, dict) else v for k, v in meta.items()}  # the caller's dict stays as it was
     version = meta.get("format_version", 0)
-    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+    if not is_number(version, 0, MODEL_FORMAT_VERSION, integer=True):
         raise ModelFormatError(f"{where}: model format {version!r} is newer than this emovae understands "
                                f"({MODEL_FORMAT_VERSION}); upgrade emovae")
     missing = [k for k in REQUIRED_KEYS if not isinstance(meta.get(k), dict if k.endswith("config") else list)]
@@ -68,15 +135,166 @@ def check_meta(meta, where: str) -> dict:
                                "emovae no longer runs; retrain the model with 'emovae train'")
     from .config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig, from_dict
 
+    check_fields(meta, where)
     for cls, key in ((FeatureConfig, "feature_config"), (VAEConfig, "vae_config"),
                      (ClassifierConfig, "classifier_config"), (TrainConfig, "train_config")):
         try:
             from_dict(cls, meta[key])
         except (EmovaeError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{where}: its {key} is not valid ({str(exc)[:200]})") from None
-    if not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
-        raise ModelFormatError(f"{where}: 'classes' must be a non-empty list of names")
+    check_sizes(meta, where)
     return meta
+
+
+def field_error(where: str, field: str, value, want: str) -> ModelFormatError:
+    """The error for model.json's ``field`` (dotted: ``vae_config.seq_len``) holding ``value`` where ``want``
+    was expected."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:40] + f"... ({type(value).__name__} of {len(shown)} characters)"
+    return ModelFormatError(f"{where}: {field} is {shown}; it must be {want}; {DAMAGED}")
+
+
+def is_number(value, lo: float, hi: float, integer: bool = False) -> bool:
+    """``value`` is an int (a float too, unless ``integer``), not a bool, finite, within [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return lo <= value <= hi  # exact for integers of any size
+
+
+def check_value(where: str, field: str, value, spec: tuple) -> None:
+    """ModelFormatError unless ``value`` fits ``spec`` (a ``FIELDS`` entry)."""
+    kind = spec[0]
+    if kind == "bool":
+        ok, want = isinstance(value, bool), "true or false"
+    elif kind in ("str", "str?"):
+        ok = (isinstance(value, str) and 0 < len(value) <= 100) or (kind == "str?" and value is None)
+        want = "a short string" + (" or null" if kind == "str?" else "")
+    elif kind == "floats":
+        lo, hi = spec[3]
+        ok = (isinstance(value, list) and spec[1] <= len(value) <= spec[2]
+              and all(is_number(v, lo, hi) for v in value))
+        want = f"a list of {spec[1]} to {spec[2]} numbers in [{lo:g}, {hi:g}]"
+    else:
+        ok = is_number(value, spec[1], spec[2], kind == "int")
+        want = f"{'an integer' if kind == 'int' else 'a number'} in [{spec[1]:g}, {spec[2]:g}]"
+    if not ok:
+        raise field_error(where, field, value, want)
+
+
+def check_fields(meta: dict, where: str) -> None:
+    """Every config field of model.json type- and range-checked (``FIELDS``), then the fields that size what
+    loading and scoring allocate: classes, frame and statistic names, the STFT's cost per second of audio."""
+    for section, fields in FIELDS.items():
+        for key, value in meta[section].items():
+            if key in fields:  # unknown keys are the configs' own error
+                check_value(where, f"{section}.{key}", value, fields[key])
+    classes = meta["classes"]
+    if not (0 < len(classes) <= MAX_CLASSES and all(isinstance(c, str) and 0 < len(c) <= 100 for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise field_error(where, "classes", classes, f"a list of 1 to {MAX_CLASSES} different, non-empty names")
+    for key in ("frame_names", "stat_names"):
+        names = meta.get(key)
+        if names is not None and not (isinstance(names, list) and 0 < len(names) <= MAX_NAMES
+                                      and all(isinstance(n, str) for n in names)):
+            raise field_error(where, key, names, f"a list of 1 to {MAX_NAMES} names")
+    fc = meta["feature_config"]
+    rate, hop = fc.get("sample_rate", 16000), fc.get("hop_length", 160)
+    bins = max(fc.get("n_fft", 512), fc.get("yin_frame_length", 1024)) // 2 + 1
+    if rate / hop * bins > MAX_SPECTRUM_PER_SECOND:
+        raise field_error(where, "feature_config.hop_length", hop,
+                          f"large enough that sample_rate / hop_length frames of {bins} bins stay within "
+                          f"{MAX_SPECTRUM_PER_SECOND} values per second of audio")
+
+
+def check_sizes(meta: dict, where: str) -> None:
+    """The optional parts scoring reads (speaker prior, novelty and 'uncertain' thresholds, latent map, voice
+    student), checked against the sizes the configs give, and the torch network's size bounded
+    (``MAX_PARAMETERS``): what a damaged model.json would otherwise turn into a crash or a huge allocation."""
+    n_stats = len(meta["stat_names"]) if isinstance(meta.get("stat_names"), list) else None
+    latent = meta["vae_config"].get("latent_dim", 16)
+    n = network_parameters(meta)
+    if n > MAX_PARAMETERS:
+        raise ModelFormatError(f"{where}: vae_config (seq_len {meta['vae_config'].get('seq_len')}, channels "
+                               f"{meta['vae_config'].get('channels')}, latent_dim {latent}) with "
+                               f"{len(meta.get('frame_names') or [])} frame features and {n_stats or 0} statistics "
+                               f"describe a network of {n:,} parameters, more than {MAX_PARAMETERS:,}; {DAMAGED}")
+    prior = meta.get("speaker_prior")
+    if prior is not None:
+        if not isinstance(prior, dict):
+            raise field_error(where, "speaker_prior", prior, "an object with lists 'mean' and 'std'")
+        for key, lo in (("mean", -1e30), ("std", 1e-30)):  # within float32, which the network reads them as
+            v = prior.get(key)
+            if not (isinstance(v, list) and 0 < len(v) <= MAX_NAMES and (n_stats is None or len(v) == n_stats)
+                    and all(is_number(x, lo, 1e30) for x in v)):
+                count = "" if n_stats is None else f"{n_stats} "
+                raise field_error(where, f"speaker_prior.{key}", v, f"a list of {count}"
+                                  f"{'positive ' if key == 'std' else ''}finite numbers, one per statistic")
+    for section, key, lo, hi in (("novelty", "threshold", -1e30, 1e30),
+                                 ("calibration", "uncertain_below", 0.0, 1.0),
+                                 ("calibration", "temperature", 1e-6, 1e6),
+                                 ("calibration", "temperature_adapted", 1e-6, 1e6)):
+        part = meta.get(section)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise field_error(where, section, part, "an object")
+        if part.get(key) is not None and not is_number(part[key], lo, hi):
+            raise field_error(where, f"{section}.{key}", part[key], f"null or a number in [{lo:g}, {hi:g}]")
+    lmap = meta.get("latent_map")
+    if lmap is not None:
+        mean, comps = (lmap.get("mean"), lmap.get("components")) if isinstance(lmap, dict) else (None, None)
+        if not (isinstance(mean, list) and len(mean) == latent and all(is_number(x, -1e30, 1e30) for x in mean)):
+            raise field_error(where, "latent_map.mean", mean, f"a list of vae_config.latent_dim ({latent}) numbers")
+        if not (isinstance(comps, list) and len(comps) == 2 and all(
+                isinstance(c, list) and len(c) == latent and all(is_number(x, -1e30, 1e30) for x in c) for c in comps)):
+            raise field_error(where, "latent_map.components", comps, f"2 lists of {latent} numbers")
+    voice = meta.get("voice")
+    if voice and not (isinstance(voice, dict) and isinstance(voice.get("file"), str)):
+        raise field_error(where, "voice", voice, "null or an object naming its graph file ('file': 'voice.onnx')")
+    speeds = meta["train_config"].get("speed_perturb")
+    if speeds is not None and len(speeds) > 16:  # test-time augmentation scores one copy per speed
+        raise field_error(where, "train_config.speed_perturb", speeds, "at most 16 speeds")
+
+
+def network_parameters(meta: dict) -> int:
+    """The number of weights and buffers of the network model.json describes (``network.EmotionNet``), from the
+    configs and the name lists alone, counting the heads as if they read every statistic (an upper bound: what
+    building it in torch would allocate, at most)."""
+    vc = meta["vae_config"]
+    c, t4, lat = vc.get("channels", 32), vc.get("seq_len", 64) // 4, vc.get("latent_dim", 16)
+    f, s = len(meta.get("frame_names") or []), len(meta.get("stat_names") or [])
+    k = len(meta["classes"])
+    s_vae = s if vc.get("with_stats", True) else 0
+    vae = (f * c * 5 + 2 * c * c * 5 + (c * t4 + s_vae) * 2 * lat + lat * c * t4 + 2 * c * c * 4 + c * f * 5
+           + lat * s_vae + 2 * lat + c * t4 + 4 * c + f + s_vae)
+    return vae + 2 * ((s + lat) * k + k) + 2 * (f + s + lat)
+
+
+def check_graph(inputs: list, outputs: list, meta: dict, where: str) -> None:
+    """ModelFormatError naming ``where`` unless a network graph with ``inputs`` and ``outputs`` ([(name, shape)],
+    a shape's unknown dimensions as strings or None) is the network model.json describes: the format's input and
+    output names, seq_len steps of the frame features, one statistic per name, one probability per class."""
+    names_in, names_out = [n for n, _ in inputs], [n for n, _ in outputs]
+    if names_in != list(INPUTS) or names_out != list(OUTPUTS):
+        hint = (f" (it looks like the voice student: are {ONNX_FILE} and {VOICE_FILE} swapped?)"
+                if names_in == ["mel"] else "")
+        raise ModelFormatError(f"{where}: not an emovae network: inputs {names_in} and outputs {names_out}, not "
+                               f"{list(INPUTS)} and {list(OUTPUTS)}{hint}; {DAMAGED}")
+    shape = dict(inputs) | dict(outputs)
+    n_frames, n_stats = (len(meta[k]) if isinstance(meta.get(k), list) else None for k in ("frame_names", "stat_names"))
+    expected = (("seq", 1, meta["vae_config"].get("seq_len", 64), "vae_config.seq_len"),
+                ("seq", 2, n_frames, "frame_names"), ("stats", 1, n_stats, "stat_names"),
+                ("probabilities", 1, len(meta["classes"]), "classes"),
+                ("mu", 1, meta["vae_config"].get("latent_dim", 16), "vae_config.latent_dim"))
+    for tensor, axis, want, field in expected:
+        dims = shape.get(tensor) or []
+        got = dims[axis] if len(dims) > axis else None
+        if want is not None and isinstance(got, int) and got != want:
+            raise ModelFormatError(f"{where}: the network's {tensor} has {got} on axis {axis}, but model.json's "
+                                   f"{field} gives {want}; the graph and model.json are from different models: "
+                                   "retrain or reinstall the model")
 
 
 def inside(directory: str | os.PathLike, name, what: str = "file") -> Path:
@@ -100,6 +318,11 @@ def onnx_session(source, threads: int = 1):
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_quant_qdq", "1")  # quantised weights folded once, at load
     where = "ONNX graph" if isinstance(source, (bytes, bytearray)) else str(source)
+    size = len(source) if isinstance(source, (bytes, bytearray)) else (
+        os.stat(source).st_size if os.path.isfile(source) else 0)
+    if size > MAX_GRAPH_BYTES:
+        raise ModelFormatError(f"{where}: {size} bytes, more than any emovae graph ({MAX_GRAPH_BYTES} at most); "
+                               f"{DAMAGED}")
     try:
         return ort.InferenceSession(source if isinstance(source, (bytes, bytearray)) else str(source), so,
                                     providers=["CPUExecutionProvider"])

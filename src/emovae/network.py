@@ -142,26 +142,50 @@ def build_net(meta: dict) -> EmotionNet:
 
 def load_net(directory: str | Path, meta: dict) -> EmotionNet:
     """The fitted EmotionNet of a model folder, from ``weights.pt`` (torch's weights-only loader, no unpickling)
-    or, without it, from the initializers of ``model.onnx`` (the exporter names each after its state-dict key)."""
+    or, without it, from the initializers of ``model.onnx`` (the exporter names each after its state-dict key).
+    ModelFormatError naming the folder, and the model.json field a weight's shape disagrees with, otherwise."""
     d = Path(directory)
+    if not (d / WEIGHTS_FILE).is_file() and not (d / ONNX_FILE).is_file():
+        raise ModelFormatError(f"{d}: no {ONNX_FILE} (the network and its weights) in this model folder; copy the "
+                               "whole folder written by 'emovae train', or retrain the model")
+    source = d / (WEIGHTS_FILE if (d / WEIGHTS_FILE).is_file() else ONNX_FILE)
     try:
         net = build_net(meta)
-        keys = set(net.state_dict())
-        if (d / WEIGHTS_FILE).exists() or not (d / ONNX_FILE).exists():
-            state = torch.load(d / WEIGHTS_FILE, weights_only=True, map_location="cpu")
+        shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        if source.name == WEIGHTS_FILE:
+            state = torch.load(source, weights_only=True, map_location="cpu")
         else:
             onnx = require("onnx", "train")
             from onnx import numpy_helper
 
-            proto = onnx.load(str(d / ONNX_FILE))
+            proto = onnx.load(str(source))
             state = {t.name: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
-                     for t in proto.graph.initializer if t.name in keys}  # float16 initializers back to float32
+                     for t in proto.graph.initializer if t.name in shapes}  # float16 initializers back to float32
+        if not isinstance(state, dict) or not state:
+            raise ModelFormatError(f"{source}: holds none of the network's weights (is it another model's file, or "
+                                   f"the voice student's? swapped {ONNX_FILE} and voice.onnx?); retrain or reinstall "
+                                   "the model")
+        for key, value in state.items():
+            if key in shapes and tuple(getattr(value, "shape", ())) != shapes[key]:
+                raise ModelFormatError(f"{source}: its {key} has shape {tuple(value.shape)}, but model.json describes "
+                                       f"{shapes[key]} ({SHAPE_FIELDS.get(key.split('.')[0], 'its configs')}); the "
+                                       "weights and model.json are from different models: retrain or reinstall")
         net.load_state_dict(state)
+    except ModelFormatError:
+        raise
     except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
         raise ModelFormatError(f"{d}: model files are incomplete or incompatible ({str(exc)[:300]})") from None
     except Exception as exc:  # onnx's DecodeError and the like from a damaged model.onnx
         raise ModelFormatError(f"{d}: model files are damaged ({type(exc).__name__})") from None
     return net.eval()
+
+
+#: the model.json fields that size each top-level part of the network (for the error of a weight that does not fit)
+SHAPE_FIELDS = {"classifier": "classes, stat_names and vae_config.latent_dim",
+                "classifier_adapted": "classes, stat_names and vae_config.latent_dim",
+                "vae": "frame_names, stat_names and vae_config", "seq_mean": "frame_names", "seq_std": "frame_names",
+                "stats_mean": "stat_names", "stats_std": "stat_names", "z_mean": "vae_config.latent_dim",
+                "z_std": "vae_config.latent_dim"}
 
 
 def runner(net: EmotionNet):

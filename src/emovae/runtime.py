@@ -6,7 +6,6 @@ Both backends receive features computed by the same ``features`` code; only the 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,13 +18,56 @@ from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
 from .features import Features, extract, model_inputs
 from .guard import SpeechGuard, cues
-from .modelfile import (CONFIG_FILE, METADATA_KEY, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, check_meta, inside,
-                        onnx_session, read_model_json)
+from .modelfile import (CONFIG_FILE, INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, WEIGHTS_FILE,
+                        check_graph, check_meta, inside, onnx_session, parse_json, read_model_json)
 from .speaker import SessionConfig, batch_moments, mix, model_prior, network_moments
 
 SILENCE_DB = -60.0  # clips whose peak is below this (dBFS) are refused as silent
 UNKNOWN = "unknown"  # the emotion reported for out-of-domain clips when abstaining
 NOT_SPEECH, UNCERTAIN = "not speech", "uncertain"  # answers instead of an emotion (``Prediction.answer``)
+
+
+def check_session(session, meta: dict, where: str) -> None:
+    """ModelFormatError naming ``where`` unless an onnxruntime session runs the network ``meta`` describes
+    (``modelfile.check_graph``): a swapped or foreign graph is refused at load, not at the first clip."""
+    check_graph([(i.name, i.shape) for i in session.get_inputs()], [(o.name, o.shape) for o in session.get_outputs()],
+                meta, where)
+
+
+def check_feature_names(meta: dict, cfg: FeatureConfig, where: str) -> None:
+    """ModelFormatError naming ``where`` unless model.json's frame and statistic names (when it has them) are the
+    ones its feature_config gives (``features.frame_names``, ``features.stat_names``, then the voice student's):
+    a feature_config edited after training would feed the network columns it was not trained on."""
+    from .features import frame_names, stat_names
+
+    want = {"frame_names": list(frame_names(cfg)), "stat_names": list(stat_names(cfg))}
+    if cfg.voice:
+        from .voice import voice_names
+
+        want["stat_names"] += list(voice_names())
+    for key, names in want.items():
+        got = meta.get(key)
+        if got is not None and list(got) != names:
+            first = next((i for i, (a, b) in enumerate(zip(got, names)) if a != b), min(len(got), len(names)))
+            raise ModelFormatError(f"{where}: model.json's {key} ({len(got)}) are not the {len(names)} its "
+                                   f"feature_config gives (they differ from column {first}); the configs and the "
+                                   "network are from different models: retrain or reinstall the model")
+
+
+def speech_guard(meta: dict, source: str) -> SpeechGuard | None:
+    """The model's speech guard (None without one); ModelFormatError naming the model ``source`` when model.json's
+    ``guard`` is malformed or holds numbers that are not finite (or a zero spread)."""
+    if not meta.get("guard"):
+        return None
+    try:
+        guard = SpeechGuard(meta["guard"])
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{source}: {exc}") from None
+    arrays = (guard.mean, guard.std, guard.w1, guard.b1, guard.w2, np.array([guard.b2, guard.threshold]))
+    if not all(np.all(np.isfinite(a)) for a in arrays) or np.any(guard.std <= 0):
+        raise ModelFormatError(f"{source}: model.json's guard holds numbers that are not finite, or a spread that is "
+                               "not positive; retrain or reinstall the model")
+    return guard
 
 
 def answer_of(emotion: str, confidence: float, in_domain: bool | None, uncertain_below: float | None) -> str:
@@ -135,17 +177,19 @@ class Network:
                 raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
                 if raw is None:
                     raise ModelFormatError(f"{path}: ONNX file without emovae metadata; export it with 'emovae export'")
-                try:
-                    meta = check_meta(json.loads(raw), str(path))
-                except json.JSONDecodeError:
-                    raise ModelFormatError(f"{path}: its emovae metadata is not valid JSON") from None
+                meta = check_meta(parse_json(raw, f"{path} (its emovae metadata)"), f"{path} (its emovae metadata)")
+            check_session(session, meta, str(path))
             return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path.parent, meta, path))
         meta = read_model_json(path) if meta is None else meta
         if backend == "onnx":
             if not (path / ONNX_FILE).is_file():
                 raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
             session = onnx_session(path / ONNX_FILE, threads)
+            check_session(session, meta, str(path / ONNX_FILE))
             return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path, meta, path))
+        if not (path / ONNX_FILE).is_file() and not (path / WEIGHTS_FILE).is_file():
+            raise ModelFormatError(f"{path}: no {ONNX_FILE} (the network and its weights) in this model folder; "
+                                   "copy the whole folder written by 'emovae train', or retrain the model")
         require("torch", "train")
         from .network import load_net, runner
 
@@ -156,12 +200,20 @@ class Network:
         """The voice student's session of a model (None without one), from the file model.json names."""
         if not meta.get("voice"):
             return None
-        from .voice import voice_session
+        from .voice import VOICE_DIM, voice_session
 
         voice_path = voice_file(directory, meta)
         if not voice_path.is_file():
             raise ModelFormatError(f"{where}: this model needs its voice student {voice_path.name} beside it")
-        return voice_session(voice_path)
+        session = voice_session(voice_path)
+        names = [i.name for i in session.get_inputs()]
+        out = session.get_outputs()[0].shape if session.get_outputs() else []
+        if names != ["mel"] or (len(out) > 1 and isinstance(out[1], int) and out[1] != VOICE_DIM):
+            swapped = f" (it looks like the network: are {ONNX_FILE} and {voice_path.name} swapped?)" if names == list(
+                INPUTS) else ""
+            raise ModelFormatError(f"{voice_path}: not a voice student: inputs {names}, not ['mel'], or not "
+                                   f"{VOICE_DIM} voice statistics{swapped}; retrain or reinstall the model")
+        return session
 
     def prepare(self, X: list[Features]) -> list[Features]:
         """X with the voice student's statistics appended, when the model has one and X lacks them."""
@@ -260,11 +312,12 @@ class Recognizer:
         self.novelty_threshold = (meta.get("novelty") or {}).get("threshold")
         # below this calibrated confidence the answer is "uncertain" (models before 2026-12-06: never)
         self.uncertain_below = (meta.get("calibration") or {}).get("uncertain_below")
-        self.guard = SpeechGuard(meta["guard"]) if meta.get("guard") else None  # in_domain: is it speech?
+        self.guard = speech_guard(meta, source)  # in_domain: is it speech?
         self.meta = meta
         self.source = source
         self.classes = tuple(meta["classes"])
         self.feature_config = from_dict(FeatureConfig, meta["feature_config"])
+        check_feature_names(meta, self.feature_config, source)
         self.backend = network.backend
 
     @classmethod
