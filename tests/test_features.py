@@ -246,3 +246,31 @@ def test_dc_offset_does_not_change_the_features():
     a, b = F.extract(y, SR, CFG), F.extract(y + np.float32(0.04), SR, CFG)
     np.testing.assert_allclose(b.stats, a.stats, rtol=1e-3, atol=1e-3)
     assert b.frames.shape == a.frames.shape
+
+
+@pytest.mark.parametrize("f0", [80.0, 155.0, 310.0, 480.0])
+def test_yin_from_the_stft_frames_autocorrelation_tracks_a_voice_as_yin_does(f0):
+    y = voice_like(f0, 1.0, seed=int(f0))
+    ref, _ = F.yin(y, CFG)
+    acf, ap = F.yin_acf(y, CFG)
+    assert acf.shape == ref.shape == (1 + len(y) // CFG.hop_length,)
+    core = slice(10, -10)  # away from the fade in and out
+    assert np.nanmedian(acf[core]) == pytest.approx(f0, rel=0.04)
+    assert np.nanmedian(np.abs(1200 * np.log2(acf[core] / ref[core]))) < 20  # cents
+    assert np.median(ap[core]) < 0.1
+
+
+def test_yin_acf_is_an_option_that_marks_noise_unvoiced_and_leaves_the_default_alone():
+    assert FeatureConfig().pitch_method == "yin"
+    acf = FeatureConfig(pitch_method="yin-acf")
+    s, f = stats_of(voice_like(200, 1.0), acf)
+    assert f.frame_names == F.frame_names(CFG) and s["f0_hz__p50"] == pytest.approx(200, rel=0.04)
+    noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    s, _ = stats_of(noise, acf)
+    assert s["voiced__mean"] < 0.2
+    loud = np.zeros(101, bool)
+    loud[40:60] = True
+    f0, ap = F.yin_acf(voice_like(200, 1.0), acf, frames_mask=loud)
+    assert np.all(np.isnan(f0[~loud])) and np.all(ap[~loud] == 1) and np.all(np.isfinite(f0[loud]))
+    with pytest.raises(ParameterError, match="yin-acf"):
+        FeatureConfig(pitch_method="acf")

@@ -48,7 +48,8 @@ class FeatureConfig:
     n_mels: int = 64
     n_mfcc: int = 40
     deltas: bool = True  # add first-order MFCC deltas
-    pitch_method: str = "yin"  # "yin": F0 over voiced frames; "max": highest spectral peak per frame (source design)
+    pitch_method: str = "yin"  # "yin": F0 over voiced frames; "max": highest spectral peak per frame (source design);
+    # "yin-acf": YIN from the autocorrelation of the STFT's own frames (features.yin_acf; a probe, docs/research.md 36)
     f0_min: float = 60.0  # Hz
     f0_max: float = 600.0  # Hz
     yin_frame_length: int = 1024  # samples; must hold two periods of f0_min
@@ -74,8 +75,8 @@ class FeatureConfig:
             errors.append("hop_length must be positive")
         if not 1 <= self.n_mfcc <= self.n_mels:
             errors.append("n_mfcc must be in [1, n_mels]")
-        if self.pitch_method not in ("yin", "max"):
-            errors.append(f"pitch_method must be 'yin' or 'max', not {self.pitch_method!r}")
+        if self.pitch_method not in ("yin", "max", "yin-acf"):
+            errors.append(f"pitch_method must be 'yin', 'max' or 'yin-acf', not {self.pitch_method!r}")
         if not 0 < self.f0_min < self.f0_max < self.sample_rate / 2:
             errors.append("need 0 < f0_min < f0_max < sample_rate / 2")
         if self.yin_frame_length < 2 * self.sample_rate / self.f0_min + 2:

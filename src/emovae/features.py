@@ -148,7 +148,14 @@ def _yin_block(frames, starts, sq, lags, w: int, n: int, tau_min: int, cfg: Feat
     r = np.fft.irfft(np.conj(a) * b, n=n, axis=1)[:, : tau_max + 1]
     at = starts[:, None] + lags
     energy = sq[at + w] - sq[at]  # sum_{j=tau}^{tau+w-1} x_j^2
-    d = np.maximum(energy[:, :1] + energy - 2 * r, 0.0)
+    return _cmnd_pick(np.maximum(energy[:, :1] + energy - 2 * r, 0.0), lags, tau_min, cfg)
+
+
+def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, cfg: FeatureConfig):
+    """YIN's steps after the difference function d (B, tau_max + 1) over ``lags``: the cumulative-mean
+    normalisation, the first dip below the threshold (else the global minimum) from ``tau_min`` on, refined by a
+    parabola: (f0 Hz, aperiodicity), each (B,)."""
+    tau_max = len(lags) - 1
     cum = np.cumsum(d[:, 1:], axis=1)
     cmnd = np.ones_like(d)
     cmnd[:, 1:] = d[:, 1:] * lags[1:] / np.maximum(cum, EPS)
@@ -160,6 +167,38 @@ def _yin_block(frames, starts, sq, lags, w: int, n: int, tau_min: int, cfg: Feat
     idx = np.where(candidates.any(axis=1), np.argmax(candidates, axis=1), np.argmin(seg, axis=1))
     tau = tau_min + idx + _parabolic_shift(seg, idx)
     return cfg.sample_rate / tau, seg[np.arange(seg.shape[0]), idx]
+
+
+def yin_acf(y: np.ndarray, cfg: FeatureConfig,
+            frames_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """YIN on the clip's STFT frames (``dsp.frame_signal``: the same n_fft samples centred every hop, unwindowed),
+    its difference function from each frame's autocorrelation by one FFT and its inverse (Wiener-Khinchin):
+    d(tau) = sum_{j < N - tau} (x_j - x_{j+tau})^2 = head(tau) + tail(tau) - 2 r(tau) over the frame's N samples,
+    divided by its N - tau terms (the window shrinks as the lag grows), then ``yin``'s normalisation and pick.
+    Two FFTs per frame where ``yin`` takes three, on the STFT's frames, not longer ones; lags up to N // 2, so F0
+    down to sample_rate / (N // 2) (62.5 Hz at the defaults, 60 Hz for ``yin``). (f0_hz, aperiodicity), each
+    (frames,), as ``yin``; ``FeatureConfig.pitch_method`` "yin-acf", not the default (docs/research.md, section
+    36)."""
+    sr, N = cfg.sample_rate, cfg.n_fft
+    tau_min = max(1, int(np.floor(sr / cfg.f0_max)))
+    tau_max = min(int(np.ceil(sr / cfg.f0_min)), N // 2)
+    all_frames = frame_signal(y, N, cfg.hop_length)
+    f0_out = np.full(all_frames.shape[0], np.nan)
+    ap_out = np.ones(all_frames.shape[0])
+    sel = np.arange(all_frames.shape[0]) if frames_mask is None else np.flatnonzero(frames_mask)
+    lags = np.arange(tau_max + 1)
+    n = _fft_size(N + tau_max)  # >= N + tau_max: the circular autocorrelation never wraps onto these lags
+    for s in range(0, sel.size, FFT_BLOCK):
+        block = sel[s : s + FFT_BLOCK]
+        x = all_frames[block]
+        spec = np.fft.rfft(x, n=n, axis=1)
+        r = np.fft.irfft(spec.real * spec.real + spec.imag * spec.imag, n=n, axis=1)[:, : tau_max + 1]
+        c = np.zeros((len(block), N + 1))
+        np.cumsum(x * x, axis=1, out=c[:, 1:])  # c[:, k] = sum_{j<k} x_j^2
+        head, tail = c[:, N - lags], c[:, N:] - c[:, lags]
+        d = np.maximum(head + tail - 2 * r, 0.0) / (N - lags)
+        f0_out[block], ap_out[block] = _cmnd_pick(d, lags, tau_min, cfg)
+    return f0_out, ap_out
 
 
 def _fft_size(n: int) -> int:
@@ -216,8 +255,8 @@ def _pitch_and_hnr(y, power, energy_db, cfg: FeatureConfig, hnr: bool = True) ->
     """(pitch track as ``pitch``, harmonics-to-noise ratio in dB per frame or None): HNR = 10 log10((1 - d) / d)
     from YIN's aperiodicity d, on the frames YIN finds voiced (NaN elsewhere), with d kept in [1e-4, 1 - 1e-4]."""
     loud = (energy_db > cfg.silence_db) & (energy_db > energy_db.max() - cfg.trim_db)
-    if cfg.pitch_method == "yin" or hnr:
-        f0_yin, aperiodicity = yin(y, cfg, frames_mask=loud)
+    if cfg.pitch_method != "max" or hnr:
+        f0_yin, aperiodicity = (yin_acf if cfg.pitch_method == "yin-acf" else yin)(y, cfg, frames_mask=loud)
         voiced = loud & (aperiodicity < cfg.yin_threshold)
     f0 = max_peak_pitch(power, cfg) if cfg.pitch_method == "max" else np.where(voiced, f0_yin, np.nan)
     if not hnr:
