@@ -279,3 +279,82 @@ def test_model_json_fuzz_loads_or_is_refused_under_a_memory_limit(tiny_model_dir
     counts = result["counts"]
     print("model.json fuzz:", counts)
     assert counts["ok"] + counts["refused"] == 400 and counts["ok"] > 20 and counts["refused"] > 100, counts
+
+
+def test_a_2gb_wav_of_16_channels_at_384khz_is_refused_up_front_by_cli_api_and_stream(tmp_path, rec, capsys):
+    """Refused from its header (no 3.7 GiB request, no "damaged" blame), naming the file, the size and the option;
+    the stream reads it block by block, so opening it holds no more than a block."""
+    import resource
+    import struct
+
+    p = tmp_path / "huge.wav"
+    n = 163 * 384_000 * 16 * 2
+    with open(p, "wb") as fh:  # sparse: 2 GB declared, nothing written
+        fh.write(b"RIFF" + struct.pack("<I", 36 + n) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 16, 384_000,
+                 384_000 * 32, 32, 16) + b"data" + struct.pack("<I", n))
+        fh.truncate(44 + n)
+    from emovae.cli import main
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["predict", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "huge.wav: 163.0 s of 16 channel(s) at 384000 Hz" in err, err
+    assert "3.73 GiB decoded, over the 256 MiB bound" in err and "--max-decoded-mb 3821" in err
+    assert "damaged" not in err and "Traceback" not in err
+    with pytest.raises(EmovaeError, match="huge.wav: .* over the 256 MiB bound"):
+        rec.predict_file(p)
+    chunks, sr = stream.file_chunks(p)
+    assert sr == 384_000 and next(chunks).shape == (38_400,)  # one 0.1 s block, averaged over the 16 channels
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing near 3.7 GiB
+
+
+def test_cli_max_decoded_mb_raises_or_lowers_the_bound(tmp_path, capsys):
+    import soundfile as sf
+
+    from emovae.cli import main
+
+    y = arrays()[0][1]
+    sf.write(tmp_path / "stereo48k.wav", np.stack([y, y], 1).repeat(3, axis=0), 48000)  # 1 s: 384 000 bytes
+    assert main(["predict", "--max-decoded-mb", "0.25", str(tmp_path / "stereo48k.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "stereo48k.wav: 1.0 s of 2 channel(s) at 48000 Hz would take 375 KiB decoded, over the 256 KiB" in err
+    assert "--max-decoded-mb 1" in err
+    assert main(["predict", "--max-decoded-mb", "0.5", str(tmp_path / "stereo48k.wav")]) == 0
+    with pytest.raises(SystemExit):  # argparse: the bound must be > 0
+        main(["predict", "--max-decoded-mb", "0", str(tmp_path / "stereo48k.wav")])
+    assert "--max-decoded-mb: 0 is out of range" in capsys.readouterr().err
+
+
+def test_cli_shows_an_audio_warning_as_one_line(corpus, capsys):
+    from emovae.cli import main
+
+    path = next(p for name, p, _ in corpus if name.startswith("tess_float"))
+    assert main(["predict", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"emovae: warning: {path}: float samples reach 2.27"), err
+
+
+def test_cli_names_the_damaged_model_folder_and_field_never_an_internal_error(tmp_path, capsys):
+    import json
+    import shutil
+
+    from emovae.cli import main
+    from emovae.modelfile import PRETRAINED_DIR
+
+    y = arrays()[0][1]
+    import soundfile as sf
+
+    sf.write(tmp_path / "clip.wav", y, 16000)
+    for name, change, field in (("n_fft", lambda m: m["feature_config"].update(n_fft=10**9), "feature_config.n_fft"),
+                                ("seq_len", lambda m: m["vae_config"].update(seq_len=10**10), "vae_config.seq_len"),
+                                ("classes", lambda m: m.update(classes=m["classes"][:3]), "classes"),
+                                ("min_duration", lambda m: m["feature_config"].update(min_duration=-1),
+                                 "feature_config.min_duration")):
+        d = tmp_path / name
+        shutil.copytree(PRETRAINED_DIR, d)
+        meta = json.loads((d / "model.json").read_text())
+        change(meta)
+        (d / "model.json").write_text(json.dumps(meta))
+        assert main(["predict", "--model", str(d), str(tmp_path / "clip.wav")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(d) in err and field in err and "internal error" not in err, err

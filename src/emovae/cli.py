@@ -16,6 +16,19 @@ def _err(msg: str) -> None:
     print(f"emovae: error: {msg}", file=sys.stderr)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """emovae's own warnings (audio scaled to full scale, say) as one ``emovae: warning:`` line on stderr, never a
+    source line; other warnings as Python shows them."""
+    import warnings
+
+    from .errors import AudioWarning
+
+    if issubclass(category, AudioWarning):
+        print(f"emovae: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def _number(kind, lo=None, hi=None, lo_open: bool = False):
     """An argparse type: ``kind`` (int or float), finite, within [lo, hi] (lo excluded with ``lo_open``)."""
     import math
@@ -298,8 +311,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _recognizer(args: argparse.Namespace):
     from .runtime import Recognizer
 
+    from .audio import MAX_DECODED_BYTES, MIB
+
+    max_mb = getattr(args, "max_decoded_mb", None)
     return Recognizer.load(args.model, backend=args.backend, abstain=getattr(args, "abstain", False),
-                           tta=getattr(args, "tta", False))
+                           tta=getattr(args, "tta", False),
+                           max_decoded_bytes=MAX_DECODED_BYTES if max_mb is None else int(max_mb * MIB))
 
 
 def _speakers(files: list[str], how: str) -> list[str | None]:
@@ -474,7 +491,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                         rec.classes))
             continue
         try:
-            feats.append(rec.features(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration),
+            feats.append(rec.features(audio.load(path, cfg.sample_rate, min_duration=cfg.min_duration,
+                                                 max_decoded_bytes=rec.max_decoded_bytes),
                                       cfg.sample_rate, str(path)))
             names.append(str(path))
             spk.append(s)
@@ -749,6 +767,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: also score each clip at the model's training speeds and average "
                         "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")
+    p.add_argument("--max-decoded-mb", type=POSITIVE, default=None, dest="max_decoded_mb", metavar="MB",
+                   help="refuse a file whose decoded samples (float32, all channels, as its header declares them) "
+                        "would take more than this many MiB, before decoding it (default 256: ten minutes of 48 kHz "
+                        "stereo; longer recordings: emovae stream)")
     p.add_argument("--jobs", type=_number(int, 1, 256), default=None, metavar="N",
                    help="worker processes computing features (default: all cores; 1: this process); the network runs "
                         "on batches of clips in this process (--workers/--scheduler: on Dask instead)")
@@ -857,8 +879,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    import warnings
+
+    from .errors import AudioWarning
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", AudioWarning)  # each distinct warning once, as one line
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except EmovaeError as exc:
         _err(str(exc))
         return 2
