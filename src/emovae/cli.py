@@ -209,6 +209,7 @@ def _require_train() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _require_train()
+    from .corpus import parse_mapping
     from .train.pipeline import train_model
 
     _check_output_dir(args.out, args.force)
@@ -221,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _new_output_dir(args.out, args.force)
     _, res = train_model(table, out, fcfg, vcfg, ccfg, tcfg, cv=args.cv, split=args.split,
                          command="emovae " + " ".join(args.argv), progress=_progress(args),
-                         save_folds=args.save_folds)
+                         save_folds=args.save_folds, label_map=parse_mapping(getattr(args, "map", None)))
     if res is not None:
         print("cross-validation: ", end="")
         _print_metrics(res.metrics)
