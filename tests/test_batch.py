@@ -14,7 +14,7 @@ import pytest
 
 from emovae import batch
 from emovae.cli import main
-from emovae.errors import DataError, MissingDependencyError
+from emovae.errors import DataError, EmovaeError, MissingDependencyError
 from emovae.evaluate import demo_clips
 
 pd = pytest.importorskip("pandas")
@@ -221,3 +221,20 @@ def test_cli_predict_jobs_gives_the_same_table_and_lines(rec, tree, capsys):
     assert [r["file"] for r in rows] == files[:-1] and "broken.wav" in err
     for r, f in zip(rows, files):
         assert r["probabilities"] == pytest.approx(rec.predict_file(f).probabilities, abs=1e-5)
+
+
+class DyingJob:
+    """A stand-in job whose worker process dies (as killed for memory) on a file named die*."""
+
+    def file(self, path):
+        import os
+
+        if "die" in str(path):
+            os._exit(1)
+        return [0]
+
+
+def test_a_dead_feature_worker_stops_the_run_with_one_line_to_resume():
+    paths = [f"clip{i}.wav" for i in range(6)] + ["die.wav"]
+    with pytest.raises(EmovaeError, match="worker process computing features died.*resume"):
+        list(batch.file_features(DyingJob(), paths, jobs=2))

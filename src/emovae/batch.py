@@ -176,8 +176,16 @@ def file_features(job, paths: list[str], jobs: int | None = 1) -> Iterator[tuple
     if jobs == 1 or len(tasks) < 4:
         yield from map(_file_features, tasks)
         return
+    from concurrent.futures.process import BrokenProcessPool
+
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_one_thread) as pool:
-        yield from pool.map(_file_features, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
+        try:
+            yield from pool.map(_file_features, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
+        except BrokenProcessPool:
+            raise EmovaeError("a worker process computing features died (out of memory, or a crash in a decoder); "
+                              "the rows written so far are kept: run the same command again to resume, with --jobs 1 "
+                              "to find the file, or on Dask (--workers N), which reschedules a dead worker's files"
+                              ) from None
 
 
 def predictions(recognizer, paths: Iterable[str], chunk: int = CHUNK, jobs: int | None = 1) -> Iterator[tuple]:
