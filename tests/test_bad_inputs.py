@@ -358,3 +358,15 @@ def test_cli_names_the_damaged_model_folder_and_field_never_an_internal_error(tm
         assert main(["predict", "--model", str(d), str(tmp_path / "clip.wav")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(d) in err and field in err and "internal error" not in err, err
+
+
+def test_cli_stream_warns_once_for_a_file_beyond_full_scale(tmp_path, capsys):
+    import soundfile as sf
+
+    from emovae.cli import main
+
+    y = np.tile(arrays()[0][1], 4)
+    sf.write(tmp_path / "loud.wav", y / np.max(np.abs(y)) * 2.27, 16000, subtype="FLOAT")
+    assert main(["stream", "--json", "--hop", "0.5", str(tmp_path / "loud.wav")]) == 0
+    out, err = capsys.readouterr()
+    assert out.count('"answer"') >= 4 and err.count("emovae: warning:") == 1 and "beyond full scale" in err, err

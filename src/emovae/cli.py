@@ -16,17 +16,26 @@ def _err(msg: str) -> None:
     print(f"emovae: error: {msg}", file=sys.stderr)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """emovae's own warnings (audio scaled to full scale, say) as one ``emovae: warning:`` line on stderr, never a
-    source line; other warnings as Python shows them."""
+def _warning_printer():
+    """A ``warnings.showwarning`` that prints emovae's own warnings (audio scaled to full scale, say) as one
+    ``emovae: warning:`` line on stderr, never a source line, once per input they name (a stream's windows would
+    repeat it every hop); other warnings as Python shows them."""
     import warnings
 
     from .errors import AudioWarning
 
-    if issubclass(category, AudioWarning):
-        print(f"emovae: warning: {message}", file=sys.stderr)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+    named: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, AudioWarning):
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+            return
+        name = str(message).split(": ", 1)[0]
+        if name not in named:
+            named.add(name)
+            print(f"emovae: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def _number(kind, lo=None, hi=None, lo_open: bool = False):
@@ -886,8 +895,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default", AudioWarning)  # each distinct warning once, as one line
-            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", AudioWarning)  # the printer says each input's once, as one line
+            warnings.showwarning = _warning_printer()
             return int(args.func(args) or 0)
     except EmovaeError as exc:
         _err(str(exc))
