@@ -101,6 +101,11 @@ def shipped_like() -> dict:
     meta["latent_map"] = {"mean": [0.0] * 16, "components": [[1.0] + [0.0] * 15, [0.0, 1.0] + [0.0] * 14]}
     meta["calibration"] = {"uncertain_below": 0.4, "temperature": 1.5}
     meta["novelty"] = {"threshold": 1.2}
+    meta["latent_map"] |= {"points": [[0.0, 1.0], [2.0, 3.0]], "labels": ["neutral", "angry"]}
+    meta["metrics"] = {"mean": {"balanced_accuracy": 0.6}, "std": {"balanced_accuracy": 0.05},
+                       "adapted": {"mean": {"balanced_accuracy": 0.7}, "std": {"balanced_accuracy": 0.04}}}
+    meta["training_data"] = {"label_map": {"calm": "neutral"}}
+    meta["emovae_version"] = "0.1.0"
     return meta
 
 
@@ -132,6 +137,14 @@ def shipped_like() -> dict:
     ("latent_map.mean", [0.0], r"latent_map.mean is \[0.0\]; it must be a list of vae_config.latent_dim \(16\)"),
     ("latent_map.components", [[0.0] * 16], r"latent_map.components"),
     ("voice", {"units": 128}, r"voice is .*naming its graph file"),
+    ("latent_map.points", [[0.0, 1.0], [2.0]], r"latent_map.points"),
+    ("latent_map.labels", ["a"], r"latent_map.labels is \['a'\]; it must be a list of names, one per point"),
+    ("emovae_version", 1, r"emovae_version is 1"),
+    ("metrics", [], r"metrics is \[\]; it must be an object"),
+    ("metrics.mean", {"balanced_accuracy": "0.6"}, r"metrics.mean is .*balanced_accuracy is in \[0, 1\]"),
+    ("metrics.std", None, r"metrics.std is None"),
+    ("metrics.adapted", 3, r"metrics.adapted is 3; it must be an object"),
+    ("training_data", {"label_map": {"calm": 1}}, r"training_data is .*label_map maps names to names"),
 ])
 def test_every_field_is_range_checked_naming_the_folder_and_the_field(tmp_path, field, value, why):
     meta = shipped_like()

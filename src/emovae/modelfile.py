@@ -250,12 +250,47 @@ def check_sizes(meta: dict, where: str) -> None:
         if not (isinstance(comps, list) and len(comps) == 2 and all(
                 isinstance(c, list) and len(c) == latent and all(is_number(x, -1e30, 1e30) for x in c) for c in comps)):
             raise field_error(where, "latent_map.components", comps, f"2 lists of {latent} numbers")
+        points, labels = lmap.get("points"), lmap.get("labels")
+        if points is not None or labels is not None:  # the page and the report draw them
+            if not (isinstance(points, list) and len(points) <= MAX_NAMES and all(
+                    isinstance(q, list) and len(q) == 2 and all(is_number(x, -1e30, 1e30) for x in q) for q in points)):
+                raise field_error(where, "latent_map.points", points, f"a list of at most {MAX_NAMES} [x, y] pairs")
+            if not (isinstance(labels, list) and len(labels) == len(points) and all(isinstance(x, str) for x in labels)):
+                raise field_error(where, "latent_map.labels", labels, "a list of names, one per point")
+    check_shown(meta, where)
     voice = meta.get("voice")
     if voice and not (isinstance(voice, dict) and isinstance(voice.get("file"), str)):
         raise field_error(where, "voice", voice, "null or an object naming its graph file ('file': 'voice.onnx')")
     speeds = meta["train_config"].get("speed_perturb")
     if speeds is not None and len(speeds) > 16:  # test-time augmentation scores one copy per speed
         raise field_error(where, "train_config.speed_perturb", speeds, "at most 16 speeds")
+
+
+def check_shown(meta: dict, where: str) -> None:
+    """The parts of model.json that are only shown (the version that trained it, the metrics it shipped with, the
+    labels it merged), checked as far as the demo, the report and the service read them."""
+    version = meta.get("emovae_version")
+    if version is not None and not (isinstance(version, str) and len(version) <= 100):
+        raise field_error(where, "emovae_version", version, "a short string")
+    metrics = meta.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            raise field_error(where, "metrics", metrics, "an object")
+        for part, name in ((metrics, "metrics"), (metrics.get("adapted"), "metrics.adapted")):
+            if not part or not isinstance(part, dict) or not part.get("mean"):
+                if part is not None and not isinstance(part, dict):
+                    raise field_error(where, name, part, "an object")
+                continue
+            for key in ("mean", "std"):  # the demo prints mean +- std of the balanced accuracy
+                value = part.get(key)
+                if not (isinstance(value, dict) and is_number(value.get("balanced_accuracy"), 0.0, 1.0)):
+                    raise field_error(where, f"{name}.{key}", value, "an object whose balanced_accuracy is in [0, 1]")
+    data = meta.get("training_data")
+    if data is not None:
+        label_map = data.get("label_map") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not (label_map is None or (isinstance(label_map, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in label_map.items()))):
+            raise field_error(where, "training_data", data, "an object whose label_map maps names to names")
 
 
 def network_parameters(meta: dict) -> int:
