@@ -163,6 +163,12 @@ def is_number(value, lo: float, hi: float, integer: bool = False) -> bool:
     return lo <= value <= hi  # exact for integers of any size
 
 
+def numbers_within(values: list, lo: float, hi: float) -> bool:
+    """Every entry of ``values`` an int or a float (not a bool), within [lo, hi] (so neither NaN nor infinite when
+    the bounds are finite): ``is_number`` for a whole list, at a fraction of its cost (model.json holds thousands)."""
+    return all(type(v) is float or type(v) is int for v in values) and all(lo <= v <= hi for v in values)
+
+
 def check_value(where: str, field: str, value, spec: tuple) -> None:
     """ModelFormatError unless ``value`` fits ``spec`` (a ``FIELDS`` entry)."""
     kind = spec[0]
@@ -174,7 +180,7 @@ def check_value(where: str, field: str, value, spec: tuple) -> None:
     elif kind == "floats":
         lo, hi = spec[3]
         ok = (isinstance(value, list) and spec[1] <= len(value) <= spec[2]
-              and all(is_number(v, lo, hi) for v in value))
+              and numbers_within(value, lo, hi))
         want = f"a list of {spec[1]} to {spec[2]} numbers in [{lo:g}, {hi:g}]"
     else:
         ok = is_number(value, spec[1], spec[2], kind == "int")
@@ -227,7 +233,7 @@ def check_sizes(meta: dict, where: str) -> None:
         for key, lo in (("mean", -1e30), ("std", 1e-30)):  # within float32, which the network reads them as
             v = prior.get(key)
             if not (isinstance(v, list) and 0 < len(v) <= MAX_NAMES and (n_stats is None or len(v) == n_stats)
-                    and all(is_number(x, lo, 1e30) for x in v)):
+                    and numbers_within(v, lo, 1e30)):
                 count = "" if n_stats is None else f"{n_stats} "
                 raise field_error(where, f"speaker_prior.{key}", v, f"a list of {count}"
                                   f"{'positive ' if key == 'std' else ''}finite numbers, one per statistic")
@@ -245,15 +251,15 @@ def check_sizes(meta: dict, where: str) -> None:
     lmap = meta.get("latent_map")
     if lmap is not None:
         mean, comps = (lmap.get("mean"), lmap.get("components")) if isinstance(lmap, dict) else (None, None)
-        if not (isinstance(mean, list) and len(mean) == latent and all(is_number(x, -1e30, 1e30) for x in mean)):
+        if not (isinstance(mean, list) and len(mean) == latent and numbers_within(mean, -1e30, 1e30)):
             raise field_error(where, "latent_map.mean", mean, f"a list of vae_config.latent_dim ({latent}) numbers")
         if not (isinstance(comps, list) and len(comps) == 2 and all(
-                isinstance(c, list) and len(c) == latent and all(is_number(x, -1e30, 1e30) for x in c) for c in comps)):
+                isinstance(c, list) and len(c) == latent and numbers_within(c, -1e30, 1e30) for c in comps)):
             raise field_error(where, "latent_map.components", comps, f"2 lists of {latent} numbers")
         points, labels = lmap.get("points"), lmap.get("labels")
         if points is not None or labels is not None:  # the page and the report draw them
             if not (isinstance(points, list) and len(points) <= MAX_NAMES and all(
-                    isinstance(q, list) and len(q) == 2 and all(is_number(x, -1e30, 1e30) for x in q) for q in points)):
+                    isinstance(q, list) and len(q) == 2 and numbers_within(q, -1e30, 1e30) for q in points)):
                 raise field_error(where, "latent_map.points", points, f"a list of at most {MAX_NAMES} [x, y] pairs")
             if not (isinstance(labels, list) and len(labels) == len(points) and all(isinstance(x, str) for x in labels)):
                 raise field_error(where, "latent_map.labels", labels, "a list of names, one per point")
