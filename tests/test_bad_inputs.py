@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from emovae import audio, stream
+from emovae import stream
 from emovae.errors import EmovaeError
 from emovae.runtime import load_pretrained
 

@@ -261,7 +261,8 @@ def check_sizes(meta: dict, where: str) -> None:
             if not (isinstance(points, list) and len(points) <= MAX_NAMES and all(
                     isinstance(q, list) and len(q) == 2 and numbers_within(q, -1e30, 1e30) for q in points)):
                 raise field_error(where, "latent_map.points", points, f"a list of at most {MAX_NAMES} [x, y] pairs")
-            if not (isinstance(labels, list) and len(labels) == len(points) and all(isinstance(x, str) for x in labels)):
+            if not (isinstance(labels, list) and len(labels) == len(points)
+                    and all(isinstance(x, str) for x in labels)):
                 raise field_error(where, "latent_map.labels", labels, "a list of names, one per point")
     check_shown(meta, where)
     voice = meta.get("voice")
