@@ -96,7 +96,8 @@ def test_failed_requests_create_and_evict_no_session(recognizer, clip):
     store = client.app.state.sessions
     assert len(store) == 1, "failed requests created sessions"
     assert store.peek("alice") is not None and store.peek("alice").n_clips == 1  # not evicted (max_sessions=2)
-    assert client.post("/v1/predict?session=alice", content=clip, headers=WAV).json()["speaker_clips"] == 2
+    other = encode(voice_like(180, 1.2, seed=3))  # the same clip again would count once
+    assert client.post("/v1/predict?session=alice", content=other, headers=WAV).json()["speaker_clips"] == 2
 
 
 def test_session_creation_rate_per_client_and_total(recognizer, clip):
@@ -108,7 +109,8 @@ def test_session_creation_rate_per_client_and_total(recognizer, clip):
         assert 1 <= int(r.headers["retry-after"]) <= 60
     assert len(client.app.state.sessions) == 3
     # existing sessions go on; requests without a session are not limited
-    assert client.post("/v1/predict?session=s0", content=clip, headers=WAV).json()["speaker_clips"] == 2
+    again = {**WAV, "idempotency-key": "another clip"}  # the same bytes under their own request id count anew
+    assert client.post("/v1/predict?session=s0", content=clip, headers=again).json()["speaker_clips"] == 2
     assert all(client.post("/v1/predict", content=clip, headers=WAV).status_code == 200 for _ in range(4))
 
     total = TestClient(create_app(recognizer, ServeConfig(**BASE, new_sessions_per_min_total=2)))

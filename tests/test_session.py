@@ -187,3 +187,52 @@ def test_every_entry_point_uses_the_same_default_prior_weight(rec):
     from emovae.serve import ServeConfig
 
     assert ServeConfig().prior_weight == PRIOR_WEIGHT
+
+
+def test_a_clip_counts_once_per_session(rec):
+    """observe_once: a clip whose digest the session has counted is answered with the moments as they are,
+    neither counted nor moving them; the store's predict says whether it was counted."""
+    from emovae.session import clip_digest
+
+    s = Session(rec)
+    X = [rec.features(y, SR) for y in clips(3)]
+    keys = [clip_digest(str(i).encode()) for i in range(3)]
+    assert s.observe_once(X[0].stats, keys[0])[1:] == (1, True)
+    assert s.observe_once(X[0].stats, keys[0])[1:] == (1, False)
+    m2, n, counted = s.observe_once(X[1].stats, keys[1])
+    again, n_again, counted_again = s.observe_once(X[1].stats, keys[1])
+    assert (n, counted, n_again, counted_again) == (2, True, 2, False)
+    np.testing.assert_array_equal(again[0], m2[0])
+    assert s.observe_once(X[1].stats)[1:] == (3, True)  # without a digest every call counts
+    store = SessionStore(rec)
+    first, counted_first = store.predict("bob", X[2], "c", keys[2])
+    retry, counted_retry = store.predict("bob", X[2], "c", keys[2])
+    assert (counted_first, counted_retry) == (True, False) and retry.speaker_clips == first.speaker_clips == 1
+    assert retry.probabilities == first.probabilities
+    s.reset()
+    assert s.observe_once(X[0].stats, keys[0])[1:] == (1, True)  # a reset forgets the digests too
+
+
+def test_a_session_remembers_its_last_clips_only():
+    from emovae.session import DIGEST_BYTES, clip_digest, remember, seen_before
+
+    recent = b""
+    keys = [clip_digest(str(i).encode(), kind="key") for i in range(5)]
+    for k in keys:
+        recent = remember(recent, k, keep=3)
+    assert len(recent) == 3 * DIGEST_BYTES
+    assert [seen_before(recent, k) for k in keys] == [False, False, True, True, True]
+    assert clip_digest(b"x") != clip_digest(b"x", kind="key") and len(clip_digest(b"x")) == DIGEST_BYTES
+
+
+@pytest.mark.parametrize("sid", [".", "..", ".hidden", "-x", "a/b", "a b", "", "x" * 129, None])
+def test_unsafe_session_ids_are_refused_by_the_store(rec, sid):
+    from emovae.session import check_session_id
+
+    store = SessionStore(rec)
+    for call in (lambda: check_session_id(sid), lambda: store.get(sid), lambda: store.peek(sid),
+                 lambda: store.delete(sid), lambda: store.observe(sid, np.zeros(3))):
+        with pytest.raises(ParameterError, match="invalid session id"):
+            call()
+    assert len(store) == 0
+    assert check_session_id("speaker-42.b_c") == "speaker-42.b_c"

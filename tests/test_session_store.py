@@ -109,6 +109,33 @@ def test_the_ttl_is_kept_by_the_server(url):
     assert red.peek("a") is None and red.observe("a", _stats(1)[0])[1] == 1  # expired: a fresh session
 
 
+def test_a_clip_counts_once_in_redis_too(url):
+    """observe_once against the server: the same digest three times counts once, its moments equal the
+    in-process store's, and the stored digests stay bounded (RECENT_CLIPS) beside the moments."""
+    import redis
+
+    from emovae.session import DIGEST_BYTES, RECENT_CLIPS, clip_digest
+
+    mem, red = SessionStore(Stub()), RedisSessionStore(Stub(), url)
+    rows = _stats(3, seed=4)
+    seq = [0, 0, 1, 0, 2, 2]
+    got = [red.observe_once("a", rows[i], clip_digest(bytes([i])))[1:] for i in seq]
+    assert got == [(1, True), (1, False), (2, True), (2, False), (3, True), (3, False)]
+    for i in (0, 1, 2):
+        mem.observe_once("a", rows[i], clip_digest(bytes([i])))
+    stored, ref = red.moments("a"), mem.peek("a").moments
+    assert stored.n == ref.n == 3
+    np.testing.assert_array_equal(stored.mean, ref.mean)
+    np.testing.assert_array_equal(stored.m2, ref.m2)
+    for i in range(RECENT_CLIPS + 10):
+        red.observe_once("b", rows[0], clip_digest(i.to_bytes(4, "big")))
+    fields = redis.Redis.from_url(url).hgetall(red._key("b"))
+    assert set(fields) == {b"n", b"mean", b"m2", b"recent"} and len(fields[b"recent"]) == RECENT_CLIPS * DIGEST_BYTES
+    with pytest.raises(ParameterError, match="invalid session id"):
+        red.observe_once("..", rows[0])
+    assert len(red) == 2
+
+
 def _observe_many(url: str, rows: np.ndarray, out) -> None:
     store = RedisSessionStore(Stub(), url)  # its own connection, as another replica would have
     for row in rows:
@@ -211,6 +238,9 @@ def test_two_service_apps_share_one_speakers_session(rec, url):
         assert body["emotion"] == want.emotion
         assert body["probabilities"] == pytest.approx(want.probabilities, abs=2e-4)
     assert apps[1].get("/v1/sessions/alice").json() == {"session": "alice", "clips": 5, "adapted": True}
+    retry = apps[0].post("/v1/predict?session=alice", content=_wav(4)).json()  # the last clip, sent again
+    assert retry["session_clips"] == 5 and retry["repeated"] is True
+    assert retry["probabilities"] == pytest.approx(body["probabilities"], abs=1e-6)
     bad = apps[0].post("/v1/predict?session=bob", content=b"not audio")
     assert bad.status_code >= 400 and apps[1].get("/v1/sessions/bob").status_code == 404  # no session from a failure
     assert apps[0].delete("/v1/sessions/alice").json()["deleted"] is True

@@ -1,7 +1,13 @@
 """Sessions: recognition that improves as a speaker keeps talking, clip by clip (``Session``), for a batch of
 clips grouped by speaker (``predict_by_speaker``), and sessions by id for a service: in this process
 (``SessionStore``, the default) or in Redis/Valkey shared by several processes (``RedisSessionStore``), both
-behind one small interface (``Store``: ``get``, ``peek``, ``delete``, ``len``, and the atomic ``observe``).
+behind one small interface (``Store``: ``get``, ``peek``, ``delete``, ``len``, and the atomic ``observe`` and
+``predict``).
+
+A session counts each clip once: ``observe_once`` and ``Store.predict`` take a digest of the clip (``clip_digest``
+of its bytes, or of a client's request id) and a clip among the session's last ``RECENT_CLIPS`` is answered
+again without moving the speaker's statistics, so a client that retries does not shift them. Session ids are
+checked by ``check_session_id`` (letters, digits, '-', '_', '.'; no id of dots alone).
 
 The arithmetic (running moments from the model's prior, the trust n / (n + prior_weight) in the adapted head)
 is ``speaker.py``'s. A session's first clip scores exactly as a lone clip. Only the moments are kept, never
@@ -10,7 +16,9 @@ audio. torch-free: works with either backend of ``runtime.Recognizer``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +30,41 @@ from .features import Features
 from .speaker import RunningMoments, SessionConfig, model_prior
 
 __all__ = ["Session", "SessionConfig", "Store", "SessionStore", "RedisSessionStore", "open_store",
-           "predict_by_speaker"]
+           "predict_by_speaker", "check_session_id", "clip_digest"]
+
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+DIGEST_BYTES = 16  # a clip's digest: 128 bits of BLAKE2b
+RECENT_CLIPS = 128  # digests a session keeps to recognise a clip sent again (2 kB a session)
+
+
+def check_session_id(sid: str) -> str:
+    """``sid`` when it is a valid session id: 1-128 letters, digits, '-', '_' or '.', starting with a letter or
+    digit (so never ``.``, ``..`` or a hidden name, whatever a store makes of it); ParameterError otherwise."""
+    if not isinstance(sid, str) or not SESSION_ID.fullmatch(sid):
+        raise ParameterError(f"invalid session id {str(sid)[:40]!r}: use 1-128 letters, digits, '-', '_' or '.', "
+                             "starting with a letter or digit (e.g. speaker-42)")
+    return sid
+
+
+def clip_digest(data: bytes, kind: str = "clip") -> bytes:
+    """A clip's identity within a session: the digest of its bytes (``kind="clip"``) or of a client's request id
+    (``kind="key"``, e.g. an Idempotency-Key header)."""
+    return hashlib.blake2b(data, digest_size=DIGEST_BYTES, person=kind.encode()[:16]).digest()
+
+
+def seen_before(recent: bytes, digest: bytes) -> bool:
+    """Whether ``digest`` is among ``recent`` (digests of DIGEST_BYTES, end to end)."""
+    return any(recent[i:i + DIGEST_BYTES] == digest for i in range(0, len(recent), DIGEST_BYTES))
+
+
+def remember(recent: bytes, digest: bytes, keep: int = RECENT_CLIPS) -> bytes:
+    """``recent`` with ``digest`` added, the oldest dropped beyond ``keep`` digests."""
+    return (recent + digest)[-keep * DIGEST_BYTES:]
+
+
+def adapted_prediction(recognizer, cfg: SessionConfig, f: Features, name, moments, n: int):
+    """The prediction of clip ``f`` through a session whose moments (None below ``min_clips``) hold ``n`` clips."""
+    return recognizer.predict_features([f], [name], moments=moments, speaker_clips=n, trust=cfg.trust(n))[0]
 
 
 class Session:
@@ -33,6 +75,7 @@ class Session:
         self.recognizer = recognizer
         self.cfg = cfg or SessionConfig()
         self.moments = RunningMoments(*model_prior(recognizer.meta, recognizer.source), self.cfg.prior_weight)
+        self.recent = b""  # digests of the clips counted last (see observe_once)
         self._lock = threading.Lock()
 
     @property
@@ -43,6 +86,7 @@ class Session:
         """Forget the speaker: back to the prior."""
         with self._lock:
             self.moments.reset()
+            self.recent = b""
 
     def observe(self, f: Features) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
         """Add a clip's statistics; returns the moments to normalise it with (None while fewer than
@@ -51,16 +95,24 @@ class Session:
 
     def observe_stats(self, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
         """``observe`` on a clip's statistic vector (S,)."""
+        return self.observe_once(stats)[:2]
+
+    def observe_once(self, stats: np.ndarray, clip: bytes | None = None):
+        """``observe_stats``, but a clip whose digest ``clip`` is among the session's last ``RECENT_CLIPS`` is not
+        counted again: returns (moments, clips held, whether this clip was counted now)."""
         stats = np.asarray(stats, dtype=np.float64)
         with self._lock:
-            self.moments.update(stats)
+            counted = clip is None or not seen_before(self.recent, clip)
+            if counted:
+                self.moments.update(stats)
+                if clip is not None:
+                    self.recent = remember(self.recent, clip)
             n = self.moments.n
-            return (self.moments.estimate() if n >= self.cfg.min_clips else None), n
+            return (self.moments.estimate() if n >= self.cfg.min_clips else None), n, counted
 
     def predict_features(self, f: Features, name: str | None = None):
         moments, n = self.observe(f)
-        return self.recognizer.predict_features([f], [name], moments=moments, speaker_clips=n,
-                                                trust=self.cfg.trust(n))[0]
+        return adapted_prediction(self.recognizer, self.cfg, f, name, moments, n)
 
     def predict_signal(self, signal: np.ndarray, sr: int, name: str | None = None):
         """Prediction of one clip of this speaker (mono or (samples, channels) at ``sr`` Hz)."""
@@ -90,7 +142,10 @@ class Store:
     creates it with its first clip); ``peek(sid)``: the live session or None, creating nothing; ``delete(sid)``:
     False when there was none; ``len(store)``: live sessions; ``observe(sid, stats)``: atomically add one clip's
     statistics to session ``sid`` (created if new) and return (moments to normalise the clip with, or None
-    below ``min_clips``; clips the session holds now). Sessions hold moments only, never audio."""
+    below ``min_clips``; clips the session holds now); ``observe_once(sid, stats, clip)``: the same, counting a
+    clip of digest ``clip`` once (returns a third item: whether it was counted now); ``predict(sid, f, name,
+    clip)``: the clip's prediction through the session, and whether it was counted. Every method checks ``sid``
+    (ParameterError). Sessions hold moments only, never audio."""
 
     recognizer = None
     cfg: SessionConfig
@@ -107,8 +162,17 @@ class Store:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+    def observe_once(self, sid: str, stats: np.ndarray, clip: bytes | None = None):
         raise NotImplementedError
+
+    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+        return self.observe_once(sid, stats)[:2]
+
+    def predict(self, sid: str, f: Features, name: str | None = None, clip: bytes | None = None):
+        """(prediction of clip ``f`` through session ``sid``, whether the clip was counted now: False for a clip
+        of digest ``clip`` the session had already counted, which is answered without moving its statistics)."""
+        moments, n, counted = self.observe_once(sid, f.stats, clip)
+        return adapted_prediction(self.recognizer, self.cfg, f, name, moments, n), counted
 
 
 class SessionStore(Store):
@@ -135,6 +199,7 @@ class SessionStore(Store):
 
     def get(self, sid: str) -> Session:
         """The session ``sid``, created if new or expired; marks it used now."""
+        check_session_id(sid)
         with self._lock:
             now = self._clock()
             self._expire(now)
@@ -145,6 +210,7 @@ class SessionStore(Store):
 
     def peek(self, sid: str) -> Session | None:
         """The live session ``sid`` without creating or touching it."""
+        check_session_id(sid)
         with self._lock:
             self._expire(self._clock())
             item = self._sessions.get(sid)
@@ -152,6 +218,7 @@ class SessionStore(Store):
 
     def delete(self, sid: str) -> bool:
         """Forget session ``sid``; False when there was none."""
+        check_session_id(sid)
         with self._lock:
             return self._sessions.pop(sid, None) is not None
 
@@ -160,8 +227,8 @@ class SessionStore(Store):
             self._expire(self._clock())
             return len(self._sessions)
 
-    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
-        return self.get(sid).observe_stats(stats)
+    def observe_once(self, sid: str, stats: np.ndarray, clip: bytes | None = None):
+        return self.get(sid).observe_once(stats, clip)
 
 
 class StoredSession(Session):
@@ -183,13 +250,14 @@ class StoredSession(Session):
     def reset(self) -> None:
         self.store.delete(self.sid)
 
-    def observe_stats(self, stats: np.ndarray):
-        return self.store.observe(self.sid, stats)
+    def observe_once(self, stats: np.ndarray, clip: bytes | None = None):
+        return self.store.observe_once(self.sid, stats, clip)
 
 
 class RedisSessionStore(Store):
     """Sessions in Redis (or Valkey), shared by every process that points at the same server: each session is
-    one hash (``n``; ``mean`` and ``m2`` as float64 bytes: moments only, never audio) whose TTL the server keeps
+    one hash (``n``; ``mean`` and ``m2`` as float64 bytes; ``recent``: the digests of the last clips counted;
+    moments and digests only, never audio) whose TTL the server keeps
     (``ttl_s`` idle seconds, renewed by each clip). A clip's update is atomic (WATCH/MULTI, retried on a
     conflict), so two processes updating one speaker at once lose no clip. Keys are ``prefix`` + a fingerprint
     of the model's prior + the session id, so models never share moments. ``max_sessions`` is not enforced
@@ -224,7 +292,7 @@ class RedisSessionStore(Store):
                               "--session-store") from None
 
     def _key(self, sid: str) -> str:
-        return self.prefix + sid
+        return self.prefix + check_session_id(sid)
 
     def _load(self, fields: dict) -> RunningMoments:
         m = RunningMoments(*self.prior, self.cfg.prior_weight)
@@ -235,7 +303,7 @@ class RedisSessionStore(Store):
                 m.m2 = np.frombuffer(fields[b"m2"], dtype=np.float64).copy()
         return m
 
-    def observe(self, sid: str, stats: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, int]:
+    def observe_once(self, sid: str, stats: np.ndarray, clip: bytes | None = None):
         from redis.exceptions import WatchError
 
         key = self._key(sid)
@@ -244,16 +312,22 @@ class RedisSessionStore(Store):
             while True:
                 try:
                     pipe.watch(key)
-                    m = self._load(pipe.hgetall(key))
-                    m.update(stats)
+                    fields = pipe.hgetall(key)
+                    m, recent = self._load(fields), fields.get(b"recent", b"")
+                    counted = clip is None or not seen_before(recent, clip)
                     pipe.multi()
-                    pipe.hset(key, mapping={"n": m.n, "mean": m.mean.tobytes(), "m2": m.m2.tobytes()})
+                    if counted:
+                        m.update(stats)
+                        update = {"n": m.n, "mean": m.mean.tobytes(), "m2": m.m2.tobytes()}
+                        if clip is not None:
+                            update["recent"] = remember(recent, clip)
+                        pipe.hset(key, mapping=update)
                     pipe.pexpire(key, self.ttl_ms)
                     pipe.execute()
                     break
                 except WatchError:  # another process updated this session meanwhile: read it again
                     continue
-        return (m.estimate() if m.n >= self.cfg.min_clips else None), m.n
+        return (m.estimate() if m.n >= self.cfg.min_clips else None), m.n, counted
 
     def moments(self, sid: str) -> RunningMoments:
         return self._load(self.client.hgetall(self._key(sid)))

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError, require
+from ..session import clip_digest
 from .config import MULTIPART_OVERHEAD, ServeConfig
 from .docs import MULTIPART, docs_page, openapi_body
 from .errors import ClientGone, RequestError, size_text
@@ -18,7 +19,7 @@ from .limits import ByteBudget, malloc_trim
 from .page import ASSETS, DOCS_CSP, PAGE_CSP, SecurityHeaders, read_page
 from .policy import HostPolicy, OriginPolicy
 from .predict import audio_error_status, decode_and_predict, model_document, model_info
-from .sessions import SessionGate
+from .sessions import SessionGate, request_clip_key
 from .upload import body_receiver, declared_length, read_body, refuse_unread, upload_from_form
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,14 +112,25 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
         state["trim"] = asyncio.get_running_loop().call_later(TRIM_AFTER_IDLE_S, trim)
 
+    def predict_clip(data: bytes, name: str, sid: str | None, client: str, key: bytes | None) -> dict:
+        """In a worker thread: the answer for one upload, through session ``sid`` when given, where the clip
+        counts once (its identity: the client's request id ``key``, else the digest of its bytes)."""
+        if not sid:
+            return decode_and_predict(recognizer, data, name, cfg)
+        clip = key or clip_digest(data)
+        return decode_and_predict(recognizer, data, name, cfg, lambda f: gate.predict(sid, client, f, name, clip))
+
     @app.post("/v1/predict", summary="Emotion of one audio clip", openapi_extra=openapi_body(cfg))
     async def predict(request: Request, session: str | None = None):
         """Returns ``emotion``, ``confidence``, ``probabilities`` by emotion, ``latent_map`` ([x, y] on the
         model's 2-D map of its training clips), ``duration_s`` and ``model_version``. With ``?session=ID``
         (or header X-Session-Id), the clip is one of a speaker's session: results adapt to the speaker as
         clips arrive (``adapted``, ``speaker_clips``); only running statistics are kept, never audio. A
-        session is created only by a clip that succeeded, within a per-client rate (429 beyond). 429 with
-        Retry-After also when the service holds as many uploads as it may."""
+        session counts each clip once (``session_clips``: the distinct clips it holds; ``repeated``: this clip
+        had been counted already): a retry with the same Idempotency-Key or X-Request-Id header, or without
+        one the same bytes, does not move the speaker's statistics. A session is created only by a clip that
+        succeeded, within a per-client rate (429 beyond). 429 with Retry-After also when the service holds as
+        many uploads as it may."""
         sid = session or request.headers.get("x-session-id")
         client = request.client.host if request.client else "unknown"
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -145,10 +157,9 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
                 data, name = await read_body(receive), "upload"
             if "limiter" not in state:
                 state["limiter"] = anyio.CapacityLimiter(cfg.workers)
-            opener = (lambda: gate.open(sid, client)) if sid else None
             try:
-                out = await anyio.to_thread.run_sync(decode_and_predict, recognizer, data, name, cfg, None, opener,
-                                                     limiter=state["limiter"])
+                out = await anyio.to_thread.run_sync(predict_clip, data, name, sid, client,
+                                                     request_clip_key(request.headers), limiter=state["limiter"])
             except AudioError as exc:
                 raise RequestError(audio_error_status(exc), str(exc)) from None
             except EmovaeError as exc:
@@ -160,8 +171,6 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
             if state["inflight"] == 0:
                 trim_when_idle()
         out["model_version"] = info
-        if sid:
-            out["session"] = sid
         return out
 
     @app.get("/v1/sessions/{sid}", summary="How many clips an adaptation session holds")

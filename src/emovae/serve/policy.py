@@ -168,7 +168,7 @@ class OriginPolicy:
     answered without CORS headers, so the browser keeps the answer from the foreign page."""
 
     METHODS = "GET, POST, DELETE"
-    HEADERS = "Content-Type, X-Session-Id"
+    HEADERS = "Content-Type, X-Session-Id, Idempotency-Key, X-Request-Id"
 
     def __init__(self, app, allow_origins: tuple[str, ...] = ()):
         self.app = app

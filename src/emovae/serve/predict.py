@@ -84,21 +84,18 @@ def prediction_dict(pred) -> dict:
     return out
 
 
-def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, session=None,
-                       open_session=None) -> dict:
-    """Bytes of an audio file -> the prediction as a JSON-ready dict; through ``session`` (session.Session)
-    when given, which it also adapts. ``open_session``: called with no argument once the clip has decoded
-    and its features are extracted, it returns the session to predict through (so that a clip that fails
-    creates no session). Raises RequestError or AudioError."""
+def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, in_session=None) -> dict:
+    """Bytes of an audio file -> the prediction as a JSON-ready dict. ``in_session``: called with the clip's
+    features once it has decoded and its features are extracted (so that a clip that fails touches no
+    session), it returns the answer through a session instead. Raises RequestError or AudioError."""
     y = decode(recognizer, data, name, cfg)
     del data
     sr = recognizer.feature_config.sample_rate
-    if session is None and open_session is None:
+    if in_session is None:
         return prediction_dict(recognizer.predict_signal(y, sr, name))
     f = recognizer.features(y, sr, name)
     del y
-    session = session if session is not None else open_session()
-    return prediction_dict(session.predict_features(f, name))
+    return in_session(f)
 
 
 def model_info(recognizer: "Recognizer") -> dict:

@@ -1,17 +1,31 @@
-"""The service's side of adaptation sessions (``?session=ID``): which ids are valid, and a session created only
-by a clip that decoded and scored, within a rate per client address and in all (429 with Retry-After
-beyond). The sessions themselves (moments only, never audio) are ``emovae.session``'s stores."""
+"""The service's side of adaptation sessions (``?session=ID``): which ids are valid (400 otherwise), a session
+created only by a clip that decoded and scored, within a rate per client address and in all (429 with
+Retry-After beyond), and each clip counted once: a retry (the same request id, or else the same bytes) is
+answered without moving the speaker's statistics. The sessions themselves (moments only, never audio) are
+``emovae.session``'s stores."""
 
 from __future__ import annotations
 
 import math
-import re
 
+from ..errors import ParameterError
+from ..session import check_session_id, clip_digest
 from .config import ServeConfig
 from .errors import RequestError
 from .limits import RateLimit
+from .predict import prediction_dict
 
-SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: request headers whose value names one clip, so that its retries count once (else the clip's bytes do)
+REQUEST_ID_HEADERS = ("idempotency-key", "x-request-id")
+
+
+def request_clip_key(headers) -> bytes | None:
+    """The digest of the client's request id (Idempotency-Key, else X-Request-Id), None without one."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return clip_digest(value.strip().encode("utf-8", "surrogateescape"), kind="key")
+    return None
 
 
 class SessionGate:
@@ -33,9 +47,10 @@ class SessionGate:
     @staticmethod
     def check_id(sid: str) -> str:
         """``sid`` when it is a valid session id; RequestError 400 naming the rule otherwise."""
-        if not SESSION_ID.fullmatch(sid):
-            raise RequestError(400, f"invalid session id {sid[:40]!r}: use 1-128 letters, digits, '-', '_' or '.'")
-        return sid
+        try:
+            return check_session_id(sid)
+        except ParameterError as exc:
+            raise RequestError(400, str(exc)) from None
 
     def new_session_wait(self, client: str) -> float:
         """Seconds before ``client`` may create a session (0: now)."""
@@ -47,11 +62,20 @@ class SessionGate:
                                  f"client, {self.cfg.new_sessions_per_min_total:g} in all); retry in {wait:.0f} s or "
                                  "reuse your session id", {"Retry-After": str(max(1, math.ceil(wait)))})
 
-    def open(self, sid: str, client: str):
-        """The session ``sid`` for a clip that decoded and scored: an existing one, or a new one within the
+    def admit(self, sid: str, client: str) -> None:
+        """Let a clip that decoded and scored into session ``sid``: an existing one, or a new one within the
         creation limits (RequestError 429 beyond them)."""
         if self.store.peek(sid) is None:
             wait = self.new_session_wait(client)
             if wait > 0 or self.client_rate.take(client) or self.total_rate.take("*"):
                 raise self.too_many(max(wait, 1.0))
-        return self.store.get(sid)
+
+    def predict(self, sid: str, client: str, f, name: str, clip: bytes) -> dict:
+        """The answer for clip ``f`` (features) of digest ``clip`` in session ``sid``: the adapted prediction,
+        ``session_clips`` (the distinct clips the session holds) and ``repeated`` (True when the session had
+        already counted this clip: answered again, statistics unchanged)."""
+        self.admit(sid, client)
+        pred, counted = self.store.predict(sid, f, name, clip)
+        out = prediction_dict(pred)
+        out["session"], out["session_clips"], out["repeated"] = sid, pred.speaker_clips, not counted
+        return out
