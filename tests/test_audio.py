@@ -114,6 +114,9 @@ def test_integer_lists_and_int64_are_refused_with_the_cast_to_make():
             audio.as_float_samples(bad, "x")
     np.testing.assert_allclose(audio.as_float_samples(np.array(pcm, np.int16)), np.array(pcm) / 32768, rtol=1e-6)
     np.testing.assert_allclose(audio.as_float_samples([0.5, -0.25]), [0.5, -0.25])  # a list of floats is fine
+    np.testing.assert_allclose(audio.as_float_samples([np.int16(16384), np.int16(-8192)]), [0.5, -0.25])  # has a width
+    with pytest.raises(AudioError, match=r"x: a list is not an array of audio samples; pass a numpy array"):
+        audio.as_float_samples([[0.1, 0.2], [0.3]], "x")  # ragged
     with pytest.raises(AudioError, match="load_bytes"):
         audio.as_float_samples(b"RIFF....WAVE")
 

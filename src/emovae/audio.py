@@ -90,9 +90,10 @@ def as_array(y, name: str = "<signal>") -> np.ndarray:
     from_list = isinstance(y, (list, tuple))
     try:
         y = np.asarray(y)
-    except Exception:  # ragged lists and the like
-        raise AudioError(f"{name}: not an array of audio samples") from None
-    if y.dtype.kind in "iu" and (from_list or y.dtype.itemsize > 4):
+    except Exception:  # ragged lists, arrays on a GPU (CuPy refuses implicit copies) and the like
+        raise AudioError(f"{name}: a {type(y).__name__} is not an array of audio samples; pass a numpy array of "
+                         "one clip (a GPU array copied to the host first, e.g. x.get() or x.cpu().numpy())") from None
+    if y.dtype.kind in "iu" and y.dtype.itemsize > 4:  # Python ints become int64; lists of np.int16 keep int16
         given = "a Python list or tuple of integers" if from_list else f"{y.dtype} samples"
         raise AudioError(f"{name}: the sample width of {given} is unknown (int16 values would be read as 64-bit, "
                          "near silence); cast them to the PCM type they were recorded in, e.g. "
