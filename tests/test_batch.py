@@ -194,6 +194,17 @@ def test_file_features_run_on_worker_processes_in_order_with_errors_as_messages(
     assert {X[0] for X, _ in batch.file_features(PidJob(), paths[:3], jobs=2)} == {os.getpid()}  # < 4 files: here
 
 
+def test_a_daemonic_worker_computes_features_itself(monkeypatch):
+    import multiprocessing
+    import os
+
+    class Daemon:
+        daemon = True
+
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
+    assert {X[0] for X, _ in batch.file_features(PidJob(), [f"c{i}.wav" for i in range(8)], jobs=2)} == {os.getpid()}
+
+
 def test_worker_processes_and_batches_predict_what_one_process_does(rec, tree):
     flacs = sorted((tree / "a").rglob("*.flac"))
     paths = [*flacs, tree / "broken.wav", *flacs[:2]]  # 7 files, a bad one among them: the pool runs

@@ -166,18 +166,19 @@ def _one_thread() -> None:
 
 
 def file_features(job, paths: list[str], jobs: int | None = 1) -> Iterator[tuple[list | None, str | None]]:
-    """``_file_features`` of each path, in order: in this process (``jobs`` 1, or fewer than 4 files), else on
-    ``jobs`` worker processes (None: all cores) as ``extraction.extract_files`` runs them: a ProcessPoolExecutor,
-    tasks in chunks, one BLAS thread and one onnxruntime thread (the voice student's) per worker."""
+    """``_file_features`` of each path, in order: in this process (``jobs`` 1, fewer than 4 files, or this process
+    is itself a daemonic worker, which may not start processes), else on ``jobs`` worker processes (None: all
+    cores) as ``extraction.extract_files`` runs them: a ProcessPoolExecutor, tasks in chunks, one BLAS thread and
+    one onnxruntime thread (the voice student's) per worker. EmovaeError when a worker dies."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     jobs = jobs or os.cpu_count() or 1
     tasks = [(p, job) for p in paths]
-    if jobs == 1 or len(tasks) < 4:
+    if jobs == 1 or len(tasks) < 4 or multiprocessing.current_process().daemon:
         yield from map(_file_features, tasks)
         return
-    from concurrent.futures.process import BrokenProcessPool
-
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_one_thread) as pool:
         try:
             yield from pool.map(_file_features, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
