@@ -154,7 +154,7 @@ def test_decoded_size_is_refused_from_the_header_naming_file_size_and_option(tmp
         audio.load(p)
     msg = str(exc.value)
     assert "huge.wav" in msg and "16 channel(s) at 384000 Hz" in msg and "3.66 GiB" in msg
-    assert "256 MiB bound" in msg and "--max-decoded-mb 3750" in msg and "max_decoded_bytes=" in msg
+    assert "128 MiB bound" in msg and "--max-decoded-mb 3750" in msg and "max_decoded_bytes=" in msg
     info = audio.open_info(str(p), str(p), max_seconds=None, max_decoded_bytes=None)  # the stream: no whole file
     assert info.channels == 16
 

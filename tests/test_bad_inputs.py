@@ -299,9 +299,9 @@ def test_a_2gb_wav_of_16_channels_at_384khz_is_refused_up_front_by_cli_api_and_s
     assert main(["predict", str(p)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "huge.wav: 163.0 s of 16 channel(s) at 384000 Hz" in err, err
-    assert "3.73 GiB decoded, over the 256 MiB bound" in err and "--max-decoded-mb 3821" in err
+    assert "3.73 GiB decoded, over the 128 MiB bound" in err and "--max-decoded-mb 3821" in err
     assert "damaged" not in err and "Traceback" not in err
-    with pytest.raises(EmovaeError, match="huge.wav: .* over the 256 MiB bound"):
+    with pytest.raises(EmovaeError, match="huge.wav: .* over the 128 MiB bound"):
         rec.predict_file(p)
     chunks, sr = stream.file_chunks(p)
     assert sr == 384_000 and next(chunks).shape == (38_400,)  # one 0.1 s block, averaged over the 16 channels
@@ -370,3 +370,24 @@ def test_cli_stream_warns_once_for_a_file_beyond_full_scale(tmp_path, capsys):
     assert main(["stream", "--json", "--hop", "0.5", str(tmp_path / "loud.wav")]) == 0
     out, err = capsys.readouterr()
     assert out.count('"answer"') >= 4 and err.count("emovae: warning:") == 1 and "beyond full scale" in err, err
+
+
+def test_one_decoded_size_bound_for_cli_api_stream_and_service():
+    """The bound has one default (audio.MAX_DECODED_BYTES): audio.load, the Recognizer, the stream's chunks, the
+    service's ServeConfig and both CLI commands that take --max-decoded-mb."""
+    import inspect
+
+    from emovae import audio
+    from emovae.cli import build_parser
+    from emovae.runtime import Recognizer
+    from emovae.serve import ServeConfig
+
+    bound = audio.MAX_DECODED_BYTES
+    assert bound == 128 * 1024 * 1024 and ServeConfig().max_decoded_bytes == bound
+    for fn in (audio.load, audio.load_bytes, audio.as_float_samples, audio.open_info, Recognizer.load):
+        assert inspect.signature(fn).parameters["max_decoded_bytes"].default == bound, fn
+    parser = build_parser()
+    for argv in (["predict", "x.wav"], ["serve"]):
+        assert parser.parse_args(argv).max_decoded_mb is None  # None: the one default, filled in by the command
+    with pytest.raises(EmovaeError, match="stream at 0.00 s: an array of 40 samples .* over the 100 bytes"):
+        audio.as_float_samples(np.zeros(40, np.float32), "stream at 0.00 s", max_decoded_bytes=100, rescale=False)

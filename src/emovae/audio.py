@@ -17,8 +17,8 @@ Rules for a signal (``check_signal``):
   through ``emovae stream``, which reads them window by window); a file's length is checked from its header
   before it is decoded;
 - size: the decoded samples (float32, every channel) at most ``max_decoded_bytes`` (default
-  ``MAX_DECODED_BYTES``, 256 MiB: ten minutes of 48 kHz stereo), checked from a file's header before anything
-  is decoded, so that a 2 GB WAV declaring 16 channels at 384 kHz is refused up front, not half-decoded. The
+  ``MAX_DECODED_BYTES``, 128 MiB, the one default of the CLI, the API and the service: over 5 minutes of 48 kHz
+  stereo, 35 of 16 kHz mono), checked from a file's header before anything is decoded, so that a 2 GB WAV declaring 16 channels at 384 kHz is refused up front, not half-decoded. The
   CLI's ``--max-decoded-mb`` and the API's ``max_decoded_bytes=`` raise it; a stream reads block by block and
   holds no whole file, so only its pushed chunks are bounded.
 """
@@ -40,7 +40,7 @@ MIN_RATE, MAX_RATE = 1_000, 384_000  # Hz
 MAX_SECONDS = 600.0  # longest clip scored in one piece
 MAX_CHANNELS = 16
 MAX_FLOAT_PEAK = 1e3  # float samples beyond this are not audio scaled to +-1 (integer PCM cast to float, say)
-MAX_DECODED_BYTES = 256 * 1024 * 1024  # decoded float32 samples of one clip, all channels (10 min of 48 kHz stereo)
+MAX_DECODED_BYTES = 128 * 1024 * 1024  # decoded float32 samples of one clip, all channels: CLI, API and service
 MIB = 1024 * 1024
 
 

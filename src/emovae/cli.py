@@ -581,16 +581,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .audio import MAX_DECODED_BYTES
     from .serve import ServeConfig, run
 
     mib = 1024 * 1024
+    decoded = MAX_DECODED_BYTES if args.max_decoded_mb is None else int(args.max_decoded_mb * mib)
     cfg = ServeConfig(max_bytes=int(args.max_mb * mib), max_seconds=args.max_seconds, workers=args.workers,
                       session_ttl_s=args.session_ttl, max_sessions=args.max_sessions, prior_weight=args.prior_weight,
                       max_pending_bytes=None if args.max_pending_mb is None else int(args.max_pending_mb * mib),
                       queue_timeout_s=args.queue_timeout, body_timeout_s=args.body_timeout,
                       header_timeout_s=args.header_timeout, keep_alive_s=args.keep_alive,
                       new_sessions_per_min=args.session_rate, new_sessions_per_min_total=args.session_rate_total,
-                      allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=int(args.max_decoded_mb * mib),
+                      allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=decoded,
                       session_store=args.session_store, allow_hosts=tuple(args.allow_host or ()))
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
         abstain=args.abstain, processes=args.processes)
@@ -779,8 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(+0.7 to +2.5 points of balanced accuracy measured, about 4x slower)")
     p.add_argument("--max-decoded-mb", type=POSITIVE, default=None, dest="max_decoded_mb", metavar="MB",
                    help="refuse a file whose decoded samples (float32, all channels, as its header declares them) "
-                        "would take more than this many MiB, before decoding it (default 256: ten minutes of 48 kHz "
-                        "stereo; longer recordings: emovae stream)")
+                        "would take more than this many MiB, before decoding it (default 128, the service's too: "
+                        "over 5 minutes of 48 kHz stereo, 35 of 16 kHz mono; longer recordings: emovae stream)")
     p.add_argument("--jobs", type=_number(int, 1, 256), default=None, metavar="N",
                    help="worker processes computing features (default: all cores; 1: this process); the network runs "
                         "on batches of clips in this process (--workers/--scheduler: on Dask instead)")
@@ -856,8 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a host name (svc.example.com, *.example.com) this service answers to, besides localhost, "
                         "--host and IP addresses; others get 400 (a guard against DNS rebinding); repeat for more, "
                         "* for any")
-    g.add_argument("--max-decoded-mb", type=POSITIVE, default=128.0, dest="max_decoded_mb",
-                   help="decoded samples of one clip, MiB, else 413 before decoding (default 128)")
+    g.add_argument("--max-decoded-mb", type=POSITIVE, default=None, dest="max_decoded_mb", metavar="MB",
+                   help="decoded samples of one clip, MiB, else 413 before decoding (default 128, as emovae predict)")
     _add_prior_arg(p)
     p.set_defaults(func=cmd_serve)
 

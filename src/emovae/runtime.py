@@ -331,7 +331,7 @@ class Recognizer:
         tta: test-time augmentation of single clips (``predict_signal``, ``predict_file``, ``predict_proba``):
         average over the clip and its copies at the model's training speeds; slower, a little more accurate.
         max_decoded_bytes: refuse a clip whose decoded float32 samples (all channels) would take more (a file's
-        from its header, before decoding; default ``audio.MAX_DECODED_BYTES``, 256 MiB; None: no bound).
+        from its header, before decoding; default ``audio.MAX_DECODED_BYTES``, 128 MiB; None: no bound).
         """
         if backend not in ("auto", "onnx", "torch"):
             raise ParameterError(f"backend must be auto, onnx or torch, not {backend!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..audio import MAX_DECODED_BYTES
 from ..errors import ParameterError
 from ..speaker import PRIOR_WEIGHT
 from .policy import normalize_host_pattern, normalize_origin
@@ -47,7 +48,7 @@ class ServeConfig:
     new_sessions_per_min: float = 30.0
     new_sessions_per_min_total: float = 600.0
     allow_origins: tuple[str, ...] = ()
-    max_decoded_bytes: int = 128 * 1024 * 1024
+    max_decoded_bytes: int = MAX_DECODED_BYTES  # 128 MiB, the bound of the CLI and the API too (audio.py)
     session_store: str | None = None  # None: sessions in this process; redis://HOST:6379/0: shared (session.py)
     allow_hosts: tuple[str, ...] | None = None
 
