@@ -391,3 +391,23 @@ def test_one_decoded_size_bound_for_cli_api_stream_and_service():
         assert parser.parse_args(argv).max_decoded_mb is None  # None: the one default, filled in by the command
     with pytest.raises(EmovaeError, match="stream at 0.00 s: an array of 40 samples .* over the 100 bytes"):
         audio.as_float_samples(np.zeros(40, np.float32), "stream at 0.00 s", max_decoded_bytes=100, rescale=False)
+
+
+def test_the_service_decodes_within_its_own_bound(monkeypatch, rec):
+    """An operator's --max-decoded-mb reaches the decoder too, not only the header probe (else a bound raised
+    above audio's default would still refuse at decode)."""
+    from emovae import audio
+    from emovae.serve import ServeConfig
+    from emovae.serve import predict as serve_predict
+
+    from .conftest import encode
+
+    seen, real = {}, audio.load_bytes
+
+    def spy(data, sr, **kw):
+        seen.update(kw)
+        return real(data, sr, **kw)
+
+    monkeypatch.setattr(audio, "load_bytes", spy)
+    y = serve_predict.decode(rec, encode(arrays()[0][1]), "clip", ServeConfig(max_decoded_bytes=512 * 1024 * 1024))
+    assert y.size == 16000 and seen["max_decoded_bytes"] == 512 * 1024 * 1024

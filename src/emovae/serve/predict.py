@@ -70,7 +70,7 @@ def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig):
                                     f"would take {size_text(4 * samples)} decoded, over this service's "
                                     f"{size_text(cfg.max_decoded_bytes)}: send mono audio at 16-48 kHz")
     sr = recognizer.feature_config.sample_rate
-    y = audio.load_bytes(data, sr, name=name)
+    y = audio.load_bytes(data, sr, name=name, max_decoded_bytes=cfg.max_decoded_bytes)  # this service's bound
     if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
         raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
                                 f"{cfg.max_seconds:g} s: cut it into shorter clips")
