@@ -236,3 +236,49 @@ def test_unsafe_session_ids_are_refused_by_the_store(rec, sid):
             call()
     assert len(store) == 0
     assert check_session_id("speaker-42.b_c") == "speaker-42.b_c"
+
+
+def test_an_outage_fails_fast_probes_and_logs_once_each_way(caplog):
+    """Outage (the breaker in front of an external store), on a fake clock: the first failure opens it and
+    logs one warning; calls meanwhile raise StoreUnavailable without reaching the store; one probe per
+    retry_s; the first success closes it with one line."""
+    import logging
+
+    from emovae.errors import EmovaeError
+    from emovae.session import Outage, StoreUnavailable
+
+    now, calls, up = [0.0], [], [True]
+
+    def store():
+        calls.append(now[0])
+        if not up[0]:
+            raise ConnectionError("refused")
+        return "ok"
+
+    caplog.set_level(logging.INFO, logger="emovae.session")
+    o = Outage("redis://***@h:6379/0", (ConnectionError,), retry_s=2.0, clock=lambda: now[0])
+    assert o.call(store) == "ok" and not o.down
+    up[0] = False
+    for t in (1.0, 1.5, 2.9, 3.1, 3.2, 5.0, 5.2):
+        now[0] = t
+        with pytest.raises(StoreUnavailable) as info:
+            o.call(store)
+        assert isinstance(info.value, EmovaeError) and 1.0 <= info.value.retry_after_s <= 2.0
+    assert calls == [0.0, 1.0, 3.1, 5.2], "only the first failure and one probe per 2 s reach the store"
+    assert o.down and o.refused == 7
+    up[0] = True
+    now[0] = 7.3
+    assert o.call(store) == "ok" and not o.down
+    now[0] = 7.4
+    assert o.call(store) == "ok"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "is unreachable (ConnectionError: refused)" in lines[0]
+    assert "is back after 6.3 s (7 requests" in lines[1]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_store_url_keeps_its_password_out_of_logs():
+    from emovae.session import redacted
+
+    assert redacted("redis://:s3cret@cache.example:6379/0") == "redis://***@cache.example:6379/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -42,26 +42,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_url():
+def _start_redis(port: int) -> subprocess.Popen:
+    """redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING."""
     import redis
 
-    port = _free_port()
     proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--protected-mode", "yes"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
     for _ in range(100):
         try:
             client.ping()
-            break
+            return proc
         except redis.exceptions.ConnectionError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield url
+    proc.kill()
+    pytest.fail("redis-server did not start")
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    port = _free_port()
+    proc = _start_redis(port)
+    yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
 
@@ -329,3 +332,74 @@ def test_serve_processes_2_shares_sessions_across_its_processes(url):
         assert _post(port, _wav(12), "dave")["speaker_clips"] == 13
     finally:
         _stop(proc)
+
+
+# ------------------------------------------------------------------------------- the store goes away
+def test_a_redis_outage_is_503_logged_once_and_recovers_by_itself(rec, caplog):
+    """redis-server stopped under load: requests with a session get 503 with Retry-After (body drained: no
+    reset connection), the others 200; one log line when the outage starts and one when it ends, no
+    traceback; once redis-server is started again, sessions work without restarting the service."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import concurrent.futures
+    import logging
+
+    import httpx
+
+    from emovae.serve import ServeConfig, create_app
+    from emovae.session import OUTAGE_RETRY_S
+
+    from .conftest import live_server
+
+    port = _free_port()
+    proc = _start_redis(port)
+    caplog.set_level(logging.INFO)
+    app = create_app(rec, ServeConfig(max_bytes=400_000, max_seconds=4.0, session_store=f"redis://127.0.0.1:{port}/0"))
+    clips = [_wav(i) for i in range(4)]
+    try:
+        with live_server(app) as (host, http_port), httpx.Client(base_url=f"http://{host}:{http_port}",
+                                                                 timeout=30) as c:
+            assert c.post("/v1/predict?session=erin", content=clips[0]).json()["session_clips"] == 1
+            proc.terminate()
+            proc.wait(10)
+            t0 = time.monotonic()
+
+            def one(i: int):
+                sid = f"?session=erin-{i % 3}" if i % 4 else ""
+                with httpx.Client(base_url=f"http://{host}:{http_port}", timeout=30) as own:  # new connections
+                    r = own.post("/v1/predict" + sid, content=clips[i % 4])
+                    return bool(sid), r.status_code, r.headers.get("retry-after"), r.json()
+
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(one, range(48)))
+            elapsed = time.monotonic() - t0
+            with_session = [a for a in answers if a[0]]
+            assert {a[1] for a in with_session} == {503}, [a[1:] for a in with_session if a[1] != 503][:3]
+            assert all(a[2] and 1 <= int(a[2]) <= 5 for a in with_session)
+            assert all("session store is unreachable" in a[3]["error"] and "without a session id" in a[3]["error"]
+                       for a in with_session)
+            assert {a[1] for a in answers if not a[0]} == {200}  # no session: the store is not needed
+            assert c.get("/v1/sessions/erin").status_code == 503
+            assert c.get("/health").json()["session_store"] == "unreachable"
+            assert elapsed < 30, elapsed  # failing fast, not each request waiting on the network
+
+            proc = _start_redis(port)
+            deadline, r = time.monotonic() + 3 * OUTAGE_RETRY_S + 5, None
+            while time.monotonic() < deadline:
+                r = c.post("/v1/predict?session=erin", content=clips[1])
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503
+                time.sleep(0.2)
+            assert r is not None and r.status_code == 200, r.text
+            assert r.json()["session_clips"] == 1  # a server without persistence came back empty
+            assert c.post("/v1/predict?session=erin", content=clips[2]).json()["session_clips"] == 2
+            assert c.get("/health").json()["session_store"] == "reachable"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    outage = [r.getMessage() for r in caplog.records if "session store" in r.getMessage()]
+    assert len(outage) == 2, outage
+    assert "is unreachable" in outage[0] and "is back after" in outage[1], outage
+    assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
+    assert "Traceback" not in caplog.text

@@ -9,6 +9,10 @@ of its bytes, or of a client's request id) and a clip among the session's last `
 again without moving the speaker's statistics, so a client that retries does not shift them. Session ids are
 checked by ``check_session_id`` (letters, digits, '-', '_', '.'; no id of dots alone).
 
+An external store can go away: while Redis is unreachable every call raises ``StoreUnavailable`` (an
+``EmovaeError`` with ``retry_after_s``) at once, without waiting on the network again, until a probe every
+``OUTAGE_RETRY_S`` finds it back; the outage is logged in one line when it starts and one when it ends.
+
 The arithmetic (running moments from the model's prior, the trust n / (n + prior_weight) in the adapted head)
 is ``speaker.py``'s. A session's first clip scores exactly as a lone clip. Only the moments are kept, never
 audio. torch-free: works with either backend of ``runtime.Recognizer``.
@@ -17,6 +21,8 @@ audio. torch-free: works with either backend of ``runtime.Recognizer``.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 import re
 import threading
@@ -25,16 +31,18 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import EmovaeError, ParameterError
 from .features import Features
 from .speaker import RunningMoments, SessionConfig, model_prior
 
 __all__ = ["Session", "SessionConfig", "Store", "SessionStore", "RedisSessionStore", "open_store",
-           "predict_by_speaker", "check_session_id", "clip_digest"]
+           "predict_by_speaker", "check_session_id", "clip_digest", "StoreUnavailable", "Outage"]
 
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 DIGEST_BYTES = 16  # a clip's digest: 128 bits of BLAKE2b
 RECENT_CLIPS = 128  # digests a session keeps to recognise a clip sent again (2 kB a session)
+OUTAGE_RETRY_S = 2.0  # while a store is unreachable, it is tried again this often (the others fail at once)
+log = logging.getLogger("emovae.session")
 
 
 def check_session_id(sid: str) -> str:
@@ -254,6 +262,73 @@ class StoredSession(Session):
         return self.store.observe_once(self.sid, stats, clip)
 
 
+class StoreUnavailable(EmovaeError):
+    """The session store cannot be reached just now; ``retry_after_s``: when it will be tried again."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def redacted(url: str) -> str:
+    """``url`` without a password, for logs and messages: ``redis://:secret@host`` -> ``redis://***@host``."""
+    return re.sub(r"(?<=://)[^/@]*@", "***@", url)
+
+
+class Outage:
+    """A circuit breaker for calls to a store named ``name``: the first call that fails with one of ``errors``
+    logs one warning and opens it; while open, calls raise ``StoreUnavailable`` at once, except one probe every
+    ``retry_s`` seconds that goes through; the first call that succeeds closes it and logs one line. So an
+    outage costs one log line each way, no traceback, and requests do not queue behind network timeouts.
+    Thread-safe."""
+
+    def __init__(self, name: str, errors: tuple[type[BaseException], ...], retry_s: float = OUTAGE_RETRY_S,
+                 clock=time.monotonic):
+        self.name, self.errors, self.retry_s, self._clock = name, errors, retry_s, clock
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.refused = 0  # calls refused in the current outage
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def unavailable(self, now: float) -> StoreUnavailable:
+        self.refused += 1
+        wait = max(1.0, self.retry_at - now)
+        return StoreUnavailable(f"the session store is unreachable just now; retry in {math.ceil(wait)} s, or send "
+                                "the clip without a session id for an answer not adapted to the speaker", wait)
+
+    def call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, or StoreUnavailable when the store is (found) down."""
+        with self._lock:
+            now = self._clock()
+            if self.down:
+                if now < self.retry_at:
+                    raise self.unavailable(now)
+                self.retry_at = now + self.retry_s  # this call probes; the others keep failing fast meanwhile
+        try:
+            result = fn(*args, **kwargs)
+        except self.errors as exc:
+            with self._lock:
+                now = self._clock()
+                if not self.down:
+                    self.down_since, self.refused = now, 0
+                    log.warning("session store %s is unreachable (%s: %s); requests with a session get 503 until "
+                                "it is back (tried every %g s)", self.name, type(exc).__name__,
+                                str(exc)[:200], self.retry_s)
+                self.retry_at = now + self.retry_s
+                raise self.unavailable(now) from None
+        if self.down:
+            with self._lock:
+                if self.down:
+                    log.warning("session store %s is back after %.1f s (%d requests with a session got 503 "
+                                "meanwhile)", self.name, self._clock() - self.down_since, self.refused)
+                    self.down_since = None
+        return result
+
+
 class RedisSessionStore(Store):
     """Sessions in Redis (or Valkey), shared by every process that points at the same server: each session is
     one hash (``n``; ``mean`` and ``m2`` as float64 bytes; ``recent``: the digests of the last clips counted;
@@ -261,7 +336,9 @@ class RedisSessionStore(Store):
     (``ttl_s`` idle seconds, renewed by each clip). A clip's update is atomic (WATCH/MULTI, retried on a
     conflict), so two processes updating one speaker at once lose no clip. Keys are ``prefix`` + a fingerprint
     of the model's prior + the session id, so models never share moments. ``max_sessions`` is not enforced
-    here: the server's ``maxmemory`` (with ``volatile-lru``) bounds it. Needs redis-py (``emovae[scale]``)."""
+    here: the server's ``maxmemory`` (with ``volatile-lru``) bounds it. The server must be reachable when the
+    store is made (EmovaeError otherwise); later, while it is not, every call raises ``StoreUnavailable`` (see
+    ``Outage``) and the store recovers by itself when the server returns. Needs redis-py (``emovae[scale]``)."""
 
     def __init__(self, recognizer, url_or_client, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,
                  prefix: str = "emovae:session:"):
@@ -278,11 +355,16 @@ class RedisSessionStore(Store):
         self.prefix = f"{prefix}{fingerprint}:"
         if isinstance(url_or_client, str):
             redis = require("redis", "scale")
-            self.url = url_or_client
-            try:
-                self.client = redis.Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=5)
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self.url = redacted(url_or_client)
+            try:  # one immediate retry, on a fresh connection (those in the pool die when the server restarts);
+                # redis-py's default, 10 retries with backoff, would hold each request for seconds in an outage
+                self.client = redis.Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=2,
+                                                   retry=Retry(NoBackoff(), 1))
             except ValueError as exc:
-                raise ParameterError(f"session store {url_or_client!r}: {exc}") from None
+                raise ParameterError(f"session store {self.url!r}: {exc}") from None
         else:
             self.client, self.url = url_or_client, repr(url_or_client)
         try:
@@ -290,6 +372,10 @@ class RedisSessionStore(Store):
         except Exception as exc:  # noqa: BLE001 - redis's ConnectionError and friends
             raise EmovaeError(f"session store {self.url}: cannot reach it ({exc}); start redis-server or fix "
                               "--session-store") from None
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        self.outage = Outage(self.url, (RedisConnectionError, RedisTimeoutError, OSError))
 
     def _key(self, sid: str) -> str:
         return self.prefix + check_session_id(sid)
@@ -304,10 +390,12 @@ class RedisSessionStore(Store):
         return m
 
     def observe_once(self, sid: str, stats: np.ndarray, clip: bytes | None = None):
+        key = self._key(sid)
+        return self.outage.call(self._observe_once, key, np.asarray(stats, dtype=np.float64), clip)
+
+    def _observe_once(self, key: str, stats: np.ndarray, clip: bytes | None):
         from redis.exceptions import WatchError
 
-        key = self._key(sid)
-        stats = np.asarray(stats, dtype=np.float64)
         with self.client.pipeline() as pipe:
             while True:
                 try:
@@ -330,24 +418,24 @@ class RedisSessionStore(Store):
         return (m.estimate() if m.n >= self.cfg.min_clips else None), m.n, counted
 
     def moments(self, sid: str) -> RunningMoments:
-        return self._load(self.client.hgetall(self._key(sid)))
+        return self._load(self.outage.call(self.client.hgetall, self._key(sid)))
 
     def clips(self, sid: str) -> int:
-        n = self.client.hget(self._key(sid), "n")
+        n = self.outage.call(self.client.hget, self._key(sid), "n")
         return int(n) if n is not None else 0
 
     def get(self, sid: str) -> StoredSession:
-        self.client.pexpire(self._key(sid), self.ttl_ms)  # marks a live session used now; creates nothing
+        self.outage.call(self.client.pexpire, self._key(sid), self.ttl_ms)  # marks a live session used; creates none
         return StoredSession(self, sid)
 
     def peek(self, sid: str) -> StoredSession | None:
-        return StoredSession(self, sid) if self.client.exists(self._key(sid)) else None
+        return StoredSession(self, sid) if self.outage.call(self.client.exists, self._key(sid)) else None
 
     def delete(self, sid: str) -> bool:
-        return bool(self.client.delete(self._key(sid)))
+        return bool(self.outage.call(self.client.delete, self._key(sid)))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.client.scan_iter(match=self.prefix + "*", count=1000))
+        return self.outage.call(lambda: sum(1 for _ in self.client.scan_iter(match=self.prefix + "*", count=1000)))
 
 
 def open_store(recognizer, url: str | None = None, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError, require
-from ..session import clip_digest
+from ..session import StoreUnavailable, clip_digest
 from .config import MULTIPART_OVERHEAD, ServeConfig
 from .docs import MULTIPART, docs_page, openapi_body
 from .errors import ClientGone, RequestError, size_text
@@ -19,7 +19,7 @@ from .limits import ByteBudget, malloc_trim
 from .page import ASSETS, DOCS_CSP, PAGE_CSP, SecurityHeaders, read_page
 from .policy import HostPolicy, OriginPolicy
 from .predict import audio_error_status, decode_and_predict, model_document, model_info
-from .sessions import SessionGate, request_clip_key
+from .sessions import SessionGate, request_clip_key, store_down
 from .upload import body_receiver, declared_length, read_body, refuse_unread, upload_from_form
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +84,11 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         log.warning("%s aborted its upload to %s%s; nothing was kept", client, request.scope["path"], got)
         return error(400, "upload aborted by the client", {"Connection": "close"})  # read by nobody
 
+    @app.exception_handler(StoreUnavailable)
+    async def session_store_down(request: Request, exc: StoreUnavailable):  # logged once per outage by the store
+        down = store_down(exc)
+        return error(down.status, down.message, down.headers)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 404:
@@ -130,7 +135,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         had been counted already): a retry with the same Idempotency-Key or X-Request-Id header, or without
         one the same bytes, does not move the speaker's statistics. A session is created only by a clip that
         succeeded, within a per-client rate (429 beyond). 429 with Retry-After also when the service holds as
-        many uploads as it may."""
+        many uploads as it may; 503 with Retry-After when the session store (Redis) is unreachable."""
         sid = session or request.headers.get("x-session-id")
         client = request.client.host if request.client else "unknown"
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -138,7 +143,11 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         if sid:
             gate.require_store()
             gate.check_id(sid)
-            if sessions.peek(sid) is None and (wait := gate.new_session_wait(client)) > 0:
+            try:  # in a thread: an external store is a network call
+                known = await anyio.to_thread.run_sync(sessions.peek, sid) is not None
+            except StoreUnavailable as exc:
+                raise await refuse_unread(request, limit, cfg, store_down(exc)) from None
+            if not known and (wait := gate.new_session_wait(client)) > 0:
                 raise await refuse_unread(request, limit, cfg, gate.too_many(wait))
         declared = declared_length(request, limit, cfg)
         reserve = limit if declared is None else declared
@@ -162,6 +171,8 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
                                                      request_clip_key(request.headers), limiter=state["limiter"])
             except AudioError as exc:
                 raise RequestError(audio_error_status(exc), str(exc)) from None
+            except StoreUnavailable as exc:
+                raise store_down(exc) from None
             except EmovaeError as exc:
                 raise RequestError(422, str(exc)) from None
         finally:
@@ -175,23 +186,21 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
     @app.get("/v1/sessions/{sid}", summary="How many clips an adaptation session holds")
     async def get_session(sid: str):
-        sess = gate.require_store().peek(gate.check_id(sid))
-        if sess is None:
-            raise RequestError(404, f"no live session {sid!r} (never used, reset, or expired after "
-                                    f"{cfg.session_ttl_s:g} s idle)")
-        return {"session": sid, "clips": sess.n_clips, "adapted": sess.n_clips >= sess.cfg.min_clips}
+        return await anyio.to_thread.run_sync(gate.describe, sid)
 
     @app.delete("/v1/sessions/{sid}", summary="Reset a session: forget the speaker's statistics")
     async def delete_session(sid: str):
-        return {"session": sid, "deleted": gate.require_store().delete(gate.check_id(sid))}
+        return await anyio.to_thread.run_sync(gate.forget, sid)
 
     @app.get("/v1/model", summary="Classes, 2-D latent map of the training clips, metrics")
     async def model():
         return model_doc
 
-    @app.get("/health", summary="Liveness and the loaded model")
+    @app.get("/health", summary="Liveness, the loaded model and the session store")
     async def health():
-        return {"status": "ok", **info, "classes": list(recognizer.classes)}
+        """``status`` is ``ok`` while the service answers, even with its session store down (``session_store``:
+        ``unreachable``): predictions without a session still work, so a load balancer should keep it."""
+        return {"status": "ok", **info, "classes": list(recognizer.classes), "session_store": gate.store_status()}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():

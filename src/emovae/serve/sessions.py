@@ -1,15 +1,16 @@
 """The service's side of adaptation sessions (``?session=ID``): which ids are valid (400 otherwise), a session
 created only by a clip that decoded and scored, within a rate per client address and in all (429 with
 Retry-After beyond), and each clip counted once: a retry (the same request id, or else the same bytes) is
-answered without moving the speaker's statistics. The sessions themselves (moments only, never audio) are
-``emovae.session``'s stores."""
+answered without moving the speaker's statistics. While the store is unreachable (Redis down), requests that
+need it get 503 with Retry-After (``store_down``) and the others go on. The sessions themselves (moments
+only, never audio) are ``emovae.session``'s stores."""
 
 from __future__ import annotations
 
 import math
 
 from ..errors import ParameterError
-from ..session import check_session_id, clip_digest
+from ..session import StoreUnavailable, check_session_id, clip_digest
 from .config import ServeConfig
 from .errors import RequestError
 from .limits import RateLimit
@@ -26,6 +27,11 @@ def request_clip_key(headers) -> bytes | None:
         if value:
             return clip_digest(value.strip().encode("utf-8", "surrogateescape"), kind="key")
     return None
+
+
+def store_down(exc: StoreUnavailable) -> RequestError:
+    """503 with Retry-After for a request that needs the session store while it is unreachable."""
+    return RequestError(503, str(exc), {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
 
 
 class SessionGate:
@@ -69,6 +75,29 @@ class SessionGate:
             wait = self.new_session_wait(client)
             if wait > 0 or self.client_rate.take(client) or self.total_rate.take("*"):
                 raise self.too_many(max(wait, 1.0))
+
+    def describe(self, sid: str) -> dict:
+        """``GET /v1/sessions/ID``: the clips session ``sid`` holds; RequestError 404 when there is none."""
+        sess = self.require_store().peek(self.check_id(sid))
+        n = 0 if sess is None else sess.n_clips
+        if sess is None or n == 0:  # n == 0: expired between the two calls
+            raise RequestError(404, f"no live session {sid!r} (never used, reset, or expired after "
+                                    f"{self.cfg.session_ttl_s:g} s idle)")
+        return {"session": sid, "clips": n, "adapted": n >= sess.cfg.min_clips}
+
+    def forget(self, sid: str) -> dict:
+        """``DELETE /v1/sessions/ID``: forget the speaker's statistics."""
+        return {"session": sid, "deleted": self.require_store().delete(self.check_id(sid))}
+
+    def store_status(self) -> str:
+        """For /health, without touching the network: ``none`` (the model cannot adapt), ``in process``,
+        ``reachable`` or ``unreachable`` (an external store in an outage)."""
+        if self.store is None:
+            return "none"
+        outage = getattr(self.store, "outage", None)
+        if outage is None:
+            return "in process"
+        return "unreachable" if outage.down else "reachable"
 
     def predict(self, sid: str, client: str, f, name: str, clip: bytes) -> dict:
         """The answer for clip ``f`` (features) of digest ``clip`` in session ``sid``: the adapted prediction,
