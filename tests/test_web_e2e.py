@@ -173,3 +173,6 @@ def test_adapt_to_my_voice(browser, server, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(clips[1]))
     _wait(browser, lambda d: "adapted to your voice (2 clips)" in d.find_element(By.ID, "details").text,
           what="the second clip, adapted")
+    browser.find_element(By.ID, "file").send_keys(str(clips[1]))  # the same clip again counts once
+    _wait(browser, lambda d: "already counted" in d.find_element(By.ID, "details").text, what="the repeat")
+    assert "adapted to your voice (2 clips)" in browser.find_element(By.ID, "details").text

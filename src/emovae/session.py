@@ -184,14 +184,15 @@ class Store:
 
 
 class SessionStore(Store):
-    """Sessions by id for a service, in this process: created on first use, dropped after ``ttl_s`` idle seconds, at most
-    ``max_sessions`` (the least recently used goes first). Memory: one pair of (S,) vectors per session."""
+    """Sessions by id for a service, in this process: created on first use, dropped after ``ttl_s`` idle seconds,
+    at most ``max_sessions`` (the least recently used goes first). Memory: one pair of (S,) vectors and the
+    digests of the last RECENT_CLIPS clips (2 kB) per session."""
 
     def __init__(self, recognizer, cfg: SessionConfig | None = None, ttl_s: float = 1800.0,
                  max_sessions: int = 10000, clock=time.monotonic):
         if ttl_s <= 0 or max_sessions < 1:
             raise ParameterError("SessionStore: ttl_s must be > 0 and max_sessions >= 1")
-        model_prior(recognizer.meta, recognizer.source)  # fail now, not on the first request, for a model without an adapted head
+        model_prior(recognizer.meta, recognizer.source)  # a model without an adapted head fails now, not later
         self.recognizer, self.cfg = recognizer, cfg or SessionConfig()
         self.ttl_s, self.max_sessions = ttl_s, max_sessions
         self._clock = clock

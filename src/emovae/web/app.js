@@ -56,7 +56,8 @@ function showResult(r) {
     (answer === "not speech" ? ` · the speech guard hears no speech (most probable emotion: ${r.emotion})` : "") +
     (answer === "uncertain" ? ` · too unsure to name an emotion (most probable: ${r.emotion})` : "") +
     (r.speaker_clips ? (r.adapted ? ` · adapted to your voice (${r.speaker_clips} clips)`
-                                  : " · first clip of your voice: not adapted yet") : "");
+                                  : " · first clip of your voice: not adapted yet") : "") +
+    (r.repeated ? " · this clip was already counted, so your voice's statistics did not change" : "");
   const rows = Object.entries(r.probabilities).sort((a, b) => b[1] - a[1]).map(([c, p]) => {
     const row = document.createElement("div");
     row.className = "bar-row"; row.setAttribute("role", "listitem");
