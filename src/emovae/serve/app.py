@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError, require
-from ..session import StoreUnavailable, clip_digest
+from ..session import SessionConfig, StoreUnavailable, clip_digest, open_store
 from .config import MULTIPART_OVERHEAD, ServeConfig
 from .docs import MULTIPART, docs_page, openapi_body
 from .errors import ClientGone, RequestError, size_text
@@ -32,16 +32,62 @@ TRIM_AFTER_IDLE_S = 0.5  # memory handed back to the OS this long after the last
 log = logging.getLogger("emovae.serve")
 
 
+def error_answer(status: int, message: str, headers: dict | None = None):
+    """The JSON answer ``{"error": message}`` every failure gets."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def add_error_handlers(app) -> None:
+    """How ``app`` answers each failure: a RequestError with its status; an aborted upload with one log line;
+    the session store down with 503 (the store logs the outage once); an unknown path with 404 naming /docs;
+    anything else, a bug, with 500 and no traceback in the answer."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return error_answer(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: Exception):
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        got = f" after {exc.received} bytes" if isinstance(exc, ClientGone) else ""
+        log.warning("%s aborted its upload to %s%s; nothing was kept", client, request.scope["path"], got)
+        return error_answer(400, "upload aborted by the client", {"Connection": "close"})  # read by nobody
+
+    @app.exception_handler(StoreUnavailable)
+    async def session_store_down(request: Request, exc: StoreUnavailable):  # logged once per outage by the store
+        down = store_down(exc)
+        return error_answer(down.status, down.message, down.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return error_answer(404, f"no such endpoint {request.scope['path'][:200]}; see /docs for the API")
+        return error_answer(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        return error_answer(422, f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a bug, not the client's fault
+        return error_answer(500, f"internal error ({type(exc).__name__}); please report it with the file that "
+                                 "caused it")
+
+
 def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "FastAPI":
     """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``."""
     fastapi = require("fastapi", "serve")
     require("multipart", "serve")  # python-multipart, for form uploads
     import anyio
     from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.requests import ClientDisconnect
+    from fastapi.responses import HTMLResponse, Response
 
     from .. import __version__
 
@@ -53,8 +99,6 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     state: dict = {"inflight": 0, "budget": ByteBudget(cfg.pending_bytes)}
     sessions = None
     if recognizer.meta.get("speaker_prior"):
-        from ..session import SessionConfig, open_store
-
         sessions = open_store(recognizer, cfg.session_store, SessionConfig(prior_weight=cfg.prior_weight),
                               cfg.session_ttl_s, cfg.max_sessions)
     gate = SessionGate(sessions, cfg)
@@ -69,39 +113,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     app.state.sessions = sessions  # the adaptation sessions (a session.Store), None without an adapted head
     app.state.budget = state["budget"]
 
-    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError):
-        return error(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(ClientGone)
-    @app.exception_handler(ClientDisconnect)
-    async def client_gone(request: Request, exc: Exception):
-        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
-        got = f" after {exc.received} bytes" if isinstance(exc, ClientGone) else ""
-        log.warning("%s aborted its upload to %s%s; nothing was kept", client, request.scope["path"], got)
-        return error(400, "upload aborted by the client", {"Connection": "close"})  # read by nobody
-
-    @app.exception_handler(StoreUnavailable)
-    async def session_store_down(request: Request, exc: StoreUnavailable):  # logged once per outage by the store
-        down = store_down(exc)
-        return error(down.status, down.message, down.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 404:
-            return error(404, f"no such endpoint {request.scope['path'][:200]}; see /docs for the API")
-        return error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        return error(422, f"invalid request: {exc.errors()}")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # a bug, not the client's fault
-        return error(500, f"internal error ({type(exc).__name__}); please report it with the file that caused it")
+    add_error_handlers(app)
 
     def trim_when_idle() -> None:
         """Once no upload has been in flight for TRIM_AFTER_IDLE_S, hand freed heap memory back to the OS."""
