@@ -208,3 +208,24 @@ def test_docs_csp_allows_exactly_its_inline_style(client):
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     csp = docs.headers["content-security-policy"]
     assert f"style-src 'sha256-{digest}'" in csp and "script-src" not in csp and "unsafe-inline" not in csp
+
+
+WEIRD = ("", " ", "null", "*", "http://", "http://[::1", "http://x:99999999999", "[", "]", ":", "::::", "%00",
+         "a" * 5000, "http://a\tb", "é", "\x7f", "1e3", "-1", "99999999999999999999", "http://[fe80::1%25eth0]",
+         "https://xn--nxasmq6b.example", "..", "/etc/passwd", "' OR 1=1 --", "multipart/form-data; boundary=")
+
+
+@pytest.mark.parametrize("name", ["origin", "host", "content-length", "content-type", "x-session-id",
+                                  "idempotency-key", "x-request-id", "expect", "access-control-request-method"])
+def test_no_header_value_makes_a_500(client, clip, name):
+    """Odd values of every header the service reads, on every endpoint: always an answer below 500, in JSON."""
+    for value in WEIRD:
+        for method, path in ENDPOINTS:
+            kwargs = {"content": clip} if method == "POST" and name != "content-length" else {}
+            try:
+                r = client.request(method, path, headers={name: value}, **kwargs)
+            except (UnicodeEncodeError, ValueError):  # the client itself refuses to send it
+                continue
+            assert r.status_code < 500, (name, value[:40], method, path, r.status_code, r.text[:300])
+            if r.status_code >= 400:
+                assert "error" in r.json(), (name, value[:40], method, path, r.text[:200])
