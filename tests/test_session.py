@@ -277,6 +277,30 @@ def test_an_outage_fails_fast_probes_and_logs_once_each_way(caplog):
     assert not any(r.exc_info for r in caplog.records)
 
 
+def test_a_call_begun_before_an_outage_does_not_end_it():
+    """A slow call that started before the store went down and returns afterwards (its answer was already on
+    the way) must not close the breaker: the store is still down for the calls after it."""
+    from emovae.session import Outage, StoreUnavailable
+
+    now = [0.0]
+    o = Outage("store", (ConnectionError,), retry_s=2.0, clock=lambda: now[0])
+
+    def refused():
+        raise ConnectionError("refused")
+
+    def slow_but_fine():
+        now[0] = 0.5
+        with pytest.raises(StoreUnavailable):
+            o.call(refused)  # meanwhile another call finds the store down
+        now[0] = 0.6
+        return "late answer"
+
+    assert o.call(slow_but_fine) == "late answer"
+    assert o.down
+    with pytest.raises(StoreUnavailable):
+        o.call(lambda: "not reached before the next probe")
+
+
 def test_a_store_url_keeps_its_password_out_of_logs():
     from emovae.session import redacted
 

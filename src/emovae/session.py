@@ -279,9 +279,9 @@ def redacted(url: str) -> str:
 class Outage:
     """A circuit breaker for calls to a store named ``name``: the first call that fails with one of ``errors``
     logs one warning and opens it; while open, calls raise ``StoreUnavailable`` at once, except one probe every
-    ``retry_s`` seconds that goes through; the first call that succeeds closes it and logs one line. So an
-    outage costs one log line each way, no traceback, and requests do not queue behind network timeouts.
-    Thread-safe."""
+    ``retry_s`` seconds that goes through; the first call begun since then that succeeds closes it and logs one
+    line. So an outage costs one log line each way, no traceback, and requests do not queue behind network
+    timeouts. Thread-safe."""
 
     def __init__(self, name: str, errors: tuple[type[BaseException], ...], retry_s: float = OUTAGE_RETRY_S,
                  clock=time.monotonic):
@@ -309,6 +309,7 @@ class Outage:
                 if now < self.retry_at:
                     raise self.unavailable(now)
                 self.retry_at = now + self.retry_s  # this call probes; the others keep failing fast meanwhile
+        started = self._clock()
         try:
             result = fn(*args, **kwargs)
         except self.errors as exc:
@@ -322,8 +323,8 @@ class Outage:
                 self.retry_at = now + self.retry_s
                 raise self.unavailable(now) from None
         if self.down:
-            with self._lock:
-                if self.down:
+            with self._lock:  # a call begun before the outage may end well after it began: it proves nothing
+                if self.down and started >= self.down_since:
                     log.warning("session store %s is back after %.1f s (%d requests with a session got 503 "
                                 "meanwhile)", self.name, self._clock() - self.down_since, self.refused)
                     self.down_since = None
@@ -361,8 +362,9 @@ class RedisSessionStore(Store):
 
             self.url = redacted(url_or_client)
             try:  # one immediate retry, on a fresh connection (those in the pool die when the server restarts);
-                # redis-py's default, 10 retries with backoff, would hold each request for seconds in an outage
-                self.client = redis.Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=2,
+                # redis-py's default, 10 retries with backoff, would hold each request for seconds in an outage.
+                # A session's commands take a millisecond: 2 s without an answer is a server that hangs
+                self.client = redis.Redis.from_url(url_or_client, socket_timeout=2, socket_connect_timeout=2,
                                                    retry=Retry(NoBackoff(), 1))
             except ValueError as exc:
                 raise ParameterError(f"session store {self.url!r}: {exc}") from None
