@@ -88,7 +88,7 @@ def test_header_parsers_never_raise():
     assert parse_host("Example.com:8080") == ("example.com", 8080)
     assert parse_host("[::1]:8000") == ("::1", 8000) and parse_host("127.0.0.1") == ("127.0.0.1", None)
     assert parse_host("svc:") == ("svc", None)
-    for bad in BAD_HOSTS:
+    for bad in (*BAD_HOSTS, "x:\u00b2", "x:\u0663"):  # digits to str.isdigit, not to a port
         assert parse_host(bad) is None, bad
     assert parse_origin("HTTP://LocalHost:80/") == ("http", "localhost", 80)
     assert parse_origin("https://[::1]") == ("https", "::1", 443)

@@ -1,9 +1,11 @@
-"""Who may call the service from a web page: the CORS policy (``OriginPolicy``, an ASGI middleware) and the
-helpers that read Origin and Host headers.
+"""Who may call the service from a web page: the Host check (``HostPolicy``) and the CORS policy
+(``OriginPolicy``), two ASGI middlewares, and the parsers of Origin and Host headers, which never raise (a
+malformed header is a 400 naming it, never a 500).
 
 A browser page of another site must not make the service act for it (upload a clip into someone's session,
 delete it): requests without an Origin header (curl, scripts) and same-origin ones pass; origins the service
-was started with get CORS headers; others are refused (403) before their body is read.
+was started with get CORS headers; others are refused (403) before their body is read. A page that rebinds its
+own name to this machine's address looks same-origin, so the Host header must name this service.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     host, port = (m["ip6"] or m["name"]).lower(), m["port"] or None  # "host:" has an empty port
     if m["ip6"] is not None and not is_ip(host):
         return None
-    if port is not None and not (port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+    if port is not None and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         return None
     return host, int(port) if port else None
 
