@@ -8,6 +8,7 @@ module level."""
 import asyncio
 import gc
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError, require
@@ -129,13 +130,29 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
         state["trim"] = asyncio.get_running_loop().call_later(TRIM_AFTER_IDLE_S, trim)
 
-    def predict_clip(data: bytes, name: str, sid: str | None, client: str, key: bytes | None) -> dict:
-        """In a worker thread: the answer for one upload, through session ``sid`` when given, where the clip
-        counts once (its identity: the client's request id ``key``, else the digest of its bytes)."""
-        if not sid:
-            return decode_and_predict(recognizer, data, name, cfg)
-        clip = key or clip_digest(data)
-        return decode_and_predict(recognizer, data, name, cfg, lambda f: gate.predict(sid, client, f, name, clip))
+    def predict_clip(data: bytes, name: str, sid: str | None, client: str, key: bytes | None):
+        """In a worker thread: (the answer, None), or (None, the RequestError to send) for one upload, through
+        session ``sid`` when given, where the clip counts once (its identity: the client's request id ``key``,
+        else the digest of its bytes). A failure comes back as a value made after its exception is gone: the
+        exception's traceback holds the frames that hold the upload and its decoded samples, and through the
+        thread pool's future and the event loop's task it forms cycles that only a full garbage collection
+        frees, so that each failed upload stayed in memory, beyond the body budget, until the service idled."""
+        try:
+            if not sid:
+                return decode_and_predict(recognizer, data, name, cfg), None
+            clip = key or clip_digest(data)
+            return decode_and_predict(recognizer, data, name, cfg,
+                                      lambda f: gate.predict(sid, client, f, name, clip)), None
+        except AudioError as exc:
+            failure = (audio_error_status(exc), str(exc), None)
+        except RequestError as exc:
+            failure = (exc.status, exc.message, exc.headers)
+        except StoreUnavailable as exc:
+            down = store_down(exc)
+            failure = (down.status, down.message, down.headers)
+        except EmovaeError as exc:
+            failure = (422, str(exc), None)
+        return None, RequestError(*failure)
 
     @app.post("/v1/predict", summary="Emotion of one audio clip", openapi_extra=openapi_body(cfg))
     async def predict(request: Request, session: str | None = None):
@@ -148,6 +165,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         one the same bytes, does not move the speaker's statistics. A session is created only by a clip that
         succeeded, within a per-client rate (429 beyond). 429 with Retry-After also when the service holds as
         many uploads as it may; 503 with Retry-After when the session store (Redis) is unreachable."""
+        began = time.monotonic()
         sid = session or request.headers.get("x-session-id")
         client = request.client.host if request.client else "unknown"
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -158,16 +176,16 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
             try:  # in a thread: an external store is a network call
                 known = await anyio.to_thread.run_sync(sessions.peek, sid) is not None
             except StoreUnavailable as exc:
-                raise await refuse_unread(request, limit, cfg, store_down(exc)) from None
+                raise await refuse_unread(request, limit, cfg, store_down(exc), began) from None
             if not known and (wait := gate.new_session_wait(client)) > 0:
-                raise await refuse_unread(request, limit, cfg, gate.too_many(wait))
+                raise await refuse_unread(request, limit, cfg, gate.too_many(wait), began)
         declared = declared_length(request, limit, cfg)
         reserve = limit if declared is None else declared
         budget = state["budget"]
         if not await budget.acquire(reserve, cfg.queue_timeout_s):
             raise await refuse_unread(request, limit, cfg, RequestError(
                 429, f"busy: the service holds as many uploads as it may ({size_text(cfg.pending_bytes)}); "
-                     "retry in a few seconds", {"Retry-After": str(RETRY_AFTER_BUSY_S)}))
+                     "retry in a few seconds", {"Retry-After": str(RETRY_AFTER_BUSY_S)}), began)
         state["inflight"] += 1
         data = None
         try:
@@ -178,15 +196,10 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
                 data, name = await read_body(receive), "upload"
             if "limiter" not in state:
                 state["limiter"] = anyio.CapacityLimiter(cfg.workers)
-            try:
-                out = await anyio.to_thread.run_sync(predict_clip, data, name, sid, client,
-                                                     request_clip_key(request.headers), limiter=state["limiter"])
-            except AudioError as exc:
-                raise RequestError(audio_error_status(exc), str(exc)) from None
-            except StoreUnavailable as exc:
-                raise store_down(exc) from None
-            except EmovaeError as exc:
-                raise RequestError(422, str(exc)) from None
+            out, failure = await anyio.to_thread.run_sync(predict_clip, data, name, sid, client,
+                                                          request_clip_key(request.headers), limiter=state["limiter"])
+            if failure is not None:
+                raise failure
         finally:
             data = None
             budget.release(reserve)
