@@ -107,3 +107,13 @@ def release_large_buffers_at_once(threshold: int = 1 << 20) -> bool:
         return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+def limit_malloc_arenas(n: int = 2) -> bool:
+    """At most ``n`` glibc malloc arenas for the threads started from now on (as MALLOC_ARENA_MAX=n does): each
+    prediction thread, the thread pool's and onnxruntime's, would otherwise get an arena of its own (up to 8 per
+    core), whose freed small blocks stay mapped after a burst. Process-wide; False where there is no glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(n)))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ParameterError, require
 from .app import create_app
 from .config import ServeConfig
-from .limits import release_large_buffers_at_once
+from .limits import limit_malloc_arenas, release_large_buffers_at_once
 from .policy import default_hosts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,6 +93,7 @@ def app_from_env() -> "FastAPI":
 
     s = settings_from_env()
     release_large_buffers_at_once()
+    limit_malloc_arenas()
     recognizer = Recognizer.load(s["model"], backend=s["backend"], abstain=s["abstain"])
     return create_app(recognizer, ServeConfig(**s["config"]))
 
@@ -127,6 +128,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | No
                              "redis://HOST:6379/0 (a Redis or Valkey server all processes reach), or serve with "
                              "--processes 1")
     release_large_buffers_at_once()
+    limit_malloc_arenas()
     recognizer = Recognizer.load(model, backend=backend, abstain=abstain)
     app = create_app(recognizer, cfg)  # in the parent too: checks the model and that the store is reachable
     keep_alive = max(1, math.ceil(cfg.keep_alive_s))
