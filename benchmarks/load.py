@@ -158,6 +158,26 @@ def burst_audio(n_bytes: int, sr: int = 48000, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def burst_audio_channels(seconds: float = 59.0, channels: int = 8, sr: int = 48000, seed: int = 0) -> bytes:
+    """A FLAC of ``channels`` channels at ``sr`` (16-bit) that compresses to under 10 MB although its decoded
+    samples take ~90 MB as float32: within the service's limits (60 s, 128 MiB decoded), the most memory a
+    10 MB upload can ask for."""
+    import io
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    f0 = 130 + 50 * rng.random() + 20 * np.sin(2 * np.pi * 0.5 * t)
+    y = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / sr) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    dither = 1e-4 * np.round(0.3 * rng.standard_normal((n, channels)))
+    buf = io.BytesIO()
+    sf.write(buf, (y[:, None] * (1 - 0.05 * np.arange(channels)) + dither).astype(np.float32), sr, format="FLAC",
+             subtype="PCM_16")
+    return buf.getvalue()
+
+
 def multipart(body: bytes, name: str = "clip.wav") -> tuple[bytes, str]:
     boundary = "emovae-load-boundary-7d1f"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
@@ -240,7 +260,11 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
     kinds = ["bad" if k % 4 == 1 else "session" if k % 4 == 3 else "plain" for k in range(args.burst_clients)]
     expect = [kinds[k] == "plain" and k % 4 == 2 for k in range(args.burst_clients)]  # raw bodies, as curl sends
     t_gen = time.perf_counter()
-    good = [burst_audio(n_bytes, seed=s) for s in range(4)]  # 4 distinct clips, shared by the clients
+    if args.burst_audio == "flac8":
+        good = [burst_audio_channels(seed=s) for s in range(4)]
+        n_bytes = len(good[0])
+    else:
+        good = [burst_audio(n_bytes, seed=s) for s in range(4)]  # 4 distinct clips, shared by the clients
     garbage = np.random.default_rng(1).integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
     bodies = [garbage if kind == "bad" else good[k % 4] for k, kind in enumerate(kinds)]
     print(f"generated {len(good)} clips of {len(good[0]) / 1e6:.1f} MB in {time.perf_counter() - t_gen:.1f} s",
@@ -322,7 +346,8 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
     mark = {True: "met", False: "**missed**"}
     served = sorted(r["seconds"] for r in results if r["statuses"][-1] == 200)
     lines = [
-        f"{BURST_HEADER}: {args.burst_clients} clients x {args.burst_mb:g} MB uploads at once",
+        f"{BURST_HEADER}: {args.burst_clients} clients x {len(good[0]) / 1e6:.1f} MB uploads at once"
+        + (" (8-channel 48 kHz FLAC, the most decoded memory per upload)" if args.burst_audio == "flac8" else ""),
         "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {common.cpu_model()}, {os.cpu_count()} cores visible (shared with other work; load average "
@@ -332,7 +357,8 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
         f"{'emovae serve' if cli_has_serve() else 'serve.run via python -c'} with ServeConfig defaults"
         + (f" but {args.workers} prediction threads" if args.workers else ""),
         f"- load: {args.burst_clients} clients released together, one upload each of {len(good[0]) / 1e6:.1f} MB "
-        f"(48 kHz stereo 16-bit WAV, {len(good[0]) / 192000:.0f} s), half as raw bodies, half multipart; "
+        + ("(8-channel 48 kHz 16-bit FLAC, 59 s: 91 MB of float32 samples decoded)" if args.burst_audio == "flac8" else
+           f"(48 kHz stereo 16-bit WAV, {len(good[0]) / 192000:.0f} s)") + ", half as raw bodies, half multipart; "
         f"{sum(expect)} of the raw ones with Expect: 100-continue, as curl sends a body over 1 MB; "
         f"{kinds.count('bad')} of them random bytes with ?session= (must fail, must create no session), "
         f"{kinds.count('session')} good ones with ?session=; a 429 is retried after its Retry-After "
@@ -361,23 +387,28 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
         f"| server alive after the run | {alive} | True |",
         "",
         f"Reproduce: `python benchmarks/load.py --burst --burst-clients {args.burst_clients} "
-        f"--burst-mb {args.burst_mb:g}`.",
+        + (f"--burst-mb {args.burst_mb:g}`." if args.burst_audio == "wav" else "--burst-audio flac8`."),
         "",
     ]
     return "\n".join(lines), all(ok.values()) and alive and not missing
 
 
 def write_section(out: Path, text: str, burst: bool) -> None:
-    """Write ``text`` as the throughput part (before BURST_HEADER) or the burst part of ``out``, keeping
-    the other part."""
+    """Write ``text`` as the throughput part (before the first BURST_HEADER) or as a burst part of ``out``,
+    keeping the others: a burst part replaces the one with the same title line (clients, size and audio
+    kind), others are kept in order."""
     old = out.read_text() if out.exists() else ""
-    head, sep, tail = old.partition("\n" + BURST_HEADER)
-    if old.startswith(BURST_HEADER):
-        head, sep, tail = "", "\n", old[1:]
+    parts = ("\n" + old).split("\n" + BURST_HEADER)
+    head, bursts = parts[0].strip("\n"), [BURST_HEADER + b.rstrip("\n") for b in parts[1:]]
     if burst:
-        out.write_text((head.rstrip("\n") + "\n\n" if head.strip() else "") + text)
+        title = text.split("\n", 1)[0]
+        if any(b.split("\n", 1)[0] == title for b in bursts):
+            bursts = [text.rstrip("\n") if b.split("\n", 1)[0] == title else b for b in bursts]
+        else:
+            bursts.append(text.rstrip("\n"))
     else:
-        out.write_text(text.rstrip("\n") + "\n\n" + (BURST_HEADER + tail if sep else ""))
+        head = text.rstrip("\n")
+    out.write_text("\n\n".join([head] * bool(head) + bursts) + "\n")
 
 
 # ------------------------------------------------------------------------ replicas sharing Redis
@@ -531,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst-clients", type=int, default=64)
     ap.add_argument("--burst-mb", type=float, default=10.0, help="size of each upload in MB (1e6 bytes)")
     ap.add_argument("--burst-seconds", type=float, default=180.0, help="clients stop retrying after this")
+    ap.add_argument("--burst-audio", choices=("wav", "flac8"), default="wav",
+                    help="burst uploads: 48 kHz stereo WAV of --burst-mb (default), or flac8: 59 s of 8-channel "
+                         "48 kHz FLAC (under 10 MB, 91 MB decoded)")
     ap.add_argument("--replicas", action="store_true",
                     help="1 vs N service processes sharing one Redis (results-replicas.md)")
     ap.add_argument("--processes", default="1,2", help="with --replicas: process counts to compare")

@@ -28,6 +28,7 @@ from emovae.errors import ParameterError  # noqa: E402
 from emovae.serve import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ByteBudget,
+    DecodeBudget,
     RateLimit,
     ServeConfig,
     create_app,
@@ -154,6 +155,38 @@ def test_byte_budget_waits_first_come_first_served_and_times_out():
         assert b.used == 0 and not b._waiters  # noqa: SLF001
 
     asyncio.run(scenario())
+
+
+def test_decode_budget_lets_large_decodes_take_turns_and_small_ones_share(recognizer, clip):
+    """Two clips whose decoding needs more than half the budget decode one after the other (a 64 x 10 MB burst of
+    8-channel FLAC peaked at 608 MB with two at once, 441 MB in turns); small ones hold it together; a clip
+    larger than the budget still decodes, alone."""
+    import threading
+
+    b = DecodeBudget(100)
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def decode(n):
+        with b.hold(n):
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    for sizes, most in (([60, 60, 60], 1), ([30, 30, 30], 3), ([500, 10], 1)):
+        peak[0] = 0
+        threads = [threading.Thread(target=decode, args=(n,)) for n in sizes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        assert peak[0] == most and b.used == 0, (sizes, peak[0], b.used)
+    app = create_app(recognizer, ServeConfig(**BASE))
+    assert app.state.decoding.total == 2 * ServeConfig().max_decoded_bytes
+    assert TestClient(app).post("/v1/predict", content=clip, headers=WAV).status_code == 200
+    assert app.state.decoding.used == 0
 
 
 def test_uploads_beyond_the_budget_get_429_with_retry_after_and_aborts_log_one_line(recognizer, clip, caplog):

@@ -26,12 +26,12 @@ routes) and ``server`` (uvicorn: ``run``).
 from .app import create_app
 from .config import MULTIPART_OVERHEAD, ServeConfig
 from .errors import ClientGone, RequestError
-from .limits import ByteBudget, RateLimit, malloc_trim, release_large_buffers_at_once
+from .limits import ByteBudget, DecodeBudget, RateLimit, limit_malloc_arenas, malloc_trim, release_large_buffers_at_once
 from .policy import OriginPolicy, normalize_origin, same_origin
 from .predict import audio_error_status, decode, decode_and_predict, probe, probe_seconds
 from .server import ENV_SETTINGS, app_from_env, header_timeout_protocol, run, shared_store
 
 __all__ = ["ServeConfig", "create_app", "run", "app_from_env", "header_timeout_protocol", "shared_store",
-           "ENV_SETTINGS", "MULTIPART_OVERHEAD", "ByteBudget", "RateLimit", "malloc_trim",
-           "release_large_buffers_at_once", "OriginPolicy", "normalize_origin", "same_origin", "RequestError",
-           "ClientGone", "audio_error_status", "decode", "decode_and_predict", "probe", "probe_seconds"]
+           "ENV_SETTINGS", "MULTIPART_OVERHEAD", "ByteBudget", "DecodeBudget", "RateLimit", "malloc_trim",
+           "release_large_buffers_at_once", "limit_malloc_arenas", "OriginPolicy", "normalize_origin", "same_origin",
+           "RequestError", "ClientGone", "audio_error_status", "decode", "decode_and_predict", "probe", "probe_seconds"]

@@ -16,10 +16,10 @@ from ..session import SessionConfig, StoreUnavailable, clip_digest, open_store
 from .config import MULTIPART_OVERHEAD, ServeConfig
 from .docs import MULTIPART, docs_page, openapi_body
 from .errors import ClientGone, RequestError, size_text
-from .limits import ByteBudget, malloc_trim
+from .limits import ByteBudget, DecodeBudget, malloc_trim
 from .page import ASSETS, DOCS_CSP, PAGE_CSP, SecurityHeaders, read_page
 from .policy import HostPolicy, OriginPolicy
-from .predict import audio_error_status, decode_and_predict, model_document, model_info
+from .predict import DECODE_COPIES, audio_error_status, decode_and_predict, model_document, model_info
 from .sessions import SessionGate, request_clip_key, store_down
 from .upload import body_receiver, declared_length, read_body, refuse_unread, upload_from_form
 
@@ -98,6 +98,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     model_doc = model_document(recognizer, cfg)
     # this app's thread limiter and body budget, made on first use inside the event loop; uploads in flight
     state: dict = {"inflight": 0, "budget": ByteBudget(cfg.pending_bytes)}
+    decoding = DecodeBudget(DECODE_COPIES * cfg.max_decoded_bytes)  # one clip of the largest size at a time
     sessions = None
     if recognizer.meta.get("speaker_prior"):
         sessions = open_store(recognizer, cfg.session_store, SessionConfig(prior_weight=cfg.prior_weight),
@@ -113,6 +114,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
     app.add_middleware(SecurityHeaders)
     app.state.sessions = sessions  # the adaptation sessions (a session.Store), None without an adapted head
     app.state.budget = state["budget"]
+    app.state.decoding = decoding
 
     add_error_handlers(app)
 
@@ -139,10 +141,10 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         frees, so that each failed upload stayed in memory, beyond the body budget, until the service idled."""
         try:
             if not sid:
-                return decode_and_predict(recognizer, data, name, cfg), None
+                return decode_and_predict(recognizer, data, name, cfg, budget=decoding), None
             clip = key or clip_digest(data)
-            return decode_and_predict(recognizer, data, name, cfg,
-                                      lambda f: gate.predict(sid, client, f, name, clip)), None
+            return decode_and_predict(recognizer, data, name, cfg, lambda f: gate.predict(sid, client, f, name, clip),
+                                      decoding), None
         except AudioError as exc:
             failure = (audio_error_status(exc), str(exc), None)
         except RequestError as exc:

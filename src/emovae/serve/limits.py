@@ -1,11 +1,14 @@
-"""Bounds on what the service holds at once: the budget of request bodies in memory (``ByteBudget``), token
-buckets for creating sessions (``RateLimit``), and glibc's heap handed back to the OS (``malloc_trim``,
-``release_large_buffers_at_once``) so that a burst of uploads does not leave the process large."""
+"""Bounds on what the service holds at once: the budget of request bodies in memory (``ByteBudget``), the memory
+that decoding may take across the prediction threads (``DecodeBudget``), token buckets for creating sessions
+(``RateLimit``), and glibc's heap kept small and handed back to the OS (``malloc_trim``,
+``release_large_buffers_at_once``, ``limit_malloc_arenas``) so that a burst of uploads does not leave the process
+large."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import threading
 import time
@@ -50,6 +53,30 @@ class ByteBudget:
             if not fut.done():
                 self.used += n
                 fut.set_result(True)
+
+
+class DecodeBudget:
+    """Bytes that decoding may take at once, all prediction threads together (thread-safe). ``hold(n)`` waits
+    until ``n`` bytes (at most the whole budget) are free and holds them for the ``with`` block: two clips whose
+    decoded samples are large (60 s of 8 channels at 48 kHz: 92 MB as float32, ~180 MB while decoding) decode
+    one after the other instead of together, while ordinary clips still decode side by side."""
+
+    def __init__(self, total: int):
+        self.total, self.used = max(1, int(total)), 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int):
+        n = min(self.total, max(0, int(n)))
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + n <= self.total)  # holders end: each decodes one clip
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
 
 
 class RateLimit:

@@ -5,6 +5,7 @@ service says about its model (``model_info``, ``model_document``). The numbers a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from pathlib import Path
@@ -51,9 +52,15 @@ def probe_seconds(data: bytes) -> float | None:
     return None if info is None else info[0]
 
 
-def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig):
-    """Bytes of an audio file -> mono samples at the model's rate, within the limits of ``cfg``. Raises
-    RequestError or AudioError."""
+#: memory a decode takes, in float32 copies of the decoded samples (all channels): soundfile's array and the
+#: temporaries of checking and mixing it down (measured: 176 MB for 92 MB of samples)
+DECODE_COPIES = 2
+
+
+def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, budget=None):
+    """Bytes of an audio file -> mono samples at the model's rate, within the limits of ``cfg``; ``budget``
+    (a limits.DecodeBudget): held for DECODE_COPIES times the decoded size the header declares (the whole
+    budget when it does not say) while decoding. Raises RequestError or AudioError."""
     from .. import audio
 
     if not data:
@@ -70,7 +77,9 @@ def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig):
                                     f"would take {size_text(4 * samples)} decoded, over this service's "
                                     f"{size_text(cfg.max_decoded_bytes)}: send mono audio at 16-48 kHz")
     sr = recognizer.feature_config.sample_rate
-    y = audio.load_bytes(data, sr, name=name, max_decoded_bytes=cfg.max_decoded_bytes)  # this service's bound
+    need = DECODE_COPIES * (4 * info[1] if info is not None else cfg.max_decoded_bytes)
+    with budget.hold(need) if budget is not None else contextlib.nullcontext():
+        y = audio.load_bytes(data, sr, name=name, max_decoded_bytes=cfg.max_decoded_bytes)  # this service's bound
     if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
         raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
                                 f"{cfg.max_seconds:g} s: cut it into shorter clips")
@@ -84,11 +93,13 @@ def prediction_dict(pred) -> dict:
     return out
 
 
-def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, in_session=None) -> dict:
+def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, in_session=None,
+                       budget=None) -> dict:
     """Bytes of an audio file -> the prediction as a JSON-ready dict. ``in_session``: called with the clip's
     features once it has decoded and its features are extracted (so that a clip that fails touches no
-    session), it returns the answer through a session instead. Raises RequestError or AudioError."""
-    y = decode(recognizer, data, name, cfg)
+    session), it returns the answer through a session instead. ``budget``: see ``decode``. Raises RequestError
+    or AudioError."""
+    y = decode(recognizer, data, name, cfg, budget)
     del data
     sr = recognizer.feature_config.sample_rate
     if in_session is None:
