@@ -346,8 +346,9 @@ def run_burst(args, model: Path) -> tuple[str, bool]:
     mark = {True: "met", False: "**missed**"}
     served = sorted(r["seconds"] for r in results if r["statuses"][-1] == 200)
     lines = [
-        f"{BURST_HEADER}: {args.burst_clients} clients x {len(good[0]) / 1e6:.1f} MB uploads at once"
-        + (" (8-channel 48 kHz FLAC, the most decoded memory per upload)" if args.burst_audio == "flac8" else ""),
+        f"{BURST_HEADER}: {args.burst_clients} clients x "
+        + (f"{len(good[0]) / 1e6:.1f} MB uploads at once (8-channel 48 kHz FLAC, the most decoded memory per upload)"
+           if args.burst_audio == "flac8" else f"{args.burst_mb:g} MB uploads at once"),
         "",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {common.cpu_model()}, {os.cpu_count()} cores visible (shared with other work; load average "
