@@ -244,10 +244,14 @@ def test_a_client_waiting_for_100_continue_reads_its_429_not_a_reset(recognizer,
         s = socket.create_connection(addr, timeout=10)  # over the session rate: refused before the body
         s.sendall(b"POST /v1/predict?session=second HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
                   b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
-        resp = read_response(s, 5)
+        s.settimeout(5)
+        resp = s.recv(65536)
+        if resp.startswith(b"HTTP/1.1 100"):  # only when the refusal took over EXPECT_WAIT_S (a very busy machine)
+            s.sendall(body)
+        resp += read_response(s, 5)
         s.close()
-        assert resp.startswith(b"HTTP/1.1 429") and b"100 Continue" not in resp, resp[:300]
-        assert b"connection: close" in resp.lower()
+        assert b"HTTP/1.1 429" in resp, resp[:300]
+        assert resp.startswith(b"HTTP/1.1 100") or b"connection: close" in resp.lower()
 
 
 def test_a_failed_upload_is_freed_at_once_not_at_the_next_garbage_collection(recognizer):
