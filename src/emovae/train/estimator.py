@@ -92,6 +92,22 @@ def scaler(x: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
+def _checked(X, y, groups, corpora) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``fit``'s arguments checked: labels as names, groups and corpora as arrays (defaults: one of each), and
+    the classes present in ``class_order``; ParameterError / DataError naming what is wrong."""
+    y = as_names(y)
+    if len(y) != len(X):
+        raise ParameterError(f"got {len(X)} clips but {len(y)} labels")
+    present = list(class_order(y.tolist()))
+    if len(present) < 2:
+        raise DataError(f"training needs clips of at least 2 classes; got only {present}")
+    groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
+    corpora = np.full(len(y), "", dtype=object) if corpora is None else np.asarray(corpora, dtype=object)
+    if len(corpora) != len(y):
+        raise ParameterError(f"got {len(X)} clips but {len(corpora)} corpus names")
+    return y, groups, corpora, present
+
+
 def balanced_weights(y: np.ndarray, corpora: np.ndarray) -> np.ndarray:
     """Row weights (N,), mean 1, under which every corpus weighs alike and, within a corpus, every class alike:
     1 / (corpora x classes of its corpus x rows of its (corpus, class) cell). With one corpus this is
@@ -195,16 +211,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         from .vae import train_vae
 
         fcfg, vcfg, ccfg, tcfg = self.configs()
-        y = as_names(y)
-        if len(y) != len(X):
-            raise ParameterError(f"got {len(X)} clips but {len(y)} labels")
-        present = list(class_order(y.tolist()))
-        if len(present) < 2:
-            raise DataError(f"training needs clips of at least 2 classes; got only {present}")
-        groups = np.zeros(len(y), dtype=int) if groups is None else np.asarray(groups)
-        corpora = np.full(len(y), "", dtype=object) if corpora is None else np.asarray(corpora, dtype=object)
-        if len(corpora) != len(y):
-            raise ParameterError(f"got {len(X)} clips but {len(corpora)} corpus names")
+        y, groups, corpora, present = _checked(X, y, groups, corpora)
         self.classes_ = np.array(present)
         self.voice_onnx_, self._network = None, None  # a refit never keeps an earlier fit's student
         if ccfg.head_stats == "voice" and not fcfg.voice:
@@ -234,6 +241,48 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             net.z_mean.copy_(torch.from_numpy(z_mean))
             net.z_std.copy_(torch.from_numpy(z_std))
 
+        self._fit_heads(net, X, y, groups, augmented, corpora, seq, stats, tr, va)
+        round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
+        self.net_ = net.eval()
+        idx = va if len(va) else tr
+        self.novelty_ = self._calibrate_novelty(seq[idx], stats[idx], "inner validation actors" if len(va)
+                                                else "training clips")
+        return self
+
+    def fit_heads(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None,
+                  corpora=None) -> "EmotionRecognizer":
+        """Fit the heads again (C, temperatures, "uncertain" threshold, speaker prior) on this fitted model's own
+        representation (voice student, VAE and scalers as they are): the last stage of ``fit``, with the same
+        arguments, for labels or calibration that change while the student and the VAE stay. The rows come from
+        the saved half-precision representation, so they can differ from ``fit``'s in the fourth digit."""
+        require("sklearn", "train")
+        from .export import round_to_half
+
+        self.network()  # raises when not fitted
+        net = self.net_
+        vcfg, tcfg = self.configs()[1], self.configs()[3]
+        y, groups, corpora, present = _checked(X, y, groups, corpora)
+        if list(present) != self.classes_.tolist():
+            raise ParameterError(f"fit_heads keeps the model's classes {self.classes_.tolist()}; these labels have "
+                                 f"{list(present)}")
+        X = self.prepare(list(X))
+        prepared = {}
+        for f, copies in (augmented or {}).items():
+            keep = [i for i, c in enumerate(copies) if c is not None]
+            done = iter(self.prepare([copies[i] for i in keep]))
+            prepared[f] = [next(done) if c is not None else None for c in copies]
+        seq, stats = model_inputs(X, vcfg.seq_len)
+        tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
+        self._fit_heads(net, X, y, groups, prepared, corpora, seq, stats, tr, va)
+        round_to_half(net)
+        self.net_, self._network = net.eval(), None
+        return self
+
+    def _fit_heads(self, net, X, y, groups, augmented: dict, corpora, seq, stats, tr, va) -> None:
+        """The heads of ``net`` (single-clip and adapted), their C, temperatures and "uncertain" threshold, and the
+        speaker prior, from clips X (with their voice statistics) and their copies; the representation (student,
+        VAE, scalers) stays as it is."""
+        vcfg, ccfg = self.configs()[1:3]
         # rows of the heads: the clips, then their copies, speed factors first (pseudo-speakers: speaker @ copy)
         speakers = np.array([str(g) for g in groups], dtype=object)
         rows, rows_a = self._head_rows(net, seq, stats, speakers)
@@ -267,12 +316,6 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                            self.calibration_["temperature_adapted"])
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
-        round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
-        self.net_ = net.eval()
-        idx = va if len(va) else tr
-        self.novelty_ = self._calibrate_novelty(seq[idx], stats[idx], "inner validation actors" if len(va)
-                                                else "training clips")
-        return self
 
     @staticmethod
     def _latent(net, seq: np.ndarray, stats: np.ndarray) -> np.ndarray:
@@ -330,12 +373,12 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             return {"temperature": 1.0, "temperature_adapted": 1.0, "uncertain_below": None,
                     "fitted_on": "none (no inner validation split)"}
         fit = np.flatnonzero(np.isin(row_group, groups[tr]))
-        out, logits = {}, {}
+        out, logits, known = {}, {}, None
         for key, r in (("temperature", rows), ("temperature_adapted", rows_a)):
             lr = self._head(self.c_, ccfg, r[fit], row_y[fit], row_corpus[fit])
-            logits[key] = logits_of(lr, r[va])
-            out[key] = fit_temperature(logits[key], np.searchsorted(lr.classes_, y[va]))
-        hit = self.classes_[logits["temperature"].argmax(axis=1)] == y[va]  # classes_ is sorted, as lr.classes_
+            logits[key], known = logits_of(lr, r[va]), known if known is not None else lr.classes_
+            out[key] = fit_temperature(logits[key], np.searchsorted(lr.classes_, y[va]))  # lr.classes_ is sorted
+        hit = known[logits["temperature"].argmax(axis=1)] == y[va]
         return {**out, **uncertain_threshold(softmax(logits["temperature"] / out["temperature"]).max(axis=1), hit,
                                              ccfg.answer_accuracy),
                 "fitted_on": f"inner validation speakers ({len(va)} clips)"}
@@ -350,13 +393,14 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         names = list(dict.fromkeys(corpora.tolist()))
         n = len(y)
+        column = {c: j for j, c in enumerate(self.classes_)}  # classes_ follows class_order, not sorted
 
         def left_out(c: float, r: np.ndarray) -> np.ndarray:
             logits = np.zeros((n, len(self.classes_)))
             for name in names:
                 fit, test = np.flatnonzero(row_corpus != name), np.flatnonzero(corpora == name)
                 lr = self._head(c, ccfg, r[fit], row_y[fit], row_corpus[fit])
-                cols = np.searchsorted(self.classes_, lr.classes_)  # a class only the left-out corpus has: -inf
+                cols = [column[c] for c in lr.classes_]  # a class only the left-out corpus has: -inf
                 logits[test] = -np.inf
                 logits[np.ix_(test, cols)] = logits_of(lr, r[test])
             return logits
@@ -368,7 +412,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             scores[c] = float(np.mean([balanced_accuracy_score(y[corpora == k], pred[corpora == k]) for k in names]))
         self.c_ = max(scores, key=lambda c: (scores[c], -c))
         self.selection_scores_ = {str(c): v for c, v in scores.items()}
-        y_idx = np.searchsorted(self.classes_, y)
+        y_idx = np.array([column[c] for c in y])
         t = fit_temperature(_finite(held[self.c_]), y_idx)
         t_a = fit_temperature(_finite(left_out(self.c_, rows_a)), y_idx) if ccfg.adapted_head else t
         conf = softmax(held[self.c_] / t).max(axis=1)
