@@ -96,8 +96,9 @@ def emovae_rows(table, args, configs) -> tuple[dict, dict]:
     return rows, {"seconds": seconds, "reused": res.metrics.get("folds_reused", [])}
 
 
-def refit_heads(table, folds_dir: Path) -> list[int]:
-    """Fit the heads of each saved fold model again on its training clips and copies; returns the folds done."""
+def refit_heads(table, folds_dir: Path, which: list[int]) -> list[int]:
+    """Fit the heads of each saved fold model again on its training clips and copies (folds ``which``, empty:
+    all); returns the folds done."""
     import json
 
     from emovae.evaluate import folds_for, table_features
@@ -106,7 +107,7 @@ def refit_heads(table, folds_dir: Path) -> list[int]:
     X, done = table_features(table), []
     for k, (tr, _) in enumerate(folds_for(table, "corpus", 4, 0)):
         d = folds_dir / f"seed0-fold{k}"
-        if not (d / "fold.json").is_file():
+        if (which and k not in which) or not (d / "fold.json").is_file():
             continue
         t0 = time.perf_counter()
         model = EmotionRecognizer.load(d).fit_heads([X[i] for i in tr], table.labels[tr], groups=table.speakers[tr],
@@ -258,8 +259,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                     help="a model folder to check on librispeech-sample and the corpora it did not train on")
-    ap.add_argument("--refit-heads", action="store_true",
-                    help="fit the heads of the saved fold models again first (their student and VAE kept)")
+    ap.add_argument("--refit-heads", nargs="*", type=int, metavar="FOLD",
+                    help="fit the heads of the saved fold models again first (their student and VAE kept): the "
+                         "folds named, or every fold")
     ap.add_argument("--refit-only", action="store_true", help="with --refit-heads: stop after it")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--out", default=str(common.results_path("loco")))
@@ -270,7 +272,7 @@ def main(argv=None) -> int:
                TrainConfig(threads=args.threads, degraded_copies=args.degraded_copies))
     root = Path(args.root)
     table = table_of(root, configs[0], configs[3])
-    refit = refit_heads(table, Path(args.folds)) if args.refit_heads else []
+    refit = refit_heads(table, Path(args.folds), args.refit_heads) if args.refit_heads is not None else []
     if args.refit_only:
         return 0
     rows, info = emovae_rows(table, args, configs)
