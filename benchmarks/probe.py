@@ -395,14 +395,18 @@ MODEL_CHILD = textwrap.dedent("""
     from emovae.cli import main
     from emovae.errors import ModelFormatError
     from emovae.runtime import Recognizer
-    clip, folders = sys.argv[1], json.loads(sys.argv[2])
+    import numpy as np
+    clip, folders, intact = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    proba = lambda rec: np.array(list(rec.predict_file(clip).probabilities.values()))
+    ref = {b: proba(Recognizer.load(intact, backend=b)) for b in ("onnx", "auto")}
     for d in folders:
         res = {"folder": d}
         for backend in ("onnx", "auto"):
             try:
                 rec = Recognizer.load(d, backend=backend)
-                rec.predict_file(clip)
-                res["api_" + backend] = "loaded"
+                p = proba(rec)
+                same = p.shape == ref[backend].shape and np.allclose(p, ref[backend], atol=1e-6)
+                res["api_" + backend] = "loaded, answers as the intact model" if same else "loaded, answers otherwise"
             except ModelFormatError as exc:
                 res["api_" + backend] = "ModelFormatError"
                 res["api_names_folder"] = d in str(exc)
@@ -425,7 +429,9 @@ def probe_models(t: Tally, root: Path, clip_path: Path, quick: bool) -> None:
     models = damaged_models(root / "models")
     if quick:
         models = models[::4]
-    r = subprocess.run([sys.executable, "-c", MODEL_CHILD, str(clip_path), json.dumps([str(d) for _, d in models])],
+    unused: set[str] = set()
+    r = subprocess.run([sys.executable, "-c", MODEL_CHILD, str(clip_path), json.dumps([str(d) for _, d in models]),
+                        str(PRETRAINED)],
                        capture_output=True, text=True, timeout=30 * len(models) + 60, env=ENV)
     done = {}
     for line in r.stdout.splitlines():
@@ -439,19 +445,26 @@ def probe_models(t: Tally, root: Path, clip_path: Path, quick: bool) -> None:
             t.fail("model_not_mfe", "models: API", f"{what}: the child process died (rc {r.returncode}) "
                    f"{r.stderr[-300:]}")
             continue
+        harmless = all(res["api_" + b] == "loaded, answers as the intact model" for b in ("onnx", "auto"))
+        if harmless:  # damage to a field that no code reads: the model is the intact one
+            t.notes.append(f"damaged model {what}: loads and answers exactly as the intact model (the damaged "
+                           "field is read by nothing at inference)")
+            unused.add(what)
         for backend in ("onnx", "auto"):
-            if res["api_" + backend] != "ModelFormatError":
+            if res["api_" + backend] != "ModelFormatError" and not harmless:
                 t.fail("model_not_mfe", "models: API", f"{what} ({backend}): {res['api_' + backend]}")
-        if not res.get("api_names_folder"):
+        if not res.get("api_names_folder") and not harmless:
             t.fail("wrong", "models: API", f"{what}: the error does not name the folder")
         for cmd in ("predict", "stream"):
             rc, text = res["cli_" + cmd]
             t.check(f"models: CLI {cmd}")
             if "Traceback" in text or not isinstance(rc, int) or rc == 70:
                 t.fail("tracebacks", f"models: CLI {cmd}", f"{what}: rc {rc}: {text[-300:]}")
-            elif rc != 2 or str(d) not in text:
+            elif (rc != 2 or str(d) not in text) and not (harmless and rc == 0):
                 t.fail("model_not_mfe", f"models: CLI {cmd}", f"{what}: rc {rc}: {text[-300:]}")
     for what, d in models:  # emovae serve --model DAMAGED: refuses to start, in one line, no traceback
+        if what in unused:
+            continue
         t.check("models: emovae serve")
         port = free_port()
         try:
@@ -640,10 +653,14 @@ def report(t: Tally, extra: dict, load: tuple, elapsed: float, quick: bool) -> s
         lines += [f"| {k} | {v} |" for k, v in o["answers"].items()]
     for kind, ex in t.examples.items():
         lines += ["", f"First {kind}:", ""] + [f"- `{e}`" for e in ex]
-    if t.notes:
-        lines += ["", f"Notes: {len(t.notes)} odd-header requests were refused by uvicorn itself (h11: a malformed "
-                  "request line or header) with its plain-text 400, before the app; e.g. " + "; ".join(t.notes[:3])]
-    lines += ["", "Reproduce: `python benchmarks/probe.py` (about 10 minutes on 2 busy cores; `--quick` for a smoke "
+    uvicorn_400 = [n for n in t.notes if "uvicorn" in n]
+    others = [n for n in t.notes if "uvicorn" not in n]
+    if others:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in others]
+    if uvicorn_400:
+        lines += ["", f"{len(uvicorn_400)} odd-header requests were refused by uvicorn itself (h11: a malformed "
+                  "request line or header) with its plain-text 400, before the app; e.g. " + "; ".join(uvicorn_400[:3])]
+    lines += ["", "Reproduce: `python benchmarks/probe.py` (about 1 minute on 2 busy cores; `--quick` for a smoke "
               "run).", ""]
     return "\n".join(lines)
 
