@@ -49,7 +49,7 @@ class FeatureConfig:
     n_mfcc: int = 40
     deltas: bool = True  # add first-order MFCC deltas
     pitch_method: str = "yin"  # "yin": F0 over voiced frames; "max": highest spectral peak per frame (source design);
-    # "yin-acf": YIN from the autocorrelation of the STFT's own frames (features.yin_acf; a probe, docs/research.md 36)
+    # "yin-acf": YIN from the autocorrelation of the STFT's own frames (features.yin_acf; a probe, docs/research.md 37)
     f0_min: float = 60.0  # Hz
     f0_max: float = 600.0  # Hz
     yin_frame_length: int = 1024  # samples; must hold two periods of f0_min

@@ -178,7 +178,7 @@ def yin_acf(y: np.ndarray, cfg: FeatureConfig,
     Two FFTs per frame where ``yin`` takes three, on the STFT's frames, not longer ones; lags up to N // 2, so F0
     down to sample_rate / (N // 2) (62.5 Hz at the defaults, 60 Hz for ``yin``). (f0_hz, aperiodicity), each
     (frames,), as ``yin``; ``FeatureConfig.pitch_method`` "yin-acf", not the default (docs/research.md, section
-    36)."""
+    37)."""
     sr, N = cfg.sample_rate, cfg.n_fft
     tau_min = max(1, int(np.floor(sr / cfg.f0_max)))
     tau_max = min(int(np.ceil(sr / cfg.f0_min)), N // 2)
