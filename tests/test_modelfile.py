@@ -106,6 +106,8 @@ def shipped_like() -> dict:
                        "adapted": {"mean": {"balanced_accuracy": 0.7}, "std": {"balanced_accuracy": 0.04}}}
     meta["training_data"] = {"label_map": {"calm": "neutral"}}
     meta["emovae_version"] = "0.1.0"
+    meta["scalers"] = {"seq_mean": [0.0, 0.0], "seq_std": [1.0, 1.0], "stats_mean": [0.0] * 3,
+                       "stats_std": [1.0] * 3, "z_mean": [0.0] * 16, "z_std": [1.0] * 16}
     return meta
 
 
@@ -145,6 +147,9 @@ def shipped_like() -> dict:
     ("metrics.std", None, r"metrics.std is None"),
     ("metrics.adapted", 3, r"metrics.adapted is 3; it must be an object"),
     ("training_data", {"label_map": {"calm": 1}}, r"training_data is .*label_map maps names to names"),
+    ("scalers", [1.0], r"scalers is \[1.0\]; it must be an object of lists"),
+    ("scalers.stats_mean", [0.0, 1.0], r"scalers.stats_mean is \[0.0, 1.0\]; it must be a list of 3 finite"),
+    ("scalers.z_std", [float("nan")] * 16, r"scalers.z_std is \[nan"),
 ])
 def test_every_field_is_range_checked_naming_the_folder_and_the_field(tmp_path, field, value, why):
     meta = shipped_like()

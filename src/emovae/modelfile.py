@@ -237,6 +237,17 @@ def check_sizes(meta: dict, where: str) -> None:
                 count = "" if n_stats is None else f"{n_stats} "
                 raise field_error(where, f"speaker_prior.{key}", v, f"a list of {count}"
                                   f"{'positive ' if key == 'std' else ''}finite numbers, one per statistic")
+    scalers = meta.get("scalers")  # the network's own copy lives in model.onnx; this one must agree in shape
+    if scalers is not None:
+        if not isinstance(scalers, dict):
+            raise field_error(where, "scalers", scalers, "an object of lists")
+        n_frames = len(meta["frame_names"]) if isinstance(meta.get("frame_names"), list) else None
+        for key, count in (("seq_mean", n_frames), ("seq_std", n_frames), ("stats_mean", n_stats),
+                           ("stats_std", n_stats), ("z_mean", latent), ("z_std", latent)):
+            v = scalers.get(key)
+            if v is not None and not (isinstance(v, list) and (count is None or len(v) == count)
+                                      and numbers_within(v, -1e30, 1e30)):
+                raise field_error(where, f"scalers.{key}", v, f"a list of {count or 'the'} finite numbers")
     for section, key, lo, hi in (("novelty", "threshold", -1e30, 1e30),
                                  ("calibration", "uncertain_below", 0.0, 1.0),
                                  ("calibration", "temperature", 1e-6, 1e6),
