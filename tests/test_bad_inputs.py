@@ -71,7 +71,9 @@ def test_api_arrays_refused_or_scored_as_their_float_twin(rec):
     ref = rec.predict_proba(*arrays()[0][1:3])
     for name, y, sr, expect in arrays():
         if expect == "ok":
-            np.testing.assert_allclose(rec.predict_proba(y, sr), ref, atol=2e-3, err_msg=name)
+            # bfloat16 keeps 8 bits of mantissa: its twin differs by that rounding of the signal
+            np.testing.assert_allclose(rec.predict_proba(y, sr), ref, atol=2e-2 if "bfloat16" in name else 2e-3,
+                                       err_msg=name)
         else:
             with pytest.raises(EmovaeError):
                 rec.predict_proba(y, sr)

@@ -81,7 +81,8 @@ def test_onnx_session_refuses_what_is_not_a_graph(tmp_path):
 def test_the_shipped_model_folder_follows_the_format():
     pytest.importorskip("onnxruntime")
     meta = read_model_json(PRETRAINED_DIR)
-    assert meta["classes"] == ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    assert meta["classes"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]  # calm merged
+    assert meta["training_data"]["label_map"] == {"calm": "neutral"}
     assert meta["voice"]["file"] == VOICE_FILE and (PRETRAINED_DIR / VOICE_FILE).is_file()
     size = sum(f.stat().st_size for f in PRETRAINED_DIR.iterdir())
     assert size <= 1024 * 1024, f"shipped model is {size} bytes"

@@ -239,7 +239,7 @@ def test_two_service_apps_share_one_speakers_session(rec, url):
         want = session.predict_signal(voice_like(140 + 10 * i, 1.2, seed=i), SR)
         assert body["speaker_clips"] == i + 1 and body["adapted"] == (i + 1 >= 2)
         assert body["emotion"] == want.emotion
-        assert body["probabilities"] == pytest.approx(want.probabilities, abs=2e-4)
+        assert body["probabilities"] == pytest.approx(want.probabilities, abs=1e-3)  # the upload is 16-bit PCM
     assert apps[1].get("/v1/sessions/alice").json() == {"session": "alice", "clips": 5, "adapted": True}
     retry = apps[0].post("/v1/predict?session=alice", content=_wav(4)).json()  # the last clip, sent again
     assert retry["session_clips"] == 5 and retry["repeated"] is True

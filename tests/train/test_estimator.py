@@ -224,13 +224,15 @@ def test_retired_cnn_mlp_keys_load_when_off_and_refuse_when_on(tiny_model, tiny_
 @pytest.mark.skipif(not (PRETRAINED_DIR / CONFIG_FILE).exists(), reason="no shipped model in this checkout")
 def test_default_configs_train_the_shipped_recipe():
     """ClassifierConfig(), FeatureConfig() and VAEConfig() are the configuration the shipped model was trained with
-    (its head_stats "voice" is what the default "auto" resolves to with a voice student)."""
+    (its head_stats "voice" is what the default "auto" resolves to with a voice student), but for the one option
+    its training command names (--voice-copies-per-epoch 1, docs/model-card.md)."""
     meta = json.loads((PRETRAINED_DIR / CONFIG_FILE).read_text())
     assert from_dict(FeatureConfig, meta["feature_config"]) == FeatureConfig()
     assert from_dict(VAEConfig, meta["vae_config"]) == VAEConfig()
     shipped = from_dict(ClassifierConfig, {k: v for k, v in meta["classifier_config"].items()
                                            if k in {f.name for f in dataclasses.fields(ClassifierConfig)}})
-    assert shipped == dataclasses.replace(ClassifierConfig(), head_stats=shipped.head_stats)
+    assert shipped == dataclasses.replace(ClassifierConfig(), head_stats=shipped.head_stats, voice_copies_per_epoch=1)
+    assert "--voice-copies-per-epoch 1" in meta["training_data"]["command"]
     assert n_head_stats(1000, shipped, True) == n_head_stats(1000, ClassifierConfig(), FeatureConfig().voice > 0)
 
 
