@@ -531,17 +531,17 @@ def _table_summary(counts: dict, out) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .data import parse_name
-    from .evaluate import demo_report
+    from .evaluate import demo_report, demo_truth
 
     out = _new_output_dir(args.out, args.force) if args.out else Path(tempfile.mkdtemp(prefix="emovae-demo-"))
     rec = _recognizer(args)
     preds, metrics, written = demo_report(rec, out)
-    for p in preds:
-        truth = parse_name(p.file).emotion
+    for p, truth in zip(preds, demo_truth(rec, [p.file for p in preds])):
         mark = "ok " if truth == p.emotion else "   "
         top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
-        print(f"{mark}{Path(p.file).name}: true {truth:9s} predicted {p.emotion:9s} ({p.confidence:.2f})  top 3: {top}")
+        said = "" if p.answer == p.emotion else f"  [answer: {p.answer}]"
+        print(f"{mark}{Path(p.file).name}: true {truth:9s} predicted {p.emotion:9s} ({p.confidence:.2f})  top 3: "
+              f"{top}{said}")
     cv = rec.meta.get("metrics", {})
     print(f"{metrics['n_correct']}/{metrics['n_files']} demo clips right ({rec.backend} backend). These speakers are in "
           "the shipped model's training set, so this shows the pipeline, not accuracy.")

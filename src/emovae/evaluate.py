@@ -478,18 +478,24 @@ def demo_clips() -> list[Path]:
     return sorted(DEMO_DIR.glob("*.flac"))
 
 
+def demo_truth(recognizer, clips) -> list[str]:
+    """The RAVDESS labels of ``clips`` in the model's vocabulary: merged as its training merged them
+    (``training_data.label_map``, e.g. calm -> neutral)."""
+    from .data import parse_name
+
+    merged = (recognizer.meta.get("training_data") or {}).get("label_map") or {}
+    return [merged.get(parse_name(c).emotion, parse_name(c).emotion) for c in clips]
+
+
 def demo_report(recognizer, out_dir: str | os.PathLike) -> tuple[list, dict, list[str]]:
     """Predict the bundled clips with ``recognizer``; write report.md, predictions.json and, with the plot
     extra, confusion.png and latent_map.png (the clips over the model's shipped map of its training clips) into
     ``out_dir``. Returns the predictions, the metrics and the names of the files written."""
-    from .data import parse_name
-
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     clips = demo_clips()
     preds = [recognizer.predict_file(c) for c in clips]
-    merged = (recognizer.meta.get("training_data") or {}).get("label_map") or {}  # e.g. calm -> neutral
-    truth = [merged.get(parse_name(c).emotion, parse_name(c).emotion) for c in clips]
+    truth = demo_truth(recognizer, clips)
     m = compute_metrics(truth, [p.emotion for p in preds], tuple(dict.fromkeys((*recognizer.classes, *truth))))
     m["n_correct"] = int(sum(t == p.emotion for t, p in zip(truth, preds)))
     (d / "predictions.json").write_text(json.dumps([p.to_dict() | {"true": t} for p, t in zip(preds, truth)],
