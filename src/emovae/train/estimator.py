@@ -373,12 +373,12 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             return {"temperature": 1.0, "temperature_adapted": 1.0, "uncertain_below": None,
                     "fitted_on": "none (no inner validation split)"}
         fit = np.flatnonzero(np.isin(row_group, groups[tr]))
-        out, logits, known = {}, {}, None
+        out, logits = {}, {}
         for key, r in (("temperature", rows), ("temperature_adapted", rows_a)):
-            lr = self._head(self.c_, ccfg, r[fit], row_y[fit], row_corpus[fit])
-            logits[key], known = logits_of(lr, r[va]), known if known is not None else lr.classes_
-            out[key] = fit_temperature(logits[key], np.searchsorted(lr.classes_, y[va]))  # lr.classes_ is sorted
-        hit = known[logits["temperature"].argmax(axis=1)] == y[va]
+            lr = self._head(self.c_, ccfg, r[fit], row_y[fit], row_corpus[fit])  # lr.classes_: sorted, both heads
+            logits[key] = logits_of(lr, r[va])
+            out[key] = fit_temperature(logits[key], np.searchsorted(lr.classes_, y[va]))
+        hit = lr.classes_[logits["temperature"].argmax(axis=1)] == y[va]
         return {**out, **uncertain_threshold(softmax(logits["temperature"] / out["temperature"]).max(axis=1), hit,
                                              ccfg.answer_accuracy),
                 "fitted_on": f"inner validation speakers ({len(va)} clips)"}
