@@ -123,6 +123,24 @@ def refit_heads(table, folds_dir: Path, which: list[int]) -> list[int]:
     return done
 
 
+def fit_folds(table, folds_dir: Path, configs, which: list[int]) -> None:
+    """Fit and save the fold models named (the ones a full run would fit), so that separate processes can fit
+    different folds at once; a later full run reuses them."""
+    from emovae.evaluate import fold_digest, folds_for, save_fold, table_features
+    from emovae.train.estimator import EmotionRecognizer
+
+    X = table_features(table)
+    for k, (tr, te) in enumerate(folds_for(table, "corpus", 4, 0)):
+        if k not in which:
+            continue
+        t0 = time.perf_counter()
+        model = EmotionRecognizer(*configs).fit([X[i] for i in tr], table.labels[tr], groups=table.speakers[tr],
+                                                corpora=table.corpora[tr], augmented=table.augmented_for(tr),
+                                                dimensions=table.dimension_targets[tr])
+        save_fold(model, folds_dir, 0, k, table.speakers[te], "corpus", fold_digest(table, tr))
+        print(f"[loco] fold {k} fitted in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+
+
 def peer_rows(table) -> dict:
     """Per peer and left-out corpus: the SVM's strict and per-speaker-normalised UA and macro-F1."""
     from emovae.evaluate import compute_metrics, folds_for
@@ -263,6 +281,8 @@ def main(argv=None) -> int:
                     help="fit the heads of the saved fold models again first (their student and VAE kept): the "
                          "folds named, or every fold")
     ap.add_argument("--refit-only", action="store_true", help="with --refit-heads: stop after it")
+    ap.add_argument("--fit-folds", nargs="+", type=int, metavar="FOLD",
+                    help="only fit and save these fold models, then stop (run folds in separate processes)")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--out", default=str(common.results_path("loco")))
     args = ap.parse_args(argv)
@@ -272,6 +292,9 @@ def main(argv=None) -> int:
                TrainConfig(threads=args.threads, degraded_copies=args.degraded_copies))
     root = Path(args.root)
     table = table_of(root, configs[0], configs[3])
+    if args.fit_folds:
+        fit_folds(table, Path(args.folds), configs, args.fit_folds)
+        return 0
     refit = refit_heads(table, Path(args.folds), args.refit_heads) if args.refit_heads is not None else []
     if args.refit_only:
         return 0

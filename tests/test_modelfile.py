@@ -6,9 +6,9 @@ import json
 import pytest
 
 from emovae.errors import ModelFormatError
-from emovae.modelfile import (CONFIG_FILE, INPUTS, MAX_GRAPH_BYTES, MAX_JSON_BYTES, MAX_PARAMETERS, MODEL_FORMAT,
-                              ONNX_FILE, OUTPUTS, PRETRAINED_DIR, VOICE_FILE, check_graph, check_meta, inside,
-                              network_parameters, onnx_session, read_model_json)
+from emovae.modelfile import (CONFIG_FILE, DIMENSION_OUTPUTS, INPUTS, MAX_GRAPH_BYTES, MAX_JSON_BYTES, MAX_PARAMETERS,
+                              MODEL_FORMAT, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, VOICE_FILE, check_graph, check_meta,
+                              inside, network_parameters, onnx_session, read_model_json)
 
 
 def minimal_meta(**classifier) -> dict:
@@ -88,7 +88,8 @@ def test_the_shipped_model_folder_follows_the_format():
     assert size <= 1024 * 1024, f"shipped model is {size} bytes"
     session = onnx_session(PRETRAINED_DIR / ONNX_FILE)
     assert tuple(i.name for i in session.get_inputs()) == INPUTS
-    assert tuple(o.name for o in session.get_outputs()) == OUTPUTS
+    assert tuple(o.name for o in session.get_outputs()) == OUTPUTS + DIMENSION_OUTPUTS  # arousal and valence
+    assert meta["dimensions"]["names"] == ["arousal", "valence"]
     stats = session.get_inputs()[1].shape[1]
     assert stats == len(meta["stat_names"]) == len(meta["speaker_prior"]["mean"])
 

@@ -282,3 +282,32 @@ def test_the_decoded_size_bound_is_an_option_of_the_recognizer(tiny_model_dir, t
         small.predict_proba(np.stack([y, y], 1), SR)
     assert small.predict_proba(y, SR).shape == (len(small.classes),)  # mono: 64 000 bytes, within the bound
     assert Recognizer.load(tiny_model_dir).predict_file(tmp_path / "stereo.wav").emotion in small.classes
+
+
+def test_arousal_and_valence_come_from_their_heads_and_not_for_non_speech(rec):
+    """Each prediction carries the arousal/valence heads' outputs: single-clip, or mixed with the adapted heads by
+    the trust a speaker's clips earn (as the probabilities are); a clip the guard calls not speech gets none."""
+    y = voice_like(200, 1.5, seed=9)
+    f = rec.features(y, SR)
+    pred = rec.predict_signal(y, SR)
+    assert pred.in_domain is not False
+    np.testing.assert_allclose([pred.arousal, pred.valence], rec.network.forward([f])["dimensions"][0], atol=1e-6)
+    assert pred.to_dict()["arousal"] == round(pred.arousal, 4) and -1 <= pred.valence <= 1
+    stats = rec.network.prepare([f])[0].stats
+    moments = (stats * 0.9, np.abs(stats) * 0.5 + 1)
+    out = rec.network.forward([f], spk_mean=moments[0], spk_std=moments[1])
+    adapted = rec.predict_features([f], moments=moments, speaker_clips=5, trust=0.25)[0]
+    np.testing.assert_allclose([adapted.arousal, adapted.valence],
+                               0.75 * out["dimensions"][0] + 0.25 * out["dimensions_adapted"][0], atol=1e-6)
+    t = np.arange(int(1.5 * SR)) / SR
+    square = rec.predict_signal((0.5 * np.sign(np.sin(2 * np.pi * 220 * t))).astype(np.float32), SR)
+    assert square.in_domain is False and square.answer == "not speech"
+    assert square.arousal is None and square.valence is None and "arousal" not in square.to_dict()
+
+
+def test_a_model_json_that_hides_the_networks_arousal_heads_is_refused(tiny_model_dir, tmp_path):
+    """A graph with arousal/valence outputs needs model.json's "dimensions" (and the reverse): one of the two
+    files is from another model."""
+    d = damaged_copy(tiny_model_dir, tmp_path / "m", lambda m: m.update(dimensions=None))
+    with pytest.raises(ModelFormatError, match="outputs .*dimensions.* not .*probabilities_adapted'\\]"):
+        Recognizer.load(d, backend="onnx")

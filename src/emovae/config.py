@@ -134,6 +134,8 @@ class ClassifierConfig:
     voice_copies_per_epoch: int = 0  # each epoch of the voice student reads every clip and this many of its
     # training copies (speed, degraded), drawn afresh per epoch; 0 = every copy in every epoch. 1 fits about 4x
     # faster with 2 degraded copies but loses most of their gain on noisy channels (docs/research.md section 32)
+    dimension_alphas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 100000.0)  # ridge penalties tried for
+    # the arousal/valence heads (chosen like C: on corpora left out in turn, else the inner validation speakers)
     head_stats: str = "auto"  # the statistics the heads read: "all", "voice" (only the voice student's 512;
     # alone they beat every mix with the hand-made statistics on unseen speakers, docs/research.md section 25), or
     # "auto": "voice" when the model has a voice student (FeatureConfig.voice), else "all"
@@ -150,6 +152,8 @@ class ClassifierConfig:
                                  f"not {self.head_stats!r}")
         if not 0 < self.answer_accuracy < 1:
             raise ParameterError("ClassifierConfig: answer_accuracy must lie in (0, 1)")
+        if not self.dimension_alphas or any(a <= 0 for a in self.dimension_alphas):
+            raise ParameterError("ClassifierConfig: dimension_alphas must hold positive values")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
             raise ParameterError("ClassifierConfig: c_grid must hold positive values")
 

@@ -232,6 +232,7 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
                            "by an earlier run (same speakers, data and configuration)", file=sys.stderr)
         else:
             model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], corpora=table.corpora[tr],
+                                     dimensions=table.dimension_targets[tr],
                                      **extra)
             if save_folds is not None:
                 save_fold(model, save_folds, seed, k, groups[te], split, digest)

@@ -216,6 +216,16 @@ class FeatureTable:
         return np.array([it.corpus for it in self.items], dtype=object)
 
     @property
+    def dimension_targets(self) -> np.ndarray:
+        """Arousal and valence targets (clips, 2) of the labels (``affect.dimension_targets``); a RAVDESS-named
+        file's own emotion and intensity instead (calm stays calm when a label map merged it into neutral); NaN
+        rows for labels the coordinate table does not place."""
+        from .affect import dimension_targets, ravdess_fields
+
+        emotions, intensities = ravdess_fields(self.paths)
+        return dimension_targets([e or label for e, label in zip(emotions, self.labels)], intensities)
+
+    @property
     def has_speakers(self) -> bool:
         """True when every clip has a speaker id (folders without a speaker pattern have none)."""
         return all(it.speaker for it in self.items)

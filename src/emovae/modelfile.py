@@ -29,6 +29,14 @@ METADATA_KEY = "emovae_model_json"  # model.json inside a bare ONNX file's metad
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 INPUTS = ("seq", "stats", "spk_mean", "spk_std")
 OUTPUTS = ("probabilities", "mu", "recon_mse", "kl", "stats_mse", "novelty", "probabilities_adapted")
+#: the arousal and valence heads' outputs (B, 2) each, after OUTPUTS, in models whose model.json has "dimensions"
+#: (trained from 2026-12-06 on); older graphs end at OUTPUTS
+DIMENSION_OUTPUTS = ("dimensions", "dimensions_adapted")
+
+
+def output_names(meta: dict) -> tuple[str, ...]:
+    """The network outputs a model described by ``meta`` (model.json) has, in graph order."""
+    return OUTPUTS + (DIMENSION_OUTPUTS if meta.get("dimensions") else ())
 REQUIRED_KEYS = ("classes", "feature_config", "vae_config", "classifier_config", "train_config")
 #: ClassifierConfig fields of the retired CNN/MLP recipe (docs/research.md): accepted when off, refused when on
 RETIRED = {"cnn_channels": 0, "cnn_epochs": None, "mel_cnn": False, "cnn_weight": None, "stats_mlp": 0,
@@ -330,11 +338,12 @@ def check_graph(inputs: list, outputs: list, meta: dict, where: str) -> None:
     a shape's unknown dimensions as strings or None) is the network model.json describes: the format's input and
     output names, seq_len steps of the frame features, one statistic per name, one probability per class."""
     names_in, names_out = [n for n, _ in inputs], [n for n, _ in outputs]
-    if names_in != list(INPUTS) or names_out != list(OUTPUTS):
+    want_out = list(output_names(meta))
+    if names_in != list(INPUTS) or names_out != want_out:
         hint = (f" (it looks like the voice student: are {ONNX_FILE} and {VOICE_FILE} swapped?)"
                 if names_in == ["mel"] else "")
         raise ModelFormatError(f"{where}: not an emovae network: inputs {names_in} and outputs {names_out}, not "
-                               f"{list(INPUTS)} and {list(OUTPUTS)}{hint}; {DAMAGED}")
+                               f"{list(INPUTS)} and {want_out}{hint}; {DAMAGED}")
     shape = dict(inputs) | dict(outputs)
     n_frames, n_stats = (len(meta[k]) if isinstance(meta.get(k), list) else None for k in ("frame_names", "stat_names"))
     expected = (("seq", 1, meta["vae_config"].get("seq_len", 64), "vae_config.seq_len"),

@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ClassifierConfig, FeatureConfig, VAEConfig, from_dict
 from .errors import ModelFormatError, require
-from .modelfile import INPUTS, ONNX_FILE, WEIGHTS_FILE
+from .modelfile import DIMENSION_OUTPUTS, INPUTS, ONNX_FILE, OUTPUTS, WEIGHTS_FILE
 from .voice import VOICE_DIM
 
 
@@ -81,7 +81,10 @@ def n_head_stats(n_stats: int, clf_cfg: ClassifierConfig, voice: bool) -> int:
 class EmotionNet(nn.Module):
     """Raw (seq, stats, spk_mean, spk_std) -> (probabilities (B, C) of the single-clip head, mu (B, L),
     recon_mse (B,) of the frames, kl (B,), stats_mse (B,) of the statistics (0 when the VAE does not see them),
-    novelty (B,), probabilities_adapted (B, C)).
+    novelty (B,), probabilities_adapted (B, C)[, dimensions (B, 2), dimensions_adapted (B, 2)]).
+
+    With ``dimensions``, two more linear heads on the same inputs give arousal and valence, each clipped to
+    [-1, 1] (``affect``): single-clip and speaker-adapted.
 
     The scalers are buffers: inputs are standardised inside. Both heads are linear on the last ``n_head``
     statistics (standardised; for the adapted head, z-scored with the speaker's moments instead) joined with the
@@ -89,17 +92,29 @@ class EmotionNet(nn.Module):
     does not see them): how unlike the training speech a clip is."""
 
     def __init__(self, n_frame_features: int, n_stats: int, n_classes: int, vae_cfg: VAEConfig,
-                 clf_cfg: ClassifierConfig, n_head: int):
+                 clf_cfg: ClassifierConfig, n_head: int, dimensions: bool = False):
         super().__init__()
         self.vae = SequenceVAE(n_frame_features, vae_cfg, n_stats if vae_cfg.with_stats else 0)
         self.n_head, self.use_stats, self.use_latent = n_head, clf_cfg.use_stats, clf_cfg.use_latent
         d = (n_head if clf_cfg.use_stats else 0) + (vae_cfg.latent_dim if clf_cfg.use_latent else 0)
         self.classifier = nn.Linear(d, n_classes)
         self.classifier_adapted = nn.Linear(d, n_classes)
+        self.has_dimensions = False
+        if dimensions:
+            self.add_dimension_heads()
         for name, size in (("seq_mean", n_frame_features), ("seq_std", n_frame_features),
                            ("stats_mean", n_stats), ("stats_std", n_stats),
                            ("z_mean", vae_cfg.latent_dim), ("z_std", vae_cfg.latent_dim)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+
+    def add_dimension_heads(self) -> None:
+        """Give the network its arousal and valence heads (zero until fitted), e.g. to a model trained before them."""
+        d = self.classifier.in_features
+        self.dimensions, self.dimensions_adapted = nn.Linear(d, 2), nn.Linear(d, 2)
+        for layer in (self.dimensions, self.dimensions_adapted):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.has_dimensions = True
 
     def scaled(self, seq: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised frames (B, F, T) and statistics (B, S)."""
@@ -127,7 +142,15 @@ class EmotionNet(nn.Module):
         h, h_a = self.head_inputs(mu, s, stats, spk_mean, spk_std)
         probs = torch.softmax(self.classifier(h), dim=1)
         probs_a = torch.softmax(self.classifier_adapted(h_a), dim=1)
-        return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
+        if not self.has_dimensions:
+            return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a
+        dims, dims_a = self.dimensions(h).clamp(-1.0, 1.0), self.dimensions_adapted(h_a).clamp(-1.0, 1.0)
+        return probs, mu, recon_mse, kl, stats_mse, novelty, probs_a, dims, dims_a
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The names of ``forward``'s outputs, in order (``modelfile.OUTPUTS`` [+ ``DIMENSION_OUTPUTS``])."""
+        return OUTPUTS + (DIMENSION_OUTPUTS if self.has_dimensions else ())
 
 
 def build_net(meta: dict) -> EmotionNet:
@@ -137,7 +160,7 @@ def build_net(meta: dict) -> EmotionNet:
     ccfg = from_dict(ClassifierConfig, meta["classifier_config"])
     n_stats = len(meta["stat_names"])
     return EmotionNet(len(meta["frame_names"]), n_stats, len(meta["classes"]), vcfg, ccfg,
-                      n_head_stats(n_stats, ccfg, bool(fcfg.voice)))
+                      n_head_stats(n_stats, ccfg, bool(fcfg.voice)), bool(meta.get("dimensions")))
 
 
 def load_net(directory: str | Path, meta: dict) -> EmotionNet:
@@ -185,7 +208,8 @@ SHAPE_FIELDS = {"classifier": "classes, stat_names and vae_config.latent_dim",
                 "classifier_adapted": "classes, stat_names and vae_config.latent_dim",
                 "vae": "frame_names, stat_names and vae_config", "seq_mean": "frame_names", "seq_std": "frame_names",
                 "stats_mean": "stat_names", "stats_std": "stat_names", "z_mean": "vae_config.latent_dim",
-                "z_std": "vae_config.latent_dim"}
+                "z_std": "vae_config.latent_dim", "dimensions": "stat_names and vae_config.latent_dim",
+                "dimensions_adapted": "stat_names and vae_config.latent_dim"}
 
 
 def runner(net: EmotionNet):

@@ -18,7 +18,7 @@ from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
 from .features import Features, extract, model_inputs
 from .guard import SpeechGuard, cues
-from .modelfile import (CONFIG_FILE, INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, PRETRAINED_DIR, WEIGHTS_FILE,
+from .modelfile import (CONFIG_FILE, INPUTS, METADATA_KEY, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, output_names,
                         check_graph, check_meta, inside, onnx_session, parse_json, read_model_json)
 from .speaker import SessionConfig, batch_moments, mix, model_prior, network_moments
 
@@ -79,6 +79,15 @@ def answer_of(emotion: str, confidence: float, in_domain: bool | None, uncertain
     if uncertain_below is not None and confidence < uncertain_below:
         return UNCERTAIN
     return emotion
+
+
+def mix_heads(out: dict, trust) -> dict:
+    """Network outputs with ``probabilities`` (and ``dimensions``, when the model has them) mixed with the adapted
+    heads' by ``trust`` (a number or (N,); ``speaker.mix``)."""
+    out["probabilities"] = mix(out["probabilities"], out["probabilities_adapted"], trust)
+    if "dimensions" in out:
+        out["dimensions"] = mix(out["dimensions"], out["dimensions_adapted"], trust)
+    return out
 
 
 def fit_latent_map(mu: np.ndarray, labels: list[str]) -> dict:
@@ -157,8 +166,9 @@ class FeatureJob:
 
 class Network:
     """The network behind a model, whichever backend runs it: ``forward(list of Features)`` -> dict of outputs
-    (``modelfile.OUTPUTS``). ``run`` maps the input arrays (``modelfile.INPUTS``) to the outputs (an onnxruntime
-    session's, or ``network.runner`` for torch); ``voice`` runs the model's voice student, when it has one."""
+    (``modelfile.output_names``: with "dimensions" when the model has arousal and valence heads). ``run`` maps the
+    input arrays (``modelfile.INPUTS``) to the outputs (an onnxruntime session's, or ``network.runner`` for torch);
+    ``voice`` runs the model's voice student, when it has one."""
 
     def __init__(self, run, meta: dict, voice=None, backend: str = "onnx"):
         self.run, self.meta, self.voice, self.backend = run, meta, voice, backend
@@ -179,14 +189,15 @@ class Network:
                     raise ModelFormatError(f"{path}: ONNX file without emovae metadata; export it with 'emovae export'")
                 meta = check_meta(parse_json(raw, f"{path} (its emovae metadata)"), f"{path} (its emovae metadata)")
             check_session(session, meta, str(path))
-            return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path.parent, meta, path))
+            return cls(lambda feeds: session.run(list(output_names(meta)), feeds), meta,
+                       cls._voice(path.parent, meta, path))
         meta = read_model_json(path) if meta is None else meta
         if backend == "onnx":
             if not (path / ONNX_FILE).is_file():
                 raise ModelFormatError(f"{path}: no {ONNX_FILE}; create it with 'emovae export --model {path}'")
             session = onnx_session(path / ONNX_FILE, threads)
             check_session(session, meta, str(path / ONNX_FILE))
-            return cls(lambda feeds: session.run(list(OUTPUTS), feeds), meta, cls._voice(path, meta, path))
+            return cls(lambda feeds: session.run(list(output_names(meta)), feeds), meta, cls._voice(path, meta, path))
         if not (path / ONNX_FILE).is_file() and not (path / WEIGHTS_FILE).is_file():
             raise ModelFormatError(f"{path}: no {ONNX_FILE} (the network and its weights) in this model folder; "
                                    "copy the whole folder written by 'emovae train', or retrain the model")
@@ -233,7 +244,7 @@ class Network:
         """``forward`` on the network's input arrays: seq (N, T, F) and stats (N, S) with the voice statistics."""
         spk_mean, spk_std = network_moments(stats, spk_mean, spk_std, self.prior)
         feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
-        return dict(zip(OUTPUTS, self.run(feeds)))
+        return dict(zip(output_names(self.meta), self.run(feeds)))
 
     def forward_by_speaker(self, X: list[Features], speakers, cfg: SessionConfig | None = None) -> dict:
         """Outputs with ``probabilities`` adapted to each clip's speaker: the moments of all of that speaker's
@@ -244,8 +255,7 @@ class Network:
         X = self.prepare(X)
         seq, stats = model_inputs(X, self.seq_len)
         mean, std, count = batch_moments(stats, speakers, model_prior(self.meta), cfg)
-        out = self.forward_arrays(seq, stats, mean, std)
-        out["probabilities"] = mix(out["probabilities"], out["probabilities_adapted"], cfg.trust(count))
+        out = mix_heads(self.forward_arrays(seq, stats, mean, std), cfg.trust(count))
         out["speaker_clips"], out["adapted"] = count, count >= cfg.min_clips
         return out
 
@@ -267,6 +277,9 @@ class Prediction:
     speaker_clips: int | None = None  # clips of the speaker behind those moments (sessions and batches)
     speech: float | None = None  # the speech guard's score, 0..1 (``guard.SpeechGuard``)
     answer: str = ""  # what to tell the user: the emotion, "uncertain" or "not speech" (``answer_of``)
+    arousal: float | None = None  # -1 (calm, sleepy) .. 1 (activated), from the arousal head (``affect``); None
+    # when the model has no such head or the clip is not speech
+    valence: float | None = None  # -1 (unpleasant) .. 1 (pleasant), likewise
 
     def __post_init__(self):
         self.answer = self.answer or self.emotion
@@ -291,6 +304,8 @@ class Prediction:
             d["in_domain"] = self.in_domain
         if self.speech is not None:
             d["speech"] = round(self.speech, 4)
+        if self.arousal is not None:
+            d["arousal"], d["valence"] = round(self.arousal, 4), round(self.valence, 4)
         if self.speaker_clips is not None:
             d["adapted"], d["speaker_clips"] = self.adapted, self.speaker_clips
         return d if self.file is not None else {k: v for k, v in d.items() if k != "file"}
@@ -390,8 +405,7 @@ class Recognizer:
                 p_copies = self.network.forward([c for cs in copies for c in cs])["probabilities"]
                 out["probabilities"] = average_with_copies(out["probabilities"], p_copies, owner)
         else:
-            out = self.network.forward(X, spk_mean=moments[0], spk_std=moments[1])
-            out["probabilities"] = mix(out["probabilities"], out["probabilities_adapted"], trust)
+            out = mix_heads(self.network.forward(X, spk_mean=moments[0], spk_std=moments[1]), trust)
         n = len(X)
         return self._predictions(X, out, names, np.full(n, moments is not None), [speaker_clips] * n)
 
@@ -412,6 +426,7 @@ class Recognizer:
         lmap = self.meta.get("latent_map")
         xy = project_to_map(out["mu"], lmap) if lmap else [None] * len(X)
         frame_rate = 1.0 / hop_s
+        dims = out.get("dimensions")
         preds = []
         for i, f in enumerate(X):
             p = out["probabilities"][i]
@@ -423,10 +438,12 @@ class Recognizer:
             else:
                 in_domain = None if self.novelty_threshold is None else bool(novelty <= self.novelty_threshold)
             emotion = UNKNOWN if self.abstain and in_domain is False else self.classes[int(np.argmax(p))]
+            arousal, valence = (None, None) if dims is None or in_domain is False else (float(v) for v in dims[i])
             preds.append(Prediction(emotion, probs, f.frames.shape[0] * hop_s, [float(v) for v in out["mu"][i]],
                                     names[i], None if xy[i] is None else (float(xy[i][0]), float(xy[i][1])),
                                     novelty, in_domain, bool(adapted[i]), speaker_clips[i], speech,
-                                    answer_of(emotion, float(p.max()), in_domain, self.uncertain_below)))
+                                    answer_of(emotion, float(p.max()), in_domain, self.uncertain_below),
+                                    arousal, valence))
         return preds
 
     def session(self, cfg: SessionConfig | None = None):

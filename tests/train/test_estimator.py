@@ -95,7 +95,7 @@ def test_speed_copies_train_the_heads_only(refit, train_table, X):
     assert plain.n_augmented_ == 0
     for name, a in refit.net_.state_dict().items():
         b = plain.net_.state_dict()[name]
-        assert (np.array_equal(a.numpy(), b.numpy())) == (not name.startswith("classifier")), name
+        assert (np.array_equal(a.numpy(), b.numpy())) == (not name.startswith(("classifier", "dimensions"))), name
     assert not np.allclose(plain.predict_proba(X), refit.predict_proba(X), atol=1e-4)
 
 
@@ -332,3 +332,36 @@ def tiny_configs_of(table):
     """Tiny configs (no voice student, a few epochs) for fits inside a test."""
     return (FeatureConfig(voice=0), VAEConfig(epochs=2, warmup_epochs=1), ClassifierConfig(c_grid=(0.01, 0.1)),
             TrainConfig(threads=1, speed_perturb=()))
+
+
+def test_arousal_and_valence_heads_carry_to_unseen_speakers(tiny_model, tiny_model_dir, new_table):
+    """The CLI's model has arousal/valence heads fitted on the labels' coordinates: on speakers it never heard,
+    angry clips come out more activated than neutral ones and happy ones more pleasant than angry ones."""
+    meta = json.loads((tiny_model_dir / CONFIG_FILE).read_text())
+    assert meta["dimensions"]["names"] == ["arousal", "valence"]
+    assert meta["dimensions"]["alpha"] in tiny_model.configs()[2].dimension_alphas
+    out = tiny_model.forward(table_features(new_table))
+    dims, y = out["dimensions"], new_table.labels
+    assert dims.shape == (len(y), 2) and np.abs(dims).max() <= 1
+    assert dims[y == "angry", 0].mean() > dims[y == "neutral", 0].mean() + 0.2
+    assert dims[y == "happy", 1].mean() > dims[y == "angry", 1].mean() + 0.2
+
+
+def test_fit_dimensions_adds_the_heads_and_leaves_the_emotions_alone(X, train_table):
+    """A model fitted without coordinates has no arousal/valence heads; fit_dimensions adds them on its own
+    representation, and the emotion probabilities stay bit-identical."""
+    labels = np.array([f"e{v}" for v in train_table.labels], dtype=object)  # no coordinates for these names
+    model = EmotionRecognizer(*tiny_configs_of(train_table)).fit(X, labels, groups=train_table.speakers)
+    assert not model.net_.has_dimensions and "dimensions" not in model.forward(X[:2])
+    before = model.predict_proba(X)
+    targets = np.array([[1.0, 0.0] if v == "eangry" else [-0.5, 0.5] for v in labels])
+    model.fit_dimensions(X, labels, groups=train_table.speakers, dimensions=targets)
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    dims = model.forward(X)["dimensions"]
+    angry = labels == "eangry"
+    assert dims[angry, 0].mean() > dims[~angry, 0].mean() + 0.5
+    assert model.dimensions_["fitted_on"].endswith("every fifth training speaker")
+    with pytest.raises(ParameterError, match="coordinates"):
+        model.fit_dimensions(X, labels, groups=train_table.speakers)
+    with pytest.raises(ParameterError, match=r"\[-1, 1\]"):
+        model.fit_dimensions(X, labels, groups=train_table.speakers, dimensions=targets * 3)

@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from emovae.errors import EmovaeError  # noqa: E402
-from emovae.modelfile import INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, read_model_json  # noqa: E402
+from emovae.modelfile import DIMENSION_OUTPUTS, INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, read_model_json  # noqa: E402
 from emovae.train.export import (check_parity, export_onnx, half_initializers, onnx_metadata,  # noqa: E402
                                  round_to_half)
 
@@ -44,7 +44,7 @@ def test_the_file_is_self_contained_lean_and_carries_model_json(tiny_model_dir):
     proto = onnx.load(str(tiny_model_dir / ONNX_FILE))
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert [i.name for i in proto.graph.input] == list(INPUTS)
-    assert [o.name for o in proto.graph.output] == list(OUTPUTS)
+    assert [o.name for o in proto.graph.output] == list(OUTPUTS + DIMENSION_OUTPUTS)  # with arousal and valence
     assert not any(n.metadata_props for n in proto.graph.node) and not proto.graph.value_info  # the trace is stripped
     meta = {p.key: p.value for p in proto.metadata_props}
     assert set(meta) == {METADATA_KEY}

@@ -120,6 +120,28 @@ def balanced_weights(y: np.ndarray, corpora: np.ndarray) -> np.ndarray:
     return w * len(w) / w.sum()
 
 
+def _targets(dimensions, y: np.ndarray) -> np.ndarray | None:
+    """Arousal/valence targets (N, 2) float64: ``dimensions`` as given (NaN rows: unknown), else the labels'
+    coordinates (``affect.dimension_targets``); None when no row has a target."""
+    from ..affect import dimension_targets
+
+    t = dimension_targets(y) if dimensions is None else np.asarray(dimensions, dtype=np.float64)
+    if t.shape != (len(y), 2):
+        raise ParameterError(f"dimensions: shape {t.shape}, expected ({len(y)}, 2) (arousal, valence per clip)")
+    known = np.isfinite(t).all(axis=1)
+    if np.any(np.abs(t[known]) > 1):
+        raise ParameterError("dimensions: arousal and valence targets must lie in [-1, 1]")
+    return t if known.any() else None
+
+
+def concordance(a: np.ndarray, b: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of two (N,) series: agreement in correlation, mean and scale
+    (1 identical, 0 none); the usual score of arousal/valence regression."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cov = np.mean((a - a.mean()) * (b - b.mean()))
+    return float(2 * cov / (a.var() + b.var() + (a.mean() - b.mean()) ** 2 + 1e-12))
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of logits (N, C); -inf columns get probability 0."""
     z = z - z.max(axis=1, keepdims=True)
@@ -193,7 +215,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------------------------------------- fit
     def fit(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None,
-            corpora=None) -> "EmotionRecognizer":
+            corpora=None, dimensions=None) -> "EmotionRecognizer":
         """Fit on clips X with labels y (names, any set of two or more; or EMOTIONS indices) and speakers
         ``groups``; ``classes_`` follows ``corpus.class_order``.
 
@@ -201,7 +223,10 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         ``FeatureTable.augment``); the copies join the heads' training rows as extra speakers, never the
         VAE's, the scalers', the validation or the novelty calibration. ``corpora``: the corpus of each clip
         (N,); with two or more, the heads weigh every corpus alike (and every class within it), and C, the
-        temperatures and the "uncertain" threshold are chosen on corpora left out in turn (``_held_out``)."""
+        temperatures and the "uncertain" threshold are chosen on corpora left out in turn (``_held_out``).
+        ``dimensions``: arousal and valence targets (N, 2) in [-1, 1], NaN where unknown (default: the labels'
+        coordinates, ``affect.dimension_targets``); the arousal/valence heads are fitted on them (``_fit_dimensions``)
+        unless no label has coordinates."""
         require("torch", "train")
         require("sklearn", "train")
         import torch
@@ -212,6 +237,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
         fcfg, vcfg, ccfg, tcfg = self.configs()
         y, groups, corpora, present = _checked(X, y, groups, corpora)
+        targets = _targets(dimensions, y)
         self.classes_ = np.array(present)
         self.voice_onnx_, self._network = None, None  # a refit never keeps an earlier fit's student
         if ccfg.head_stats == "voice" and not fcfg.voice:
@@ -231,7 +257,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                            progress=self.progress, s_train=ss[tr] if vcfg.with_stats else None,
                                            s_val=ss[va] if vcfg.with_stats and len(va) else None)
         net = EmotionNet(seq.shape[-1], stats.shape[-1], len(self.classes_), vcfg, ccfg,
-                         n_head_stats(stats.shape[1], ccfg, bool(fcfg.voice))).eval()
+                         n_head_stats(stats.shape[1], ccfg, bool(fcfg.voice)), targets is not None).eval()
         net.vae.load_state_dict(vae.state_dict())
         with torch.no_grad():
             for name, arr in (("seq_mean", seq_mean), ("seq_std", seq_std), ("stats_mean", stats_mean),
@@ -241,7 +267,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             net.z_mean.copy_(torch.from_numpy(z_mean))
             net.z_std.copy_(torch.from_numpy(z_std))
 
-        self._fit_heads(net, X, y, groups, augmented, corpora, seq, stats, tr, va)
+        self._fit_heads(net, X, y, groups, augmented, corpora, seq, stats, tr, va, targets)
         round_to_half(net)  # weights at float16 precision: the exported file stores them at half size
         self.net_ = net.eval()
         idx = va if len(va) else tr
@@ -250,7 +276,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         return self
 
     def fit_heads(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None,
-                  corpora=None) -> "EmotionRecognizer":
+                  corpora=None, dimensions=None) -> "EmotionRecognizer":
         """Fit the heads again (C, temperatures, "uncertain" threshold, speaker prior) on this fitted model's own
         representation (voice student, VAE and scalers as they are): the last stage of ``fit``, with the same
         arguments, for labels or calibration that change while the student and the VAE stay. The rows come from
@@ -265,28 +291,57 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         if list(present) != self.classes_.tolist():
             raise ParameterError(f"fit_heads keeps the model's classes {self.classes_.tolist()}; these labels have "
                                  f"{list(present)}")
+        targets = _targets(dimensions, y)
+        X, prepared = self._prepared(X, augmented)
+        seq, stats = model_inputs(X, vcfg.seq_len)
+        tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
+        self._fit_heads(net, X, y, groups, prepared, corpora, seq, stats, tr, va, targets)
+        round_to_half(net)
+        self.net_, self._network = net.eval(), None
+        return self
+
+    def fit_dimensions(self, X: Sequence[Features], y, groups=None, augmented: dict | None = None,
+                       corpora=None, dimensions=None) -> "EmotionRecognizer":
+        """Fit only the arousal and valence heads (added when the model has none) on this fitted model's own
+        representation, the emotion heads and their calibration untouched: ``fit_heads``'s arguments."""
+        require("sklearn", "train")
+        from .export import round_to_half
+
+        self.network()  # raises when not fitted
+        net, vcfg = self.net_, self.configs()[1]
+        y, groups, corpora, _ = _checked(X, y, groups, corpora)
+        targets = _targets(dimensions, y)
+        if targets is None:
+            raise ParameterError("no label of these clips has arousal/valence coordinates (affect.COORDINATES), "
+                                 "and no dimensions were given")
+        X, prepared = self._prepared(X, augmented)
+        seq, stats = model_inputs(X, vcfg.seq_len)
+        rows, rows_a, src = self._all_rows(net, X, groups, prepared, seq, stats)
+        if not net.has_dimensions:
+            net.add_dimension_heads()
+        self._fit_dimensions(net, rows, rows_a, targets[src], y[src], groups[src], corpora[src], corpora)
+        round_to_half(net.dimensions)
+        round_to_half(net.dimensions_adapted)
+        self.net_, self._network = net.eval(), None
+        return self
+
+    def _prepared(self, X, augmented) -> tuple[list, dict]:
+        """Clips X and their copies with this model's voice statistics appended."""
         X = self.prepare(list(X))
         prepared = {}
         for f, copies in (augmented or {}).items():
             keep = [i for i, c in enumerate(copies) if c is not None]
             done = iter(self.prepare([copies[i] for i in keep]))
             prepared[f] = [next(done) if c is not None else None for c in copies]
-        seq, stats = model_inputs(X, vcfg.seq_len)
-        tr, va = inner_split(groups, tcfg.val_actors, tcfg.seed)
-        self._fit_heads(net, X, y, groups, prepared, corpora, seq, stats, tr, va)
-        round_to_half(net)
-        self.net_, self._network = net.eval(), None
-        return self
+        return X, prepared
 
-    def _fit_heads(self, net, X, y, groups, augmented: dict, corpora, seq, stats, tr, va) -> None:
-        """The heads of ``net`` (single-clip and adapted), their C, temperatures and "uncertain" threshold, and the
-        speaker prior, from clips X (with their voice statistics) and their copies; the representation (student,
-        VAE, scalers) stays as it is."""
-        vcfg, ccfg = self.configs()[1:3]
-        # rows of the heads: the clips, then their copies, speed factors first (pseudo-speakers: speaker @ copy)
+    def _all_rows(self, net, X, groups, augmented: dict, seq, stats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The heads' training rows (single-clip, adapted; (R, D) each): the clips, then their copies, speed
+        factors first (pseudo-speakers: speaker @ copy); and ``src`` (R,), the clip each row comes from."""
+        vcfg = self.configs()[1]
         speakers = np.array([str(g) for g in groups], dtype=object)
         rows, rows_a = self._head_rows(net, seq, stats, speakers)
-        row_y, row_group, row_corpus = y, groups, corpora
+        src = [np.arange(len(X))]
         for f, copies in sorted(augmented.items(), key=_copy_order):
             if len(copies) != len(X):
                 raise ParameterError(f"augmented copies {f if isinstance(f, str) else f'at speed {f:g}'}: "
@@ -295,11 +350,19 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             if not keep:
                 continue
             seq_f, stats_f = model_inputs([copies[i] for i in keep], vcfg.seq_len)
-            single, adapted = self._head_rows(net, seq_f, stats_f,
-                                              np.array([f"{speakers[i]}@{variant_label(f)}" for i in keep], dtype=object))
+            pseudo = np.array([f"{speakers[i]}@{variant_label(f)}" for i in keep], dtype=object)
+            single, adapted = self._head_rows(net, seq_f, stats_f, pseudo)
             rows, rows_a = np.vstack([rows, single]), np.vstack([rows_a, adapted])
-            row_y, row_group = np.concatenate([row_y, y[keep]]), np.concatenate([row_group, groups[keep]])
-            row_corpus = np.concatenate([row_corpus, corpora[keep]])
+            src.append(np.array(keep))
+        return rows, rows_a, np.concatenate(src)
+
+    def _fit_heads(self, net, X, y, groups, augmented: dict, corpora, seq, stats, tr, va, targets=None) -> None:
+        """The heads of ``net`` (single-clip and adapted), their C, temperatures and "uncertain" threshold, the
+        speaker prior, and with ``targets`` (N, 2) the arousal/valence heads, from clips X (with their voice
+        statistics) and their copies; the representation (student, VAE, scalers) stays as it is."""
+        ccfg = self.configs()[2]
+        rows, rows_a, src = self._all_rows(net, X, groups, augmented, seq, stats)
+        row_y, row_group, row_corpus = y[src], groups[src], corpora[src]
         self.n_augmented_ = len(row_y) - len(y)
         if len(set(corpora.tolist())) >= 2:
             self.calibration_ = self._held_out(rows, rows_a, row_y, row_corpus, y, corpora, ccfg)
@@ -316,6 +379,54 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                            self.calibration_["temperature_adapted"])
         else:  # no adapted head: it repeats the single-clip head
             net.classifier_adapted.load_state_dict(net.classifier.state_dict())
+        if targets is not None:
+            if not net.has_dimensions:
+                net.add_dimension_heads()
+            self._fit_dimensions(net, rows, rows_a, targets[src], row_y, row_group, row_corpus, corpora)
+
+    def _fit_dimensions(self, net, rows, rows_a, row_t, row_y, row_group, row_corpus, corpora) -> None:
+        """The arousal/valence heads: ridge regressions on the heads' rows (single-clip, adapted) to the targets
+        ``row_t`` (R, 2; NaN rows skipped), every corpus and every class within it weighing alike. The penalty is
+        the best mean concordance over the training corpora left out in turn (two or more corpora), else over
+        every fifth speaker held out; the left-out scores are kept in ``dimensions_``."""
+        from sklearn.linear_model import Ridge
+
+        ccfg = self.configs()[2]
+        ok = np.isfinite(row_t).all(axis=1)
+        rows, rows_a, row_t, row_y, row_corpus = rows[ok], rows_a[ok], row_t[ok], row_y[ok], row_corpus[ok]
+        row_group = np.asarray(row_group, dtype=object)[ok]
+        w = balanced_weights(row_y, row_corpus)
+        names = [c for c in dict.fromkeys(corpora.tolist()) if (row_corpus == c).any()]
+        if len(names) >= 2:
+            splits = [(row_corpus != c, row_corpus == c) for c in names]
+            how = f"left-out corpora ({', '.join(names)})"
+        else:  # one corpus: every fifth speaker held out (all rows held out together with one speaker: at least 2)
+            speakers = sorted(set(str(g) for g in row_group))
+            held = (np.isin(row_group.astype(str), speakers[::5]) if len(speakers) >= 2
+                    else np.arange(len(row_t)) % 5 == 0)
+            splits, how = [(~held, held)], ("every fifth training speaker" if len(speakers) >= 2
+                                            else "every fifth training row (one speaker)")
+        scores = {}
+        for alpha in ccfg.dimension_alphas:
+            per = []
+            for fit, test in splits:
+                pred = np.clip(Ridge(alpha=alpha).fit(rows[fit], row_t[fit], sample_weight=w[fit]).predict(rows[test]),
+                               -1, 1)
+                per.append([concordance(row_t[test, j], pred[:, j]) for j in range(2)])
+            scores[alpha] = np.mean(per, axis=0)
+        alpha = max(scores, key=lambda a: (scores[a].mean(), a))
+        import torch
+
+        for layer, r in ((net.dimensions, rows), (net.dimensions_adapted, rows_a)):
+            ridge = Ridge(alpha=alpha).fit(r, row_t, sample_weight=w)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(ridge.coef_).float())
+                layer.bias.copy_(torch.from_numpy(np.asarray(ridge.intercept_)).float())
+        self.dimensions_ = {"names": ["arousal", "valence"], "alpha": float(alpha),
+                            "selection_scores": {str(a): [round(float(v), 4) for v in sc] for a, sc in scores.items()},
+                            "concordance_held_out": [round(float(v), 4) for v in scores[alpha]],
+                            "fitted_on": f"{len(row_t)} rows with coordinates (affect.COORDINATES); penalty chosen on "
+                                         f"{how}"}
 
     @staticmethod
     def _latent(net, seq: np.ndarray, stats: np.ndarray) -> np.ndarray:
@@ -482,7 +593,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             from ..network import runner
             from ..voice import voice_session
 
-            meta = {"vae_config": to_dict(self.configs()[1]),
+            meta = {"vae_config": to_dict(self.configs()[1]), "dimensions": self.net_.has_dimensions,
                     "speaker_prior": {"mean": self.speaker_prior_[0], "std": self.speaker_prior_[1]}}
             voice = voice_session(self.voice_onnx_) if getattr(self, "voice_onnx_", None) is not None else None
             self._network = Network(runner(self.net_), meta, voice, "torch")
@@ -540,6 +651,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                         ("seq_mean", "seq_std", "stats_mean", "stats_std", "z_mean", "z_std")},
             "chosen_c": self.c_, "selection_scores": self.selection_scores_, "novelty": self.novelty_,
             "calibration": getattr(self, "calibration_", None),
+            "dimensions": getattr(self, "dimensions_", None) if self.net_.has_dimensions else None,
             "speaker_prior": {"mean": [float(f"{v:.7g}") for v in self.speaker_prior_[0].tolist()],
                               "std": [float(f"{v:.7g}") for v in self.speaker_prior_[1].tolist()]},
             "n_parameters": int(sum(p.numel() for p in self.net_.parameters())),
@@ -568,6 +680,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             obj.frame_names_, obj.stat_names_ = tuple(meta["frame_names"]), tuple(meta["stat_names"])
             obj.c_, obj.selection_scores_ = meta["chosen_c"], meta.get("selection_scores", {})
             obj.novelty_, obj.calibration_ = meta.get("novelty", {}), meta.get("calibration")
+            obj.dimensions_ = meta.get("dimensions")
             obj.speaker_prior_ = tuple(np.array(meta["speaker_prior"][k], dtype=np.float32) for k in ("mean", "std"))
             obj.history_, obj.metrics_ = meta.get("history", {}), meta.get("metrics", {})
             obj.voice_onnx_ = (inside(directory, meta["voice"].get("file"), "voice student").read_bytes()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmovaeError, require
-from ..modelfile import INPUTS, METADATA_KEY, ONNX_FILE, OUTPUTS, onnx_session, read_model_json
+from ..modelfile import INPUTS, METADATA_KEY, ONNX_FILE, onnx_session, read_model_json
 
 
 def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = True, atol: float = 1e-4) -> Path:
@@ -47,8 +47,8 @@ def export_onnx(model, path: str | os.PathLike, meta: dict, *, check: bool = Tru
             warnings.simplefilter("ignore")
             with contextlib.redirect_stdout(io.StringIO()):
                 torch.onnx.export(net, (seq, stats, spk_mean, spk_std), str(path), input_names=list(INPUTS),
-                                  output_names=list(OUTPUTS), dynamic_shapes=({0: batch},) * 4, external_data=False,
-                                  dynamo=True)
+                                  output_names=list(net.output_names), dynamic_shapes=({0: batch},) * 4,
+                                  external_data=False, dynamo=True)
     finally:
         quiet.setLevel(level)
     proto = onnx.load(str(path))
@@ -131,7 +131,7 @@ def check_parity(model, path, seq: np.ndarray, stats: np.ndarray, atol: float = 
     feeds = {"seq": seq, "stats": stats, "spk_mean": spk_mean, "spk_std": spk_std}
     with torch.no_grad():
         ref = [t.numpy() for t in model.net_(*(torch.from_numpy(feeds[k]) for k in INPUTS))]
-    out = onnx_session(path).run(list(OUTPUTS), feeds)
+    out = onnx_session(path).run(list(model.net_.output_names), feeds)
     diff = max(float(np.max(np.abs(a - b) / (atol + rtol * np.abs(a)))) for a, b in zip(ref, out))
     if diff > 1:
         raise EmovaeError(f"ONNX export of {path} differs from torch beyond atol {atol:g} + rtol {rtol:g}")

@@ -39,7 +39,8 @@ def train_model(table: FeatureTable, out: str | os.PathLike, fcfg: FeatureConfig
         metrics["folds"] = [{k: f[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "ece", "test_speakers")}
                             for f in res.metrics["folds"]]
     X = table_features(table)
-    model = make().fit(X, table.labels, groups=table.speakers, augmented=table.augmented, corpora=table.corpora)
+    model = make().fit(X, table.labels, groups=table.speakers, augmented=table.augmented, corpora=table.corpora,
+                       dimensions=table.dimension_targets)
     model.extra_ = {"training_data": {"n_files": len(table), "speakers": sorted(set(table.speakers.tolist())),
                                       "corpora": sorted(set(table.corpora.tolist())), "clips_per_class": table.counts(),
                                       "label_map": {canonical_label(k): canonical_label(v) for k, v in (label_map or {}).items()},
