@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from emovae.affect import (COORDINATES, HIGH_AROUSAL, LOW_AROUSAL, NEGATIVE, POSITIVE, STRONG_AROUSAL_SHIFT,
-                           dimension_targets, ravdess_fields, side)
+                           affect_text, dimension_targets, ravdess_fields, side)
 
 
 def test_coordinates_lie_on_the_circumplex_as_the_groups_say():
@@ -38,3 +38,8 @@ def test_ravdess_names_give_the_acted_emotion_and_intensity(tmp_path):
 def test_side_marks_the_two_groups_and_leaves_the_rest_out():
     s = side(["angry", "sad", "disgust"], HIGH_AROUSAL, LOW_AROUSAL)
     assert s[0] == 1 and s[1] == 0 and np.isnan(s[2])
+
+
+def test_affect_text_is_empty_without_the_heads_numbers():
+    assert affect_text(None, None) == ""
+    assert affect_text(0.424, -0.306) == "  arousal +0.42 valence -0.31"

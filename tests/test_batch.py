@@ -249,3 +249,36 @@ def test_a_dead_feature_worker_stops_the_run_with_one_line_to_resume():
     paths = [f"clip{i}.wav" for i in range(6)] + ["die.wav"]
     with pytest.raises(EmovaeError, match="worker process computing features died.*resume"):
         list(batch.file_features(DyingJob(), paths, jobs=2))
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_tables_have_arousal_and_valence_columns_empty_when_absent(recognizer, tmp_path, ext):
+    """Rows carry each clip's arousal and valence (the tiny model has the heads) after the class columns; a file
+    that failed, and a prediction without them, leave the columns empty."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from .conftest import SR, voice_like
+
+    if ext == ".parquet":
+        pytest.importorskip("pyarrow")
+    good = tmp_path / "good.wav"
+    sf.write(good, voice_like(170, 1.2, seed=3), SR)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    cols = batch.columns(recognizer.classes)
+    assert cols[cols.index(recognizer.classes[-1]) + 1 : cols.index("in_domain")] == ["arousal", "valence"]
+    rows = list(batch.score(recognizer, [str(good), str(tmp_path / "broken.wav")]))
+    p = recognizer.predict_file(good)
+    assert p.arousal is not None
+    assert (rows[0]["arousal"], rows[0]["valence"]) == pytest.approx((p.arousal, p.valence), abs=1e-5)
+    assert rows[1]["error"] and rows[1]["arousal"] is None and rows[1]["valence"] is None
+    no_heads = batch.prediction_row(dataclasses.replace(p, arousal=None, valence=None), recognizer.classes)
+    assert no_heads["arousal"] is None and no_heads["valence"] is None and list(no_heads) == cols
+    out = tmp_path / f"t{ext}"
+    batch.write_table([*rows, no_heads], out, recognizer.classes)
+    read_cols, back = batch.read_table(out)
+    assert read_cols == cols
+    assert float(back[0]["arousal"]) == pytest.approx(rows[0]["arousal"], abs=1e-6)
+    assert float(back[0]["valence"]) == pytest.approx(rows[0]["valence"], abs=1e-6)
+    assert all(batch._blank(r[k]) for r in back[1:] for k in ("arousal", "valence"))

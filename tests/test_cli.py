@@ -497,3 +497,34 @@ def test_evaluate_quick_is_labelled_a_quick_estimate_and_writes_report_md(tmp_pa
     assert main(["evaluate", "--data", str(tmp_path / "data"), "--model", str(tmp_path), "--out",
                  str(tmp_path / "r2"), "--quick"]) == 2
     assert "with --model nothing is fitted" in capsys.readouterr().err
+
+
+def test_predict_lines_show_the_arousal_and_valence_that_json_gives(tiny_model_dir, synthetic, capsys):
+    """The text line of each clip ends its top 3 with the clip's arousal and valence, the numbers of --json (the
+    tiny model has the heads; a clip its guard calls not speech has neither)."""
+    import re
+
+    from emovae.runtime import Recognizer
+
+    files = sorted(map(str, synthetic["new"].rglob("*.wav")))
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["predict", *model, "--json", *files]) == 0
+    rows = _json_rows(capsys)
+    rec = Recognizer.load(tiny_model_dir)
+    assert any("arousal" in r for r in rows)
+    for r, f in zip(rows, files):
+        p = rec.predict_file(f)
+        assert ("arousal" in r) == ("valence" in r) == (p.arousal is not None)
+        if p.arousal is not None:
+            assert -1 <= r["arousal"] <= 1 and -1 <= r["valence"] <= 1
+            assert (r["arousal"], r["valence"]) == pytest.approx((p.arousal, p.valence), abs=1e-4)
+    assert main(["predict", *model, *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(files)
+    for line, r in zip(lines, rows):
+        m = re.search(r"top 3: [^\[]*?  arousal ([+-]\d\.\d\d) valence ([+-]\d\.\d\d)( |$)", line)
+        if "arousal" not in r:
+            assert m is None and "arousal" not in line, line
+            continue
+        assert m, line
+        assert (float(m[1]), float(m[2])) == pytest.approx((r["arousal"], r["valence"]), abs=0.0051)

@@ -238,3 +238,16 @@ def test_a_square_wave_is_answered_not_speech_with_its_probabilities():
         "/v1/predict", content=encode(square), headers={"content-type": "audio/wav"}).json()
     assert body["answer"] == "not speech" and body["in_domain"] is False
     assert body["emotion"] in rec.classes and sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_predict_answers_the_arousal_and_valence_of_the_library(client, recognizer, clip):
+    """The tiny model has arousal and valence heads: the answer carries the library's numbers, and /docs names
+    the fields."""
+    from emovae.audio import load_bytes
+
+    body = client.post("/v1/predict", content=clip, headers={"content-type": "audio/wav"}).json()
+    direct = recognizer.predict_signal(load_bytes(clip, SR), SR)
+    assert direct.arousal is not None and -1 <= body["arousal"] <= 1 and -1 <= body["valence"] <= 1
+    assert (body["arousal"], body["valence"]) == pytest.approx((direct.arousal, direct.valence), abs=1e-4)
+    docs = client.get("/docs").text
+    assert "arousal" in docs and "valence" in docs

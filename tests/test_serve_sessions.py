@@ -121,3 +121,19 @@ def test_dot_ids_in_the_path_are_400_over_a_real_socket(recognizer):
 def test_ordinary_ids_are_accepted(client, clips):
     for sid in ("bob", "page-0123abcd", "a.b_c-d", "A" * 128, "42"):
         assert post(client, clips[0], sid)["session"] == sid
+
+
+def test_session_answers_carry_the_sessions_arousal_and_valence(client, clips, recognizer):
+    """A session's answers carry arousal and valence, adapted as the library's own session adapts them."""
+    from emovae.audio import load_bytes
+    from emovae.session import Session
+    from emovae.speaker import SessionConfig
+
+    local = Session(recognizer, SessionConfig(prior_weight=ServeConfig(**BASE).prior_weight))
+    for clip in clips:
+        body = post(client, clip, "affect")
+        p = local.predict_signal(load_bytes(clip, recognizer.feature_config.sample_rate),
+                                 recognizer.feature_config.sample_rate)
+        assert p.arousal is not None and body["speaker_clips"] == p.speaker_clips
+        assert (body["arousal"], body["valence"]) == pytest.approx((p.arousal, p.valence), abs=1e-4)
+    assert body["adapted"] is True

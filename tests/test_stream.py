@@ -75,3 +75,22 @@ def test_bad_config():
 
     with pytest.raises(ParameterError):
         StreamConfig(window_s=1.0, hop_s=2.0)
+
+
+def test_events_carry_the_arousal_and_valence_of_their_window(rec):
+    """Each speech window's event has its window's arousal and valence (the tiny model has the heads), in the
+    dataclass, its dict and its text line; silent windows, and windows the guard calls not speech, have none."""
+    y = speech_then_silence()
+    events = list(run(rec, [y], SR, StreamConfig(window_s=2.0, hop_s=0.5)))
+    with_affect = [e for e in events if e.arousal is not None]
+    assert with_affect and events[-1].emotion == SILENCE
+    for e in events:
+        if e.probabilities is not None:
+            p = rec.predict_signal(y[int(e.start_s * SR) : int(e.end_s * SR)], SR)
+            assert e.answer == p.answer and (p.arousal is None) == (e.arousal is None) == (e.valence is None)
+        if e.arousal is None:
+            assert not {"arousal", "valence"} & set(e.to_dict()) and "arousal" not in str(e)
+            continue
+        assert (e.arousal, e.valence) == pytest.approx((p.arousal, p.valence), abs=1e-6)
+        assert e.to_dict()["arousal"] == round(e.arousal, 4) and e.to_dict()["valence"] == round(e.valence, 4)
+        assert str(e).endswith(f"arousal {e.arousal:+.2f} valence {e.valence:+.2f}")

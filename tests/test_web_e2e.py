@@ -176,3 +176,74 @@ def test_adapt_to_my_voice(browser, server, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(clips[1]))  # the same clip again counts once
     _wait(browser, lambda d: "already counted" in d.find_element(By.ID, "details").text, what="the repeat")
     assert "adapted to your voice (2 clips)" in browser.find_element(By.ID, "details").text
+
+
+def _affect_of_dot(browser) -> tuple[float, float]:
+    """(valence, arousal) where the page drew its dot, read from the screen: the dot's centre against the
+    circumplex's ring (radius 1) and axes, so the test knows nothing of the page's coordinates."""
+    from selenium.webdriver.common.by import By
+
+    def centre(css):
+        r = browser.find_element(By.CSS_SELECTOR, css).rect
+        return r["x"] + r["width"] / 2, r["y"] + r["height"] / 2, r["width"] / 2
+
+    x, y, _ = centre("#circumplex #affect-dot")
+    cx, cy, radius = centre("#circumplex #affect-ring")
+    axis_x, _, _ = centre("#circumplex #affect-axis-y")  # the vertical axis: valence 0
+    _, axis_y, _ = centre("#circumplex #affect-axis-x")  # the horizontal axis: arousal 0
+    assert (axis_x, axis_y) == pytest.approx((cx, cy), abs=1.0)
+    return (x - cx) / radius, (cy - y) / radius  # screen y runs down, arousal up
+
+
+def test_a_clip_is_placed_on_the_circumplex_by_its_arousal_and_valence(browser, server, tiny_model_dir, tmp_path):
+    """The tiny model has arousal and valence heads: the dot sits where the service's answer for the clip says."""
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from emovae.runtime import Recognizer
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, voice_like(170, 1.5, seed=3), SR)
+    want = Recognizer.load(tiny_model_dir).predict_file(clip)  # one inference path: the service's numbers
+    assert want.arousal is not None
+    _ready_page(browser, server).send_keys(str(clip))
+    _wait(browser, lambda d: d.find_element(By.ID, "affect").is_displayed(), what="the circumplex")
+    assert _affect_of_dot(browser) == pytest.approx((want.valence, want.arousal), abs=0.05)
+    labels = [t.get_attribute("textContent") for t in browser.find_elements(By.CSS_SELECTOR, "#circumplex text")]
+    assert {"unpleasant", "pleasant", "calm", "activated"} <= set(labels)
+    assert f"{want.arousal:+.2f}" in browser.find_element(By.ID, "affect-values").text
+
+
+def test_the_dot_follows_known_answers_and_hides_without_them(browser, server, tmp_path):
+    """Answers given to the page (its fetch of /v1/predict replaced): unpleasant and activated lands up and left,
+    pleasant and calm down and right; an answer without arousal (a model without the heads, or not speech)
+    hides the figure."""
+    import json
+
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, voice_like(170, 1.5), SR)
+    file_input = _ready_page(browser, server)
+    classes = browser.execute_script("return MODEL.classes")
+    base = {"emotion": classes[0], "answer": classes[0], "confidence": 0.7, "duration_s": 1.5,
+            "probabilities": {c: (0.7 if i == 0 else 0.3 / (len(classes) - 1)) for i, c in enumerate(classes)}}
+    known = [({"arousal": 0.6, "valence": -0.5}, "up-left"), ({"arousal": -0.7, "valence": 0.4}, "down-right"),
+             ({}, None)]
+    for answer, side in known:
+        body = json.dumps({**base, **answer})
+        browser.execute_script(  # the next upload gets this answer
+            "const body = arguments[0]; window.fetch = async () => new Response(body, {status: 200, "
+            "headers: {'content-type': 'application/json'}});", body)
+        browser.execute_script("document.getElementById('status').textContent = ''")
+        file_input.send_keys(str(clip))
+        _wait(browser, lambda d: d.find_element(By.ID, "status").text.endswith("done."), what=f"the answer {body}")
+        if side is None:
+            assert not browser.find_element(By.ID, "affect").is_displayed()
+            assert not browser.find_elements(By.ID, "affect-dot")
+            continue
+        assert browser.find_element(By.ID, "affect").is_displayed()
+        valence, arousal = _affect_of_dot(browser)
+        assert (valence < 0 and arousal > 0) if side == "up-left" else (valence > 0 and arousal < 0)
+        assert (valence, arousal) == pytest.approx((answer["valence"], answer["arousal"]), abs=0.05)

@@ -61,6 +61,12 @@ def dimension_targets(labels, intensity=None) -> np.ndarray:
     return out
 
 
+def affect_text(arousal: float | None, valence: float | None) -> str:
+    """``"  arousal +0.42 valence -0.31"``, to end a text line of ``emovae predict`` or ``stream``; "" without them
+    (a model without the heads, a clip that is not speech)."""
+    return "" if arousal is None else f"  arousal {arousal:+.2f} valence {valence:+.2f}"
+
+
 def side(labels, high: tuple[str, ...], low: tuple[str, ...]) -> np.ndarray:
     """(N,) float: 1 for a label in ``high``, 0 in ``low``, NaN otherwise (left out of a binary score)."""
     return np.array([1.0 if v in high else 0.0 if v in low else np.nan for v in np.asarray(labels).ravel()])

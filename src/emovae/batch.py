@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .affect import DIMENSIONS
 from .errors import EmovaeError, ParameterError, require
 
 __all__ = ["AUDIO_SUFFIXES", "columns", "expand_inputs", "file_features", "predictions", "score", "predict_files",
@@ -32,7 +33,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST_SUFFIXES = (".csv", ".tsv")
 TABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 FIXED_BEFORE = ("file", "answer", "emotion", "confidence")
-FIXED_AFTER = ("in_domain", "novelty", "duration_s", "error")
+#: arousal and valence (``affect.DIMENSIONS``) are empty for a model without those heads and for a clip that is not
+#: speech (``runtime.Prediction``)
+FIXED_AFTER = (*DIMENSIONS, "in_domain", "novelty", "duration_s", "error")
 CHUNK = 16  # clips whose network forward runs as one batch
 PARQUET_FLUSH_ROWS = 500
 
@@ -113,8 +116,9 @@ def expand_inputs(specs: Iterable[str], stdin=None) -> tuple[list[str], list[tup
 
 # --------------------------------------------------------------------------------------------------- rows
 def columns(classes, speaker: bool = False) -> list[str]:
-    """The table's columns: file, answer, emotion, confidence, one per class, in_domain, novelty, duration_s, error;
-    with ``speaker`` (scores adapted to each speaker: ``predict --speaker-from``), a speaker column after file."""
+    """The table's columns: file, answer, emotion, confidence, one per class, arousal, valence, in_domain, novelty,
+    duration_s, error; with ``speaker`` (scores adapted to each speaker: ``predict --speaker-from``), a speaker
+    column after file."""
     clash = set(classes) & set(FIXED_BEFORE + FIXED_AFTER + (("speaker",) if speaker else ()))
     if clash:
         raise ParameterError(f"class names {sorted(clash)} clash with the table's own columns")
@@ -135,6 +139,7 @@ def prediction_row(p, classes, speaker: str | None = None) -> dict:
     row = {"file": p.file, **({} if speaker is None else {"speaker": speaker}), "answer": p.answer,
            "emotion": p.emotion, "confidence": round(p.confidence, 6)}
     row.update({c: round(p.probabilities[c], 6) for c in classes})
+    row.update({k: None if getattr(p, k) is None else round(getattr(p, k), 6) for k in DIMENSIONS})
     row.update(in_domain=p.in_domain, novelty=None if p.novelty is None else round(p.novelty, 3),
                duration_s=round(p.duration_s, 3), error=None)
     return row

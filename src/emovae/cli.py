@@ -429,9 +429,11 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def _print_prediction(p, as_json: bool, speaker: str | None = None) -> None:
-    """One prediction on stdout: a JSON object, or a line of text; ``speaker``: the speaker it was adapted to
-    (``--speaker-from``), given in both."""
+    """One prediction on stdout: a JSON object, or a line of text (with arousal and valence when the model gives
+    them); ``speaker``: the speaker it was adapted to (``--speaker-from``), given in both."""
     import json
+
+    from .affect import affect_text
 
     if as_json:
         d = p.to_dict()
@@ -447,7 +449,7 @@ def _print_prediction(p, as_json: bool, speaker: str | None = None) -> None:
     head = f"{p.emotion} ({p.confidence:.2f})" if p.answer == p.emotion else (
         f"{p.answer} (most probable {p.emotion} {p.confidence:.2f}"
         + ("" if p.answer != "not speech" or p.speech is None else f"; speech score {p.speech:.2f}") + ")")
-    print(f"{p.file}: {head}  top 3: {top}{adapted}", flush=True)
+    print(f"{p.file}: {head}  top 3: {top}{affect_text(p.arousal, p.valence)}{adapted}", flush=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -532,6 +534,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from .evaluate import demo_report, demo_truth
+    from .affect import affect_text
 
     out = _new_output_dir(args.out, args.force) if args.out else Path(tempfile.mkdtemp(prefix="emovae-demo-"))
     rec = _recognizer(args)
@@ -541,7 +544,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         top = ", ".join(f"{e} {v:.2f}" for e, v in p.top(3))
         said = "" if p.answer == p.emotion else f"  [answer: {p.answer}]"
         print(f"{mark}{Path(p.file).name}: true {truth:9s} predicted {p.emotion:9s} ({p.confidence:.2f})  top 3: "
-              f"{top}{said}")
+              f"{top}{affect_text(p.arousal, p.valence)}{said}")
     cv = rec.meta.get("metrics", {})
     print(f"{metrics['n_correct']}/{metrics['n_files']} demo clips right ({rec.backend} backend). These speakers are in "
           "the shipped model's training set, so this shows the pipeline, not accuracy.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import audio
+from .affect import affect_text
 from .errors import AudioError, ParameterError
 from .features import frame_energy_db
 
@@ -51,6 +52,9 @@ class StreamEvent:
     in_domain: bool | None = None
     adapted: bool = False  # from the adapted head (a session with enough speech)
     answer: str = ""  # the emotion, "uncertain", "not speech" (``runtime.answer_of``) or "silence"
+    arousal: float | None = None  # -1 calm .. 1 activated (``runtime.Prediction``); None for silence, a clip that
+    # is not speech, or a model without arousal and valence heads
+    valence: float | None = None  # -1 unpleasant .. 1 pleasant, likewise
 
     def __post_init__(self):
         self.answer = self.answer or self.emotion
@@ -62,6 +66,8 @@ class StreamEvent:
             d["probabilities"] = {k: round(v, 4) for k, v in self.probabilities.items()}
         if self.novelty is not None:
             d["novelty"], d["in_domain"] = round(self.novelty, 3), self.in_domain
+        if self.arousal is not None:
+            d["arousal"], d["valence"] = round(self.arousal, 4), round(self.valence, 4)
         if self.adapted:
             d["adapted"] = True
         return d
@@ -72,7 +78,8 @@ class StreamEvent:
             return head + SILENCE
         top = sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:3]
         said = self.emotion if self.answer == self.emotion else f"{self.answer} (most probable {self.emotion})"
-        return head + f"{said:9s} {top[0][1]:.2f}   (" + ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")"
+        return (head + f"{said:9s} {top[0][1]:.2f}   (" + ", ".join(f"{k} {v:.2f}" for k, v in top[1:]) + ")"
+                + affect_text(self.arousal, self.valence))
 
 
 def active_fraction(y: np.ndarray, feature_config, gate_db: float) -> float:
@@ -140,7 +147,8 @@ class EmotionStream:
             p = (self.session or self.recognizer).predict_signal(y, self.rate)
         except AudioError:  # e.g. digital silence that slipped through the gate
             return StreamEvent(t0, t1, SILENCE, None, active)
-        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain, p.adapted, p.answer)
+        return StreamEvent(t0, t1, p.emotion, p.probabilities, active, p.novelty, p.in_domain, p.adapted, p.answer,
+                           p.arousal, p.valence)
 
 
 def run(recognizer, chunks: Iterable[np.ndarray], sr: int, cfg: StreamConfig | None = None,

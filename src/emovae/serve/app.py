@@ -158,8 +158,10 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
 
     @app.post("/v1/predict", summary="Emotion of one audio clip", openapi_extra=openapi_body(cfg))
     async def predict(request: Request, session: str | None = None):
-        """Returns ``emotion``, ``confidence``, ``probabilities`` by emotion, ``latent_map`` ([x, y] on the
-        model's 2-D map of its training clips), ``duration_s`` and ``model_version``. With ``?session=ID``
+        """Returns ``emotion``, ``confidence``, ``probabilities`` by emotion, ``arousal`` (-1 calm .. 1 activated)
+        and ``valence`` (-1 unpleasant .. 1 pleasant; both absent for a model without those heads and for a clip
+        that is not speech), ``latent_map`` ([x, y] on the model's 2-D map of its training clips), ``duration_s``
+        and ``model_version``. With ``?session=ID``
         (or header X-Session-Id), the clip is one of a speaker's session: results adapt to the speaker as
         clips arrive (``adapted``, ``speaker_clips``); only running statistics are kept, never audio. A
         session counts each clip once (``session_clips``: the distinct clips it holds; ``repeated``: this clip

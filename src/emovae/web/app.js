@@ -3,6 +3,8 @@
 const $ = (id) => document.getElementById(id);
 const SVGNS = "http://www.w3.org/2000/svg";
 const W = 400, H = 300, PAD = 16;
+// the circumplex: its centre (AX, AY) and the radius at which valence or arousal reaches 1 (viewBox 0 0 320 240)
+const AX = 166, AY = 120, AR = 80;
 let MODEL = null, SCALE = null, recorder = null, stopTimer = null;
 
 function setStatus(text, isError) {
@@ -36,6 +38,39 @@ function drawMap() {
     g.appendChild(svg("circle", {cx: cx.toFixed(1), cy: cy.toFixed(1), r: 3, fill: MODEL.colors[labels[i]] || "#bcbd22"}));
   });
   map.appendChild(g);
+}
+
+function drawCircumplex() {
+  const c = $("circumplex");
+  c.replaceChildren(
+    svg("rect", {x: AX - AR, y: AY - AR, width: 2 * AR, height: 2 * AR, fill: "none", stroke: "#d9d9de"}),
+    svg("circle", {id: "affect-ring", cx: AX, cy: AY, r: AR, fill: "none", stroke: "#d9d9de"}),
+    svg("line", {id: "affect-axis-x", x1: AX - AR, y1: AY, x2: AX + AR, y2: AY, stroke: "#9aa0a6"}),
+    svg("line", {id: "affect-axis-y", x1: AX, y1: AY - AR, x2: AX, y2: AY + AR, stroke: "#9aa0a6"}));
+  const labels = [["unpleasant", AX - AR - 4, AY + 4, "end"], ["pleasant", AX + AR + 4, AY + 4, "start"],
+                  ["activated", AX, AY - AR - 8, "middle"], ["calm", AX, AY + AR + 20, "middle"]];
+  for (const [text, x, y, anchor] of labels) {
+    const t = svg("text", {x, y, "text-anchor": anchor, class: "axis-label"});
+    t.textContent = text;
+    c.appendChild(t);
+  }
+}
+
+// The clip's arousal and valence as a dot on the circumplex; the figure is hidden when the answer has none
+// (a model without those heads, or a clip that is not speech).
+function showAffect(r) {
+  const old = $("affect-dot"); if (old) old.remove();
+  const has = typeof r.arousal === "number" && typeof r.valence === "number";
+  $("affect").hidden = !has;
+  if (!has) return;
+  const clip = (v) => Math.max(-1, Math.min(1, v)), signed = (v) => (v < 0 ? "-" : "+") + Math.abs(v).toFixed(2);
+  const text = `arousal ${signed(r.arousal)}, valence ${signed(r.valence)}`;
+  const dot = svg("circle", {id: "affect-dot", cx: (AX + AR * clip(r.valence)).toFixed(1),
+    cy: (AY - AR * clip(r.arousal)).toFixed(1), r: 8, fill: MODEL.colors[r.emotion] || "#bcbd22", stroke: "#000",
+    "stroke-width": 2});
+  const t = svg("title", {}); t.textContent = `your clip: ${text}`; dot.appendChild(t);
+  $("circumplex").appendChild(dot);
+  $("affect-values").textContent = text[0].toUpperCase() + text.slice(1);
 }
 
 function drawLegend() {
@@ -72,6 +107,7 @@ function showResult(r) {
     return row;
   });
   $("bars").replaceChildren(...rows);
+  showAffect(r);
   const old = $("clip-marker"); if (old) old.remove();
   if (r.latent_map && SCALE) {
     const [cx, cy] = SCALE(r.latent_map[0], r.latent_map[1]);
@@ -176,7 +212,7 @@ $("record").addEventListener("click", async () => {
     if (!res.ok) throw new Error(`server answered ${res.status}`);
     MODEL = await res.json();
   } catch (e) { setStatus(`Cannot reach the model: ${e.message}`, true); return; }
-  drawMap(); drawLegend();
+  drawMap(); drawLegend(); drawCircumplex();
   $("limits").textContent = `up to ${MODEL.limits.max_seconds} s, ${(MODEL.limits.max_bytes / 1e6).toFixed(0)} MB`;
   const m = MODEL.metrics, bacc = m["balanced_accuracy"] ?? m["balanced_accuracy.mean"];
   $("footer").textContent = `emovae ${MODEL.emovae} · model ${MODEL.model} (${MODEL.backend})` +
