@@ -95,6 +95,34 @@ def stage_times(rec, files) -> dict[str, float]:
     return {k: float(np.median(v[1:])) for k, v in out.items() if cfg.voice or not k.startswith("voice")}
 
 
+def stream_rtf(rec, files, minutes: float = 2.0, block_s: float = 0.1) -> dict[str, float]:
+    """``emovae stream``'s cost on a long recording: the clips joined end to end (with 0.3 s of silence between) up
+    to ``minutes``, pushed in ``block_s`` chunks through ``stream.run`` (2 s window, 0.5 s hop); the real-time
+    factor is processing seconds per second of audio, and each chunk's push time gives the per-event delay."""
+    from emovae import audio
+    from emovae.stream import EmotionStream
+
+    sr = rec.feature_config.sample_rate
+    parts, total = [], 0
+    for f in files:
+        y = audio.load(f, sr)
+        parts += [y, np.zeros(int(0.3 * sr), np.float32)]
+        total += len(y) + int(0.3 * sr)
+        if total >= minutes * 60 * sr:
+            break
+    signal, block = np.concatenate(parts), int(block_s * sr)
+    s, pushes, events = EmotionStream(rec, sr), [], 0
+    t0 = time.perf_counter()
+    for i in range(0, len(signal), block):
+        t = time.perf_counter()
+        events += len(list(s.push(signal[i:i + block])))
+        pushes.append(time.perf_counter() - t)
+    events += len(list(s.flush()))
+    seconds = time.perf_counter() - t0
+    return {"audio_s": len(signal) / sr, "seconds": seconds, "rtf": seconds / (len(signal) / sr), "events": events,
+            "push_p95_ms": float(np.percentile(pushes, 95) * 1000), "push_max_ms": float(np.max(pushes) * 1000)}
+
+
 def baseline_round(directory: Path, data: str, limit: int, model: str | None) -> dict[str, tuple[float, float]]:
     """The emovae checked out in ``directory`` timed by its own benchmarks/latency.py on the first ``limit`` clips
     of ``data`` (``--quick --skip-opensmile``; its src/ first on PYTHONPATH): {path name: (p50 ms, p95 ms)}."""
@@ -211,6 +239,7 @@ def main() -> None:
     if base is not None:
         print(f"[latency] baseline {short_commit(base)}, round 2 ...", flush=True)
         base_rounds.append(baseline_round(base, args.data, len(files), args.model))
+    stream = stream_rtf(onnx, files, minutes=0.5 if args.quick else 2.0)
     load_after = os.getloadavg()
 
     size = du(model_dir)
@@ -255,6 +284,11 @@ def main() -> None:
     lines += ["", "Where the onnxruntime path's time goes (median ms per clip of each stage, timed separately):", "",
               "| stage | ms |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in stages.items()),
               f"| sum | {sum(stages.values()):.2f} |"]
+    lines += ["", (f"Streaming (`emovae stream`: 2 s window, 0.5 s hop, 0.1 s chunks) over {stream['audio_s']:.0f} s "
+                   f"of these clips joined end to end: {stream['seconds']:.2f} s of processing, real-time factor "
+                   f"**{stream['rtf']:.4f}** ({1 / stream['rtf']:.0f}x faster than real time), {stream['events']} "
+                   f"events; a chunk's push takes {stream['push_p95_ms']:.1f} ms p95, {stream['push_max_ms']:.1f} ms "
+                   "at most (the delay an event adds after its audio arrives).")]
     lines += [
         "", "| measure | value |", "|---|---|",
         f"| model folder on disk ({' + '.join(sorted(p.name for p in model_dir.iterdir() if p.is_file()))}) | "
