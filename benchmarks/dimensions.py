@@ -80,7 +80,7 @@ def fold_rows(table, folds_dir: Path, refit: bool) -> dict:
                                  augmented=table.augmented_for(tr), corpora=table.corpora[tr], dimensions=targets[tr])
             model.save(d)
             print(f"[dimensions] fold {k}: heads fitted in {time.perf_counter() - t0:.0f} s, penalty "
-                  f"{model.dimensions_['alpha']:g}", flush=True)
+                  f"{model.dimensions_['alpha']}", flush=True)
         Xte = [X[i] for i in te]
         out = model.forward(Xte)
         adapted = model.network().forward_by_speaker(model.prepare(Xte), table.speakers[te], SessionConfig())
@@ -184,8 +184,9 @@ def report(rows: dict, libri: dict, times: dict, seconds: float) -> str:
         r = rows["ravdess"]
         lines += ["RAVDESS left out, Spearman's rho of arousal with intensity: " + ", ".join(
             f"{c} {loco.fmt(r[k]['intensity_rho'])}" for k, c in cols if k in r), ""]
-    lines.append("Ridge penalty of each fold's heads (chosen on its training corpora left out in turn): " + ", ".join(
-        f"{n} {r['alpha']:g}" for n, r in rows.items()))
+    penalties = ", ".join(f"{n} {' / '.join(f'{a:g}' for a in np.atleast_1d(r['alpha']))}" for n, r in rows.items())
+    lines.append("Ridge penalty of each fold's heads, arousal / valence (chosen on its training corpora left out in "
+                 f"turn): {penalties}")
     if libri:
         lines += ["", "## librispeech-sample (read speech, never trained or tuned on)", "",
                   "| model | clips with dimensions | arousal 25/50/75 % | valence 25/50/75 % |", "|---|---|---|---|"]

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     export_model_dir(model, args.model)
     (Path(args.model) / WEIGHTS_FILE).unlink()
     d = model.dimensions_
-    print(f"arousal/valence heads fitted in {time.perf_counter() - t0:.0f} s: penalty {d['alpha']:g}, concordance "
+    print(f"arousal/valence heads fitted in {time.perf_counter() - t0:.0f} s: penalties {d['alpha']}, concordance "
           f"on left-out data {d['concordance_held_out']} ({d['fitted_on']})")
     return 0
 

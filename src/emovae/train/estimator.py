@@ -386,9 +386,9 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
 
     def _fit_dimensions(self, net, rows, rows_a, row_t, row_y, row_group, row_corpus, corpora) -> None:
         """The arousal/valence heads: ridge regressions on the heads' rows (single-clip, adapted) to the targets
-        ``row_t`` (R, 2; NaN rows skipped), every corpus and every class within it weighing alike. The penalty is
-        the best mean concordance over the training corpora left out in turn (two or more corpora), else over
-        every fifth speaker held out; the left-out scores are kept in ``dimensions_``."""
+        ``row_t`` (R, 2; NaN rows skipped), every corpus and every class within it weighing alike. Each dimension's
+        penalty is its best mean concordance over the training corpora left out in turn (two or more corpora), else
+        over every fifth speaker held out; the left-out scores are kept in ``dimensions_``."""
         from sklearn.linear_model import Ridge
 
         ccfg = self.configs()[2]
@@ -414,17 +414,18 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                -1, 1)
                 per.append([concordance(row_t[test, j], pred[:, j]) for j in range(2)])
             scores[alpha] = np.mean(per, axis=0)
-        alpha = max(scores, key=lambda a: (scores[a].mean(), a))
+        # each dimension its own penalty (arousal carries across corpora, valence less: they need different ones)
+        alpha = [max(scores, key=lambda a: (scores[a][j], a)) for j in range(2)]
         import torch
 
         for layer, r in ((net.dimensions, rows), (net.dimensions_adapted, rows_a)):
-            ridge = Ridge(alpha=alpha).fit(r, row_t, sample_weight=w)
+            ridge = Ridge(alpha=np.array(alpha, dtype=float)).fit(r, row_t, sample_weight=w)
             with torch.no_grad():
                 layer.weight.copy_(torch.from_numpy(ridge.coef_).float())
                 layer.bias.copy_(torch.from_numpy(np.asarray(ridge.intercept_)).float())
-        self.dimensions_ = {"names": ["arousal", "valence"], "alpha": float(alpha),
+        self.dimensions_ = {"names": ["arousal", "valence"], "alpha": [float(a) for a in alpha],
                             "selection_scores": {str(a): [round(float(v), 4) for v in sc] for a, sc in scores.items()},
-                            "concordance_held_out": [round(float(v), 4) for v in scores[alpha]],
+                            "concordance_held_out": [round(float(scores[a][j]), 4) for j, a in enumerate(alpha)],
                             "fitted_on": f"{len(row_t)} rows with coordinates (affect.COORDINATES); penalty chosen on "
                                          f"{how}"}
 
