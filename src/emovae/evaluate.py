@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -231,9 +232,10 @@ def cross_validate(table: FeatureTable, make_model: Callable[[], object], n_spli
                 tqdm.write(f"fold {k + 1}/{len(folds)}: the model saved in {Path(save_folds) / f'seed{seed}-fold{k}'} "
                            "by an earlier run (same speakers, data and configuration)", file=sys.stderr)
         else:
-            model = make_model().fit([X[i] for i in tr], y[tr], groups=groups[tr], corpora=table.corpora[tr],
-                                     dimensions=table.dimension_targets[tr],
-                                     **extra)
+            model = make_model()
+            if "dimensions" in inspect.signature(model.fit).parameters:  # arousal/valence targets, where it takes them
+                extra["dimensions"] = table.dimension_targets[tr]
+            model = model.fit([X[i] for i in tr], y[tr], groups=groups[tr], corpora=table.corpora[tr], **extra)
             if save_folds is not None:
                 save_fold(model, save_folds, seed, k, groups[te], split, digest)
         bar.set_postfix_str(f"fold {k + 1}/{len(folds)}: scoring {len(te)} clips")
