@@ -389,6 +389,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         ``row_t`` (R, 2; NaN rows skipped), every corpus and every class within it weighing alike. Each dimension's
         penalty is its best mean concordance over the training corpora left out in turn (two or more corpora), else
         over every fifth speaker held out; the left-out scores are kept in ``dimensions_``."""
+        import torch
         from sklearn.linear_model import Ridge
 
         ccfg = self.configs()[2]
@@ -400,7 +401,7 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
         if len(names) >= 2:
             splits = [(row_corpus != c, row_corpus == c) for c in names]
             how = f"left-out corpora ({', '.join(names)})"
-        else:  # one corpus: every fifth speaker held out (all rows held out together with one speaker: at least 2)
+        else:  # one corpus: every fifth speaker's rows held out (every fifth row when there is one speaker)
             speakers = sorted(set(str(g) for g in row_group))
             held = (np.isin(row_group.astype(str), speakers[::5]) if len(speakers) >= 2
                     else np.arange(len(row_t)) % 5 == 0)
@@ -416,8 +417,6 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
             scores[alpha] = np.mean(per, axis=0)
         # each dimension its own penalty (arousal carries across corpora, valence less: they need different ones)
         alpha = [max(scores, key=lambda a: (scores[a][j], a)) for j in range(2)]
-        import torch
-
         for layer, r in ((net.dimensions, rows), (net.dimensions_adapted, rows_a)):
             ridge = Ridge(alpha=np.array(alpha, dtype=float)).fit(r, row_t, sample_weight=w)
             with torch.no_grad():
