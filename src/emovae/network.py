@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ClassifierConfig, FeatureConfig, VAEConfig, from_dict
 from .errors import ModelFormatError, require
-from .modelfile import DIMENSION_OUTPUTS, INPUTS, ONNX_FILE, OUTPUTS, WEIGHTS_FILE
+from .modelfile import INPUTS, ONNX_FILE, WEIGHTS_FILE, output_names
 from .voice import VOICE_DIM
 
 
@@ -150,7 +150,7 @@ class EmotionNet(nn.Module):
     @property
     def output_names(self) -> tuple[str, ...]:
         """The names of ``forward``'s outputs, in order (``modelfile.OUTPUTS`` [+ ``DIMENSION_OUTPUTS``])."""
-        return OUTPUTS + (DIMENSION_OUTPUTS if self.has_dimensions else ())
+        return output_names({"dimensions": self.has_dimensions})
 
 
 def build_net(meta: dict) -> EmotionNet:
