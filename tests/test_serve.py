@@ -141,16 +141,16 @@ def test_content_length_checked_before_reading(client):
 
 
 def test_unexpected_failure_is_json_500_and_service_survives(recognizer, clip):
-    class Broken:
+    class Broken(type(recognizer)):
         def __init__(self, inner):
             self.__dict__.update(inner.__dict__)
             self.calls = 0
 
-        def predict_signal(self, y, sr, name=None):
+        def predict_features(self, *args, **kwargs):
             self.calls += 1
             if self.calls == 1:
                 raise RuntimeError("boom")
-            return recognizer.predict_signal(y, sr, name)
+            return recognizer.predict_features(*args, **kwargs)
 
     c = TestClient(create_app(Broken(recognizer), LIMITS), raise_server_exceptions=False)
     r = c.post("/v1/predict", content=clip, headers={"content-type": "audio/wav"})

@@ -160,7 +160,7 @@ def _file_features(task) -> tuple[list | None, str | None]:
         return None, _message(path, exc)
 
 
-def _one_thread() -> None:
+def one_blas_thread() -> None:
     """A worker's BLAS on one thread (the CLI sets it before numpy loads; a library caller may not): clips are
     small matrices, and more threads than cores only contend."""
     try:
@@ -184,7 +184,7 @@ def file_features(job, paths: list[str], jobs: int | None = 1) -> Iterator[tuple
     if jobs == 1 or len(tasks) < 4 or multiprocessing.current_process().daemon:
         yield from map(_file_features, tasks)
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=one_blas_thread) as pool:
         try:
             yield from pool.map(_file_features, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
         except BrokenProcessPool:

@@ -598,7 +598,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       allow_origins=tuple(args.allow_origin or ()), max_decoded_bytes=decoded,
                       session_store=args.session_store, allow_hosts=tuple(args.allow_host or ()))
     run(args.host, args.port, args.model, args.backend, cfg, log_level="warning" if args.quiet else "info",
-        abstain=args.abstain, processes=args.processes)
+        abstain=args.abstain, processes=args.processes, feature_processes=args.feature_processes)
     return 0
 
 
@@ -831,6 +831,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="service processes on the one port, each with its own copy of the model (default 1); N > 1 "
                         "needs --session-store redis://... so that a speaker's session is shared. Limits "
                         "(--max-pending-mb, --session-rate...) hold per process")
+    p.add_argument("--feature-processes", type=_number(int, 1, 256), default=None, dest="feature_processes",
+                   metavar="N", help="with one service process: worker processes that decode uploads and compute "
+                                     "their features, so that every core works (default: one per core; 1: the "
+                                     "--workers threads of the service process do it)")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")
     p.add_argument("--session-ttl", type=POSITIVE, default=1800.0, dest="session_ttl",

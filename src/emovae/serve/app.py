@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
     from ..runtime import Recognizer
+    from .pool import FeaturePool
 
 RETRY_AFTER_BUSY_S = 5  # Retry-After sent when the upload budget stays full for queue_timeout_s
 TRIM_AFTER_IDLE_S = 0.5  # memory handed back to the OS this long after the last upload finished
@@ -82,8 +83,11 @@ def add_error_handlers(app) -> None:
                                  "caused it")
 
 
-def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "FastAPI":
-    """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``."""
+def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None, pool: "FeaturePool | None" = None
+               ) -> "FastAPI":
+    """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``; ``pool``:
+    worker processes that decode uploads and extract their features (``serve.pool``; None: the prediction
+    threads of this process do it)."""
     fastapi = require("fastapi", "serve")
     require("multipart", "serve")  # python-multipart, for form uploads
     import anyio
@@ -141,10 +145,10 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
         frees, so that each failed upload stayed in memory, beyond the body budget, until the service idled."""
         try:
             if not sid:
-                return decode_and_predict(recognizer, data, name, cfg, budget=decoding), None
+                return decode_and_predict(recognizer, data, name, cfg, budget=decoding, pool=pool), None
             clip = key or clip_digest(data)
             return decode_and_predict(recognizer, data, name, cfg, lambda f: gate.predict(sid, client, f, name, clip),
-                                      decoding), None
+                                      decoding, pool), None
         except AudioError as exc:
             failure = (audio_error_status(exc), str(exc), None)
         except RequestError as exc:
@@ -198,8 +202,8 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None) -> "F
                 data, name = await upload_from_form(request, receive, cfg)
             else:  # the body is the file, whatever it is labelled (curl --data-binary says form-urlencoded)
                 data, name = await read_body(receive), "upload"
-            if "limiter" not in state:
-                state["limiter"] = anyio.CapacityLimiter(cfg.workers)
+            if "limiter" not in state:  # with a pool, enough threads to keep its processes fed
+                state["limiter"] = anyio.CapacityLimiter(max(cfg.workers, 2 * pool.processes if pool else 0))
             out, failure = await anyio.to_thread.run_sync(predict_clip, data, name, sid, client,
                                                           request_clip_key(request.headers), limiter=state["limiter"])
             if failure is not None:

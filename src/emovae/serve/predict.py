@@ -16,7 +16,7 @@ from .config import ServeConfig
 from .errors import RequestError, size_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runtime import Recognizer
+    from ..runtime import FeatureJob, Recognizer
 
 
 def audio_error_status(exc: AudioError) -> int:
@@ -57,10 +57,17 @@ def probe_seconds(data: bytes) -> float | None:
 DECODE_COPIES = 2
 
 
-def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, budget=None):
-    """Bytes of an audio file -> mono samples at the model's rate, within the limits of ``cfg``; ``budget``
-    (a limits.DecodeBudget): held for DECODE_COPIES times the decoded size the header declares (the whole
-    budget when it does not say) while decoding. Raises RequestError or AudioError."""
+def decode_memory(data: bytes, cfg: ServeConfig) -> int:
+    """Bytes a decode of ``data`` may take: DECODE_COPIES times the decoded size its header declares (all of
+    ``cfg.max_decoded_bytes`` when it does not say): what ``decode`` holds of a DecodeBudget."""
+    info = probe(data)
+    return DECODE_COPIES * (4 * info[1] if info is not None else cfg.max_decoded_bytes)
+
+
+def decode(sr: int, data: bytes, name: str, cfg: ServeConfig, budget=None):
+    """Bytes of an audio file -> mono samples at ``sr`` Hz (the model's rate), within the limits of ``cfg``;
+    ``budget`` (a limits.DecodeBudget): held for ``decode_memory`` while decoding. Raises RequestError or
+    AudioError."""
     from .. import audio
 
     if not data:
@@ -76,14 +83,19 @@ def decode(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, b
             raise RequestError(413, f"{name}: {secs:.1f} s of {samples / secs / 1000:.0f} k samples/s (all channels) "
                                     f"would take {size_text(4 * samples)} decoded, over this service's "
                                     f"{size_text(cfg.max_decoded_bytes)}: send mono audio at 16-48 kHz")
-    sr = recognizer.feature_config.sample_rate
-    need = DECODE_COPIES * (4 * info[1] if info is not None else cfg.max_decoded_bytes)
-    with budget.hold(need) if budget is not None else contextlib.nullcontext():
+    with budget.hold(decode_memory(data, cfg)) if budget is not None else contextlib.nullcontext():
         y = audio.load_bytes(data, sr, name=name, max_decoded_bytes=cfg.max_decoded_bytes)  # this service's bound
     if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
         raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
                                 f"{cfg.max_seconds:g} s: cut it into shorter clips")
     return y
+
+
+def upload_features(job: "FeatureJob", data: bytes, name: str, cfg: ServeConfig, budget=None) -> list:
+    """Bytes of an audio file -> [features of the clip] + those of its test-time copies (``FeatureJob.signal``):
+    what a prediction needs before the network, in this process or a worker's (``pool.FeaturePool``)."""
+    sr = job.config.sample_rate
+    return job.signal(decode(sr, data, name, cfg, budget), sr, name)
 
 
 def prediction_dict(pred) -> dict:
@@ -94,19 +106,22 @@ def prediction_dict(pred) -> dict:
 
 
 def decode_and_predict(recognizer: "Recognizer", data: bytes, name: str, cfg: ServeConfig, in_session=None,
-                       budget=None) -> dict:
+                       budget=None, pool=None) -> dict:
     """Bytes of an audio file -> the prediction as a JSON-ready dict. ``in_session``: called with the clip's
     features once it has decoded and its features are extracted (so that a clip that fails touches no
-    session), it returns the answer through a session instead. ``budget``: see ``decode``. Raises RequestError
-    or AudioError."""
-    y = decode(recognizer, data, name, cfg, budget)
+    session), it returns the answer through a session instead. ``budget``: see ``decode``. ``pool``: a
+    ``pool.FeaturePool`` that decodes and extracts in its worker processes (the network and the session stay
+    here). Raises RequestError or AudioError."""
+    if pool is None:
+        clip, *copies = upload_features(recognizer.feature_job, data, name, cfg, budget)
+    else:
+        with budget.hold(decode_memory(data, cfg)) if budget is not None else contextlib.nullcontext():
+            clip, *copies = pool.features(data, name)
     del data
-    sr = recognizer.feature_config.sample_rate
+    clip, *copies = recognizer.network.prepare([clip, *copies])
     if in_session is None:
-        return prediction_dict(recognizer.predict_signal(y, sr, name))
-    f = recognizer.features(y, sr, name)
-    del y
-    return in_session(f)
+        return prediction_dict(recognizer.predict_features([clip], [name], copies=[copies] if copies else None)[0])
+    return in_session(clip)
 
 
 def model_info(recognizer: "Recognizer") -> dict:

@@ -1,6 +1,7 @@
-"""Serving an app with uvicorn: ``run`` (one process, or ``processes`` uvicorn workers on one port sharing
-sessions through Redis), the app factory of those workers (``app_from_env``), and an h11 protocol that closes
-connections which do not send their request headers in time (uvicorn itself waits forever)."""
+"""Serving an app with uvicorn: ``run`` (one process with a pool of feature processes, or ``processes``
+uvicorn workers on one port sharing sessions through Redis), the app factory of those workers
+(``app_from_env``), and an h11 protocol that closes connections which do not send their request headers in time
+(uvicorn itself waits forever)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .app import create_app
 from .config import ServeConfig
 from .limits import limit_malloc_arenas, release_large_buffers_at_once
 from .policy import default_hosts
+from .pool import FeaturePool, default_processes
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -108,13 +110,15 @@ def __getattr__(name: str):
 
 def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | None = None,
         backend: str = "auto", cfg: ServeConfig | None = None, log_level: str = "info", abstain: bool = False,
-        processes: int = 1) -> None:
+        processes: int = 1, feature_processes: int | None = None) -> None:
     """Load ``model`` (default: the shipped one) once and serve it with uvicorn until interrupted.
     ``abstain``: answer "unknown" for clips the VAE flags as unlike the training speech. ``processes`` > 1:
     that many uvicorn worker processes on one port, each with its own model and ``cfg.workers`` prediction
     threads; they share adaptation sessions only through a store all of them reach, so ``cfg.session_store``
     must name one (ParameterError otherwise; the store is checked here before any process starts). The Host
-    names served are the localhost names, ``host`` when it is a name, and ``cfg.allow_hosts``."""
+    names served are the localhost names, ``host`` when it is a name, and ``cfg.allow_hosts``.
+    ``feature_processes`` (one service process only): worker processes that decode uploads and extract their
+    features (``pool.FeaturePool``; None: one per core; 1: the prediction threads of the service process)."""
     uvicorn = require("uvicorn", "serve")
     from ..runtime import Recognizer
 
@@ -130,12 +134,23 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | os.PathLike | No
     release_large_buffers_at_once()
     limit_malloc_arenas()
     recognizer = Recognizer.load(model, backend=backend, abstain=abstain)
-    app = create_app(recognizer, cfg)  # in the parent too: checks the model and that the store is reachable
     keep_alive = max(1, math.ceil(cfg.keep_alive_s))
     if processes == 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level,
-                    http=header_timeout_protocol(cfg.header_timeout_s), timeout_keep_alive=keep_alive)
+        n = default_processes() if feature_processes is None else feature_processes
+        if n < 1:
+            raise ParameterError(f"feature_processes must be >= 1, got {n}")
+        pool = FeaturePool(recognizer.feature_job, cfg, n) if n > 1 else None  # its processes start in warm()
+        try:
+            app = create_app(recognizer, cfg, pool)  # checks the model and that the store is reachable
+            if pool is not None:
+                pool.warm()
+            uvicorn.run(app, host=host, port=port, log_level=log_level,
+                        http=header_timeout_protocol(cfg.header_timeout_s), timeout_keep_alive=keep_alive)
+        finally:
+            if pool is not None:
+                pool.close()
         return
+    app = create_app(recognizer, cfg)  # in the parent too: checks the model and that the store is reachable
     del app, recognizer
     config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     config["allow_origins"], config["allow_hosts"] = list(cfg.allow_origins), list(cfg.allow_hosts)
