@@ -411,5 +411,6 @@ def test_the_service_decodes_within_its_own_bound(monkeypatch, rec):
         return real(data, sr, **kw)
 
     monkeypatch.setattr(audio, "load_bytes", spy)
-    y = serve_predict.decode(rec.feature_config.sample_rate, encode(arrays()[0][1]), "clip", ServeConfig(max_decoded_bytes=512 * 1024 * 1024))
+    y = serve_predict.decode(rec.feature_config.sample_rate, encode(arrays()[0][1]), "clip",
+                             ServeConfig(max_decoded_bytes=512 * 1024 * 1024))
     assert y.size == 16000 and seen["max_decoded_bytes"] == 512 * 1024 * 1024
