@@ -149,12 +149,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def git_commit() -> str:
-    """The checked-out commit (short), with "+ local changes" when src/ or benchmarks/ differ from it."""
+def git_commit(repo: Path = REPO) -> str:
+    """The commit checked out in ``repo`` (short), with "+ local changes" when src/ or benchmarks/ differ from it."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "benchmarks"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "src", "benchmarks"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
