@@ -501,8 +501,8 @@ class Recognizer:
 
 
 def load_pretrained(backend: str = "auto", threads: int = 1, tta: bool = False) -> Recognizer:
-    """The model shipped with emovae (trained on the 20 development actors of RAVDESS); ``tta``: see
-    ``Recognizer.load``."""
+    """The model shipped with emovae (trained on RAVDESS actors 1-20, SAVEE, TESS and EMOVO; 7 classes); ``tta``:
+    see ``Recognizer.load``."""
     if not (PRETRAINED_DIR / CONFIG_FILE).exists():
         raise ModelFormatError(f"{PRETRAINED_DIR}: the pretrained model is missing from this installation")
     return Recognizer.load(PRETRAINED_DIR, backend=backend, threads=threads, tta=tta)
