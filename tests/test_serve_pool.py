@@ -40,7 +40,7 @@ def test_default_processes_is_the_cores_this_process_may_use():
 
 def test_pool_answers_as_the_threads_do(recognizer, pool, pooled):
     workers = pool.warm()
-    assert len(workers) == 2 and os.getpid() not in workers  # two other processes do the work
+    assert workers and os.getpid() not in workers  # other processes do the work
     threads = TestClient(create_app(recognizer, LIMITS))
     for seconds, f0 in ((1.2, 160), (2.5, 220)):
         clip = encode(voice_like(f0, seconds))
@@ -78,3 +78,62 @@ def test_a_dead_worker_is_replaced(recognizer):
         assert r.status_code == 200, r.text
     finally:
         p.close()
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids of ``pid``'s descendants (Linux /proc)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
+        except OSError:
+            kids = []
+        out.update(kids)
+        todo += kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan whose exit nobody collected yet)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_serve_stops_its_feature_processes_with_it(tiny_model_dir):
+    """``emovae serve`` ends by the signal it caught (uvicorn re-raises it): its workers must not outlive it."""
+    import http.client
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "emovae", "-q", "serve", "--port", str(port), "--model",
+                             str(tiny_model_dir), "--feature-processes", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2  # the two feature processes (and multiprocessing's resource tracker)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while (alive := [p for p in workers if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive
+    finally:
+        proc.kill()

@@ -6,6 +6,7 @@ module level."""
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations (Request, imported
 # inside create_app) at runtime.
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -87,7 +88,7 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None, pool:
                ) -> "FastAPI":
     """A FastAPI app serving ``recognizer`` (loaded once by the caller) under the limits of ``cfg``; ``pool``:
     worker processes that decode uploads and extract their features (``serve.pool``; None: the prediction
-    threads of this process do it)."""
+    threads of this process do it), closed when the app shuts down."""
     fastapi = require("fastapi", "serve")
     require("multipart", "serve")  # python-multipart, for form uploads
     import anyio
@@ -109,7 +110,13 @@ def create_app(recognizer: "Recognizer", cfg: "ServeConfig | None" = None, pool:
                               cfg.session_ttl_s, cfg.max_sessions)
     gate = SessionGate(sessions, cfg)
 
-    app = fastapi.FastAPI(title="emovae", version=__version__, docs_url=None, redoc_url=None,
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if pool is not None:  # uvicorn then ends the process by the signal it caught: no code after it runs
+            await anyio.to_thread.run_sync(pool.close)
+
+    app = fastapi.FastAPI(title="emovae", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                           description="Speech emotion recognition: upload a clip, get its emotion.")
     # the last added runs first: the security headers on every answer (refusals too), then the Host check (a
     # DNS-rebinding page would otherwise pass as same-origin), then the CORS policy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import AudioError, EmovaeError
@@ -49,6 +50,7 @@ def _warm(job: "FeatureJob") -> int:
     cfg = job.config
     t = np.arange(cfg.sample_rate) / cfg.sample_rate
     job.signal((0.1 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), cfg.sample_rate, "<warm-up>", copies=False)
+    time.sleep(0.5)  # held a moment, so that the other warm-up tasks go to the other workers
     return os.getpid()
 
 
