@@ -106,3 +106,22 @@ def test_degraded_copies_are_extracted_cached_and_kept_apart_from_speed_copies(t
     again.augment((), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
     for a, b in zip(again.augmented["degraded1"], d1):  # the same copy, from the cache or made again
         np.testing.assert_array_equal(a.stats, b.stats)
+
+
+def test_copies_pooled_to_the_vae_steps_give_the_same_model_inputs(tmp_path):
+    """``augment(pool_to=seq_len)`` keeps a copy's frames pooled: what training reads of them is unchanged."""
+    from emovae.features import model_inputs
+
+    write_ravdess_tree(tmp_path / "data", actors=(1, 2), emotions=(1, 5), seconds=1.0)
+    raw, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    raw.augment((0.8, 1.2), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
+    pooled, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    pooled.augment((0.8, 1.2), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False, pool_to=16)
+    for f in raw.augmented:
+        a, b = raw.augmented[f], pooled.augmented[f]
+        assert all(c.frames.shape[0] == 16 for c in b) and any(c.frames.shape[0] > 16 for c in a)
+        for x, y in zip(model_inputs(a, 16), model_inputs(b, 16)):
+            np.testing.assert_array_equal(x, y)  # the VAE's input and the statistics, bit for bit
+        assert all(np.array_equal(p.mel, q.mel) for p, q in zip(a, b))
+    assert np.array_equal(raw.stats, pooled.stats)
+    assert all(np.array_equal(p, q, equal_nan=True) for p, q in zip(raw.frames, pooled.frames))  # clips: all frames

@@ -156,9 +156,10 @@ def _new_output_dir(path: str, force: bool) -> Path:
     return d
 
 
-def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
+def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None, vcfg=None):
     """The feature table of every ``--data`` source (labels chosen and merged by ``--labels`` and ``--map``),
-    with the features of its training copies when ``tcfg`` is given (its speeds and degraded copies). Bad
+    with the features of its training copies when ``tcfg`` is given (its speeds and degraded copies; their frames
+    pooled to ``vcfg.seq_len``, as training reads them). Bad
     manifest rows stop the command
     (naming file and line) unless ``--skip-bad-rows``; other skipped files are reported and counted."""
     from .corpus import parse_mapping
@@ -180,7 +181,8 @@ def _dataset(args: argparse.Namespace, fcfg=None, tcfg=None):
         if tcfg is None:
             return table
         return table.augment(tcfg.speed_perturb, degraded=tcfg.degraded_copies, cache_dir=_cache_dir(args),
-                             n_jobs=args.jobs, progress=_progress(args), engine=engine)
+                             n_jobs=args.jobs, progress=_progress(args), engine=engine,
+                             pool_to=None if vcfg is None else vcfg.seq_len)
 
 
 def _print_metrics(m: dict) -> None:
@@ -224,7 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output_dir(args.out, args.force)
     fcfg = _feature_config(args)
     vcfg, ccfg, tcfg = _model_configs(args)
-    table = _dataset(args, fcfg, tcfg)
+    table = _dataset(args, fcfg, tcfg, vcfg)
     if not table.has_speakers:
         raise DataError("these clips have no speaker ids: training needs them for its speaker-disjoint inner "
                         "split and the adapted head (a manifest's speaker column, or --speaker-pattern)")
@@ -293,7 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         fcfg = _feature_config(args)
         vcfg, ccfg, tcfg = _model_configs(args)
-        table = _dataset(args, fcfg, tcfg)
+        table = _dataset(args, fcfg, tcfg, vcfg)
         n_folds = args.cv if args.split != "corpus" else len(set(table.corpora.tolist()))
         if not args.quiet:
             print(f"cross-validation: {cv_cost_note(len(table), n_folds, fcfg, ccfg, tcfg)}", file=sys.stderr)

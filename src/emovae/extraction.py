@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -242,14 +242,22 @@ class FeatureTable:
                             None if self.mels is None else [self.mels[i] for i in idx])
 
     def augment(self, factors, *, degraded: int = 0, cache_dir=None, n_jobs=None, progress=True,
-                engine=None) -> "FeatureTable":
+                engine=None, pool_to: int | None = None) -> "FeatureTable":
         """Add the features of every clip played at each speed in ``factors``, and of ``degraded`` degraded
         copies of it (``self.augmented``, keys the factors and "degraded1".."degradedN"); a clip whose copy fails
-        gets None there (``engine``: see ``extract_files``). Returns self."""
+        gets None there (``engine``: see ``extract_files``). ``pool_to``: keep each copy's frames only
+        average-pooled to this many steps (``features.pool_frames``; give the VAE's ``seq_len``, the only form in
+        which training reads a copy's frames, unchanged by pooling again): about a third of the memory of
+        training with copies. Returns self."""
+        from .features import pool_frames
+
         for f in (*factors, *augment.degraded_names(degraded)):
             if f not in self.augmented:
-                self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
-                                                  progress=progress, variant=f, engine=engine)[0]
+                copies = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
+                                       progress=progress, variant=f, engine=engine)[0]
+                if pool_to is not None:
+                    copies = [c if c is None else replace(c, frames=pool_frames(c.frames, pool_to)) for c in copies]
+                self.augmented[f] = copies
         return self
 
     @property
