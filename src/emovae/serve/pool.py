@@ -43,6 +43,17 @@ def _features(task) -> tuple:
         return "emovae", str(exc)
 
 
+def _worker_init() -> None:
+    """A worker's process-wide settings: one BLAS thread, and glibc handing large buffers (an upload, its decoded
+    samples) back to the OS when freed, as the service process does (``limits``)."""
+    from ..batch import one_blas_thread
+    from .limits import limit_malloc_arenas, release_large_buffers_at_once
+
+    one_blas_thread()
+    release_large_buffers_at_once()
+    limit_malloc_arenas()
+
+
 def _warm(job: "FeatureJob") -> int:
     """Load what a worker needs before its first upload (numpy, soundfile, the voice student's graph)."""
     import numpy as np
@@ -64,12 +75,10 @@ class FeaturePool:
 
         if processes < 1:
             raise EmovaeError(f"feature processes must be >= 1, got {processes}")
-        from ..batch import one_blas_thread
-
         self.job, self.cfg, self.processes = job, cfg, processes
         self._lock = threading.Lock()
         self._new = lambda: ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=one_blas_thread)
+                                                initializer=_worker_init)
         self._pool = self._new()
 
     def warm(self) -> set[int]:
