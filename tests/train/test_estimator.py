@@ -365,3 +365,13 @@ def test_fit_dimensions_adds_the_heads_and_leaves_the_emotions_alone(X, train_ta
         model.fit_dimensions(X, labels, groups=train_table.speakers)
     with pytest.raises(ParameterError, match=r"\[-1, 1\]"):
         model.fit_dimensions(X, labels, groups=train_table.speakers, dimensions=targets * 3)
+
+
+def test_the_latent_of_many_clips_is_computed_in_batches_alike(refit, X):
+    """``_latent`` encodes a corpus a batch at a time (bounded memory): the same latent as all at once."""
+    from emovae.features import model_inputs
+
+    seq, stats = model_inputs(X, refit.configs()[1].seq_len)
+    whole = EmotionRecognizer._latent(refit.net_, seq, stats, batch=len(X))
+    np.testing.assert_allclose(EmotionRecognizer._latent(refit.net_, seq, stats, batch=3), whole, atol=1e-5)
+    assert whole.shape == (len(X), refit.configs()[1].latent_dim)

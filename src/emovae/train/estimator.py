@@ -429,13 +429,17 @@ class EmotionRecognizer(ClassifierMixin, BaseEstimator):
                                          f"{how}"}
 
     @staticmethod
-    def _latent(net, seq: np.ndarray, stats: np.ndarray) -> np.ndarray:
-        """The VAE's latent mean (N, L) of raw network inputs."""
+    def _latent(net, seq: np.ndarray, stats: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """The VAE's latent mean (N, L) of raw network inputs, ``batch`` clips at a time (the encoder's
+        activations of a whole corpus and its copies at once were the peak of a fit's memory)."""
         import torch
 
+        out = []
         with torch.no_grad():
-            x, s = net.scaled(torch.from_numpy(seq), torch.from_numpy(stats))
-            return net.vae.encode(x.contiguous(), s if net.vae.n_stats else None)[0].numpy()
+            for i in range(0, len(seq), batch):
+                x, s = net.scaled(torch.from_numpy(seq[i:i + batch]), torch.from_numpy(stats[i:i + batch]))
+                out.append(net.vae.encode(x.contiguous(), s if net.vae.n_stats else None)[0].numpy())
+        return np.concatenate(out) if out else np.zeros((0, net.vae.to_latent.out_features // 2), np.float32)
 
     def _head_rows(self, net, seq: np.ndarray, stats: np.ndarray, speakers: np.ndarray):
         """The heads' training rows (single-clip, adapted), each (N, D) float64, of clips of ``speakers``: the
