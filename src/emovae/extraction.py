@@ -247,8 +247,8 @@ class FeatureTable:
         copies of it (``self.augmented``, keys the factors and "degraded1".."degradedN"); a clip whose copy fails
         gets None there (``engine``: see ``extract_files``). ``pool_to``: keep each copy's frames only
         average-pooled to this many steps (``features.pool_frames``; give the VAE's ``seq_len``, the only form in
-        which training reads a copy's frames, unchanged by pooling again): about a third of the memory of
-        training with copies. Returns self."""
+        which training reads a copy's frames, unchanged by pooling again): the shipped recipe's peak went from
+        5.2 to 4.0 GB (benchmarks/results-memory.md). Returns self."""
         from .features import pool_frames
 
         for f in (*factors, *augment.degraded_names(degraded)):
