@@ -828,7 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=_number(float, 0.001, 4096), default=10.0, dest="max_mb", help="largest upload in MiB (default 10)")
     p.add_argument("--max-seconds", type=_number(float, 0.25, 3600), default=60.0, dest="max_seconds", help="longest clip (default 60)")
     p.add_argument("--workers", type=_number(int, 1, 256), default=2,
-                   help="predictions computed at once in each process, by threads (default 2)")
+                   help="predictions in flight at once in each process, by threads (default 2; with feature "
+                        "processes at least two per process)")
     p.add_argument("--processes", type=_number(int, 1, 256), default=1, metavar="N",
                    help="service processes on the one port, each with its own copy of the model (default 1); N > 1 "
                         "needs --session-store redis://... so that a speaker's session is shared. Limits "

@@ -17,7 +17,8 @@ PENDING_UPLOADS = 6  # default body budget: this many uploads of max_bytes held 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Limits of the service. ``workers``: predictions that may run at once in the thread pool.
+    """Limits of the service. ``workers``: predictions that may run at once in the thread pool (with a
+    ``pool.FeaturePool``, at least two per feature process).
 
     ``max_pending_bytes``: request bodies held in memory at once, all uploads together (each upload reserves
     its Content-Length, or its largest size when it has none, before its body is read); ``queue_timeout_s``:

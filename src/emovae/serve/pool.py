@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import AudioError, EmovaeError
+from ..errors import AudioError, EmovaeError, ParameterError
 from .config import ServeConfig
 from .errors import RequestError
 
@@ -74,7 +74,7 @@ class FeaturePool:
         from concurrent.futures import ProcessPoolExecutor
 
         if processes < 1:
-            raise EmovaeError(f"feature processes must be >= 1, got {processes}")
+            raise ParameterError(f"feature processes must be >= 1, got {processes}")
         self.job, self.cfg, self.processes = job, cfg, processes
         self._lock = threading.Lock()
         self._new = lambda: ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
