@@ -115,10 +115,14 @@ def test_copies_pooled_to_the_vae_steps_give_the_same_model_inputs(tmp_path):
     write_ravdess_tree(tmp_path / "data", actors=(1, 2), emotions=(1, 5), seconds=1.0)
     raw, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
     raw.augment((0.8, 1.2), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
-    pooled, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)
+    pooled, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)  # from the cache
     pooled.augment((0.8, 1.2), degraded=1, cache_dir=tmp_path / "cache", n_jobs=1, progress=False, pool_to=16)
+    fresh, _ = extract_dataset(tmp_path / "data", CFG, n_jobs=1, progress=False)  # extracted anew
+    fresh.augment((0.8, 1.2), degraded=1, n_jobs=1, progress=False, pool_to=16)
     for f in raw.augmented:
         a, b = raw.augmented[f], pooled.augmented[f]
+        for x, y in zip(model_inputs(b, 16), model_inputs(fresh.augmented[f], 16)):
+            np.testing.assert_array_equal(x, y)
         assert all(c.frames.shape[0] == 16 for c in b) and any(c.frames.shape[0] > 16 for c in a)
         for x, y in zip(model_inputs(a, 16), model_inputs(b, 16)):
             np.testing.assert_array_equal(x, y)  # the VAE's input and the statistics, bit for bit

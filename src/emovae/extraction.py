@@ -124,6 +124,7 @@ def extract_files(
     progress: bool = True,
     variant: float | str = 1.0,
     engine=None,
+    pool_to: int | None = None,
 ) -> tuple[list[features.Features | None], list[tuple[str, str]]]:
     """Features of each path (None where it failed) and the failures as (path, reason).
 
@@ -131,9 +132,14 @@ def extract_files(
     training copy of the audio (``variant_signal``: a speed factor, or "degradedK").
     ``engine``: a ``cluster.Engine`` (anything with ``map(fn, parts, *args)`` yielding in order): the files not
     in the cache are extracted on its workers, ``PARTITION`` at a time, instead of ``n_jobs`` local processes;
-    this process reads and fills the cache, so the table is the same.
+    this process reads and fills the cache, so the table is the same. ``pool_to``: each file's frames are kept
+    only average-pooled to this many steps (``features.pool_frames``), file by file as they arrive (the cache
+    keeps them whole).
     """
     from tqdm.auto import tqdm
+
+    def kept(f: features.Features | None) -> features.Features | None:
+        return f if f is None or pool_to is None else replace(f, frames=features.pool_frames(f.frames, pool_to))
 
     cache = FeatureCache(cache_dir, cfg, variant) if cache_dir is not None else None
     out: dict[str, features.Features | None] = {}
@@ -141,7 +147,7 @@ def extract_files(
     for p in paths:
         hit = cache.get(p) if cache and os.path.exists(p) else None
         if hit is not None:
-            out[p] = hit
+            out[p] = kept(hit)
         else:
             todo.append(p)
     failures: list[tuple[str, str]] = []
@@ -160,11 +166,12 @@ def extract_files(
         results = pool.map(_extract_one, jobs, chunksize=max(1, min(16, len(todo) // (4 * n_jobs))))
     try:
         for path, feats, err in results:
-            out[path] = feats = _with_shared_names(feats)
+            feats = _with_shared_names(feats)
             if err:
                 failures.append((path, err))
             elif cache:
                 cache.put(path, feats)
+            out[path] = kept(feats)
             bar.update()
     finally:
         bar.close()
@@ -249,15 +256,10 @@ class FeatureTable:
         average-pooled to this many steps (``features.pool_frames``; give the VAE's ``seq_len``, the only form in
         which training reads a copy's frames, unchanged by pooling again): the shipped recipe's peak went from
         5.2 to 4.0 GB (benchmarks/results-memory.md). Returns self."""
-        from .features import pool_frames
-
         for f in (*factors, *augment.degraded_names(degraded)):
             if f not in self.augmented:
-                copies = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
-                                       progress=progress, variant=f, engine=engine)[0]
-                if pool_to is not None:
-                    copies = [c if c is None else replace(c, frames=pool_frames(c.frames, pool_to)) for c in copies]
-                self.augmented[f] = copies
+                self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
+                                                  progress=progress, variant=f, engine=engine, pool_to=pool_to)[0]
         return self
 
     @property
