@@ -17,7 +17,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from emovae.serve import ServeConfig, create_app  # noqa: E402
-from emovae.serve.pool import FeaturePool, default_processes  # noqa: E402
+from emovae.serve.pool import MAX_DEFAULT_PROCESSES, FeaturePool, default_processes  # noqa: E402
 
 LIMITS = ServeConfig(max_bytes=200_000, max_seconds=4.0)
 
@@ -34,8 +34,10 @@ def pooled(recognizer, pool):
     return TestClient(create_app(recognizer, LIMITS, pool))
 
 
-def test_default_processes_is_the_cores_this_process_may_use():
-    assert default_processes() == len(os.sched_getaffinity(0)) >= 1
+def test_default_processes_is_the_cores_this_process_may_use_up_to_a_bound(monkeypatch):
+    assert default_processes() == min(len(os.sched_getaffinity(0)), MAX_DEFAULT_PROCESSES) >= 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert default_processes() == MAX_DEFAULT_PROCESSES
 
 
 def test_pool_answers_as_the_threads_do(recognizer, pool, pooled):

@@ -836,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(--max-pending-mb, --session-rate...) hold per process")
     p.add_argument("--feature-processes", type=_number(int, 1, 256), default=None, dest="feature_processes",
                    metavar="N", help="with one service process: worker processes that decode uploads and compute "
-                                     "their features, so that every core works (default: one per core; 1: the "
+                                     "their features, so that every core works (default: one per core, at most 8; 1: the "
                                      "--workers threads of the service process do it)")
     p.add_argument("--abstain", action="store_true",
                    help="report 'unknown' for clips the VAE flags as unlike the training speech (noise, music)")

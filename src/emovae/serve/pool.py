@@ -19,12 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runtime import FeatureJob
 
 
+MAX_DEFAULT_PROCESSES = 8  # each holds ~130 MB (numpy, soundfile, soxr, onnxruntime): more only when asked for
+
+
 def default_processes() -> int:
-    """Feature processes ``emovae serve`` starts by default: one per core this process may run on."""
+    """Feature processes ``emovae serve`` starts by default: one per core this process may run on, at most
+    MAX_DEFAULT_PROCESSES."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_PROCESSES))
 
 
 def _features(task) -> tuple:
