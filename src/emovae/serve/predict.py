@@ -57,10 +57,11 @@ def probe_seconds(data: bytes) -> float | None:
 DECODE_COPIES = 2
 
 
-def decode_memory(data: bytes, cfg: ServeConfig) -> int:
+def decode_memory(data: bytes, cfg: ServeConfig, info: tuple[float, int] | None = None) -> int:
     """Bytes a decode of ``data`` may take: DECODE_COPIES times the decoded size its header declares (all of
-    ``cfg.max_decoded_bytes`` when it does not say): what ``decode`` holds of a DecodeBudget."""
-    info = probe(data)
+    ``cfg.max_decoded_bytes`` when it does not say): what ``decode`` holds of a DecodeBudget. ``info``:
+    ``probe(data)`` when already read."""
+    info = probe(data) if info is None else info
     return DECODE_COPIES * (4 * info[1] if info is not None else cfg.max_decoded_bytes)
 
 
@@ -83,7 +84,7 @@ def decode(sr: int, data: bytes, name: str, cfg: ServeConfig, budget=None):
             raise RequestError(413, f"{name}: {secs:.1f} s of {samples / secs / 1000:.0f} k samples/s (all channels) "
                                     f"would take {size_text(4 * samples)} decoded, over this service's "
                                     f"{size_text(cfg.max_decoded_bytes)}: send mono audio at 16-48 kHz")
-    with budget.hold(decode_memory(data, cfg)) if budget is not None else contextlib.nullcontext():
+    with budget.hold(decode_memory(data, cfg, info)) if budget is not None else contextlib.nullcontext():
         y = audio.load_bytes(data, sr, name=name, max_decoded_bytes=cfg.max_decoded_bytes)  # this service's bound
     if y.size / sr > cfg.max_seconds:  # headers that lied or gave no length
         raise RequestError(413, f"{name}: clip is {y.size / sr:.1f} s long; this service accepts at most "
