@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -248,29 +250,53 @@ def test_dc_offset_does_not_change_the_features():
     assert b.frames.shape == a.frames.shape
 
 
+@pytest.mark.parametrize("decimation", [1, 2])
 @pytest.mark.parametrize("f0", [80.0, 155.0, 310.0, 480.0])
-def test_yin_from_the_stft_frames_autocorrelation_tracks_a_voice_as_yin_does(f0):
+def test_yin_from_the_stft_frames_autocorrelation_tracks_a_voice_as_yin_does(f0, decimation):
+    cfg = replace(CFG, pitch_decimation=decimation)
     y = voice_like(f0, 1.0, seed=int(f0))
-    ref, _ = F.yin(y, CFG)
-    acf, ap = F.yin_acf(y, CFG)
-    assert acf.shape == ref.shape == (1 + len(y) // CFG.hop_length,)
+    ref, _ = F.yin(y, cfg)
+    acf, ap = F.yin_acf(y, cfg)
+    assert acf.shape == ref.shape == (1 + len(y) // cfg.hop_length,)
     core = slice(10, -10)  # away from the fade in and out
     assert np.nanmedian(acf[core]) == pytest.approx(f0, rel=0.04)
     assert np.nanmedian(np.abs(1200 * np.log2(acf[core] / ref[core]))) < 20  # cents
     assert np.median(ap[core]) < 0.1
 
 
-def test_yin_acf_is_an_option_that_marks_noise_unvoiced_and_leaves_the_default_alone():
-    assert FeatureConfig().pitch_method == "yin"
-    acf = FeatureConfig(pitch_method="yin-acf")
-    s, f = stats_of(voice_like(200, 1.0), acf)
-    assert f.frame_names == F.frame_names(CFG) and s["f0_hz__p50"] == pytest.approx(200, rel=0.04)
+@pytest.mark.parametrize("n", [15999, 16000, 16001, 16161])
+def test_decimated_pitch_stays_on_the_stft_grid_and_hears_the_frame_centre(n):
+    # a glide: the F0 at each frame's centre (sample t * hop) is known; the 8 kHz track must have one value per
+    # STFT frame whatever the length, and hear the centre, not a window before it
+    sr, (lo, hi) = CFG.sample_rate, (100.0, 300.0)
+    t = np.arange(n) / sr
+    f = lo + (hi - lo) * t / t[-1]
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    y = (0.2 * sum(np.sin(k * phase) / k for k in range(1, 8))).astype(np.float32)
+    f0, _ = F.yin_acf(y, CFG)
+    assert f0.shape == (1 + n // CFG.hop_length,) == F.stft_power(y, CFG).shape[:1]
+    true = lo + (hi - lo) * np.clip(np.arange(len(f0)) * CFG.hop_length / sr / t[-1], 0, 1)
+    err = np.abs(1200 * np.log2(f0[5:-5] / true[5:-5]))  # cents
+    assert np.nanmedian(err) < 5 and np.nanmax(err) < 50
+
+
+def test_yin_acf_is_the_default_marks_noise_unvoiced_and_yin_stays_an_option():
+    assert FeatureConfig().pitch_method == "yin-acf" and FeatureConfig().pitch_decimation == 2
+    s, f = stats_of(voice_like(200, 1.0))
+    assert s["f0_hz__p50"] == pytest.approx(200, rel=0.04)
+    old = FeatureConfig(pitch_method="yin")
+    s_old, f_old = stats_of(voice_like(200, 1.0), old)
+    assert f_old.frame_names == f.frame_names and s_old["f0_hz__p50"] == pytest.approx(200, rel=0.04)
     noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
-    s, _ = stats_of(noise, acf)
+    s, _ = stats_of(noise)
     assert s["voiced__mean"] < 0.2
     loud = np.zeros(101, bool)
     loud[40:60] = True
-    f0, ap = F.yin_acf(voice_like(200, 1.0), acf, frames_mask=loud)
+    f0, ap = F.yin_acf(voice_like(200, 1.0), CFG, frames_mask=loud)
     assert np.all(np.isnan(f0[~loud])) and np.all(ap[~loud] == 1) and np.all(np.isfinite(f0[loud]))
     with pytest.raises(ParameterError, match="yin-acf"):
         FeatureConfig(pitch_method="acf")
+    with pytest.raises(ParameterError, match="pitch_decimation"):
+        FeatureConfig(pitch_decimation=3)
+    with pytest.raises(ParameterError, match="pitch_decimation"):
+        FeatureConfig(pitch_decimation=16)  # 1 kHz: no room for F0 up to 600 Hz

@@ -48,8 +48,10 @@ class FeatureConfig:
     n_mels: int = 64
     n_mfcc: int = 40
     deltas: bool = True  # add first-order MFCC deltas
-    pitch_method: str = "yin"  # "yin": F0 over voiced frames; "max": highest spectral peak per frame (source design);
-    # "yin-acf": YIN from the autocorrelation of the STFT's own frames (features.yin_acf; a probe, docs/research.md 37)
+    pitch_method: str = "yin-acf"  # "yin-acf": YIN from the autocorrelation of frames on the STFT's grid, at
+    # sample_rate / pitch_decimation (features.yin_acf; docs/research.md 37, 41); "yin": YIN on its own
+    # yin_frame_length frames (the models before 2026-12-07); "max": the highest spectral peak per frame
+    pitch_decimation: int = 2  # "yin-acf" runs at sample_rate / this (8 kHz: F0 <= 600 Hz needs no more); 1: none
     f0_min: float = 60.0  # Hz
     f0_max: float = 600.0  # Hz
     yin_frame_length: int = 1024  # samples; must hold two periods of f0_min
@@ -77,6 +79,11 @@ class FeatureConfig:
             errors.append("n_mfcc must be in [1, n_mels]")
         if self.pitch_method not in ("yin", "max", "yin-acf"):
             errors.append(f"pitch_method must be 'yin', 'max' or 'yin-acf', not {self.pitch_method!r}")
+        k = self.pitch_decimation
+        if k < 1 or self.n_fft % k or self.hop_length % k:
+            errors.append(f"pitch_decimation ({k}) must be >= 1 and divide n_fft and hop_length")
+        elif self.f0_max >= self.sample_rate / k / 2:
+            errors.append("need f0_max < sample_rate / pitch_decimation / 2")
         if not 0 < self.f0_min < self.f0_max < self.sample_rate / 2:
             errors.append("need 0 < f0_min < f0_max < sample_rate / 2")
         if self.yin_frame_length < 2 * self.sample_rate / self.f0_min + 2:

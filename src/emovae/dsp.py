@@ -18,10 +18,11 @@ FFT_BLOCK = 64
 
 
 # ---------------------------------------------------------------------------------------------- framing
-def pad_for_frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """``y`` as float64 with frame_length // 2 zeros before it and enough after it for ``frame_signal``."""
+def pad_for_frames(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int | None = None) -> np.ndarray:
+    """``y`` as float64 with frame_length // 2 zeros before it and enough after it for ``frame_signal`` (or for
+    ``n_frames`` frames)."""
     pad = frame_length // 2
-    n_frames = 1 + len(y) // hop_length
+    n_frames = 1 + len(y) // hop_length if n_frames is None else n_frames
     tail = max(pad, (n_frames - 1) * hop_length + frame_length - len(y) - pad)
     return np.pad(y.astype(np.float64, copy=False), (pad, tail))
 

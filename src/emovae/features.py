@@ -21,7 +21,7 @@ import numpy as np
 from .config import FeatureConfig
 from . import dsp
 from .dsp import EPS, FFT_BLOCK, dct_matrix, frame_signal, frames_of, mel_filterbank, pad_for_frames
-from .audio import check_length
+from .audio import check_length, resample
 from .errors import AudioError
 
 STAT_FUNCS = ("mean", "std")  # followed by one "pNN" per FeatureConfig.percentiles
@@ -148,13 +148,14 @@ def _yin_block(frames, starts, sq, lags, w: int, n: int, tau_min: int, cfg: Feat
     r = np.fft.irfft(np.conj(a) * b, n=n, axis=1)[:, : tau_max + 1]
     at = starts[:, None] + lags
     energy = sq[at + w] - sq[at]  # sum_{j=tau}^{tau+w-1} x_j^2
-    return _cmnd_pick(np.maximum(energy[:, :1] + energy - 2 * r, 0.0), lags, tau_min, cfg)
+    return _cmnd_pick(np.maximum(energy[:, :1] + energy - 2 * r, 0.0), lags, tau_min, cfg.sample_rate,
+                      cfg.yin_threshold)
 
 
-def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, cfg: FeatureConfig):
+def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, sample_rate: int, threshold: float):
     """YIN's steps after the difference function d (B, tau_max + 1) over ``lags``: the cumulative-mean
-    normalisation, the first dip below the threshold (else the global minimum) from ``tau_min`` on, refined by a
-    parabola: (f0 Hz, aperiodicity), each (B,)."""
+    normalisation, the first dip below ``threshold`` (else the global minimum) from ``tau_min`` on, refined by a
+    parabola: (f0 Hz at ``sample_rate``, aperiodicity), each (B,)."""
     tau_max = len(lags) - 1
     cum = np.cumsum(d[:, 1:], axis=1)
     cmnd = np.ones_like(d)
@@ -163,29 +164,32 @@ def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, cfg: FeatureConfig
     # first local minimum below the threshold, else the global minimum
     is_min = np.zeros_like(seg, dtype=bool)
     is_min[:, 1:-1] = (seg[:, 1:-1] <= seg[:, :-2]) & (seg[:, 1:-1] < seg[:, 2:])
-    candidates = is_min & (seg < cfg.yin_threshold)
+    candidates = is_min & (seg < threshold)
     idx = np.where(candidates.any(axis=1), np.argmax(candidates, axis=1), np.argmin(seg, axis=1))
     tau = tau_min + idx + _parabolic_shift(seg, idx)
-    return cfg.sample_rate / tau, seg[np.arange(seg.shape[0]), idx]
+    return sample_rate / tau, seg[np.arange(seg.shape[0]), idx]
 
 
 def yin_acf(y: np.ndarray, cfg: FeatureConfig,
             frames_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """YIN on the clip's STFT frames (``dsp.frame_signal``: the same n_fft samples centred every hop, unwindowed),
-    its difference function from each frame's autocorrelation by one FFT and its inverse (Wiener-Khinchin):
-    d(tau) = sum_{j < N - tau} (x_j - x_{j+tau})^2 = head(tau) + tail(tau) - 2 r(tau) over the frame's N samples,
-    divided by its N - tau terms (the window shrinks as the lag grows), then ``yin``'s normalisation and pick.
-    Two FFTs per frame where ``yin`` takes three, on the STFT's frames, not longer ones; lags up to N // 2, so F0
-    down to sample_rate / (N // 2) (62.5 Hz at the defaults, 60 Hz for ``yin``). (f0_hz, aperiodicity), each
-    (frames,), as ``yin``; ``FeatureConfig.pitch_method`` "yin-acf", not the default (docs/research.md, section
-    37)."""
-    sr, N = cfg.sample_rate, cfg.n_fft
+    """YIN with its difference function from each frame's autocorrelation by one FFT and its inverse
+    (Wiener-Khinchin), on frames centred on the STFT's (every hop, unwindowed, n_fft samples long), the clip first
+    decimated by ``cfg.pitch_decimation`` (soxr; F0 up to 600 Hz needs no more than 8 kHz, and half the rate quarters
+    the work): d(tau) = sum_{j < N - tau} (x_j - x_{j+tau})^2 = head(tau) + tail(tau) - 2 r(tau) over the frame's N
+    samples, divided by its N - tau terms (the window shrinks as the lag grows), then ``yin``'s normalisation and
+    pick. Lags up to N // 2, so F0 down to 2 sample_rate / n_fft (62.5 Hz at the defaults). (f0_hz, aperiodicity),
+    each (frames,), as ``yin``; the default ``FeatureConfig.pitch_method`` (docs/research.md, sections 37, 41)."""
+    factor = cfg.pitch_decimation
+    sr, N, hop = cfg.sample_rate / factor, cfg.n_fft // factor, cfg.hop_length // factor
+    n_frames = 1 + len(y) // cfg.hop_length
+    if factor > 1:
+        y = resample(np.asarray(y, dtype=np.float32), cfg.sample_rate, sr)
     tau_min = max(1, int(np.floor(sr / cfg.f0_max)))
     tau_max = min(int(np.ceil(sr / cfg.f0_min)), N // 2)
-    all_frames = frame_signal(y, N, cfg.hop_length)
-    f0_out = np.full(all_frames.shape[0], np.nan)
-    ap_out = np.ones(all_frames.shape[0])
-    sel = np.arange(all_frames.shape[0]) if frames_mask is None else np.flatnonzero(frames_mask)
+    all_frames = frames_of(pad_for_frames(y, N, hop, n_frames), N, hop, n_frames)
+    f0_out = np.full(n_frames, np.nan)
+    ap_out = np.ones(n_frames)
+    sel = np.arange(n_frames) if frames_mask is None else np.flatnonzero(frames_mask)
     lags = np.arange(tau_max + 1)
     n = _fft_size(N + tau_max)  # >= N + tau_max: the circular autocorrelation never wraps onto these lags
     for s in range(0, sel.size, FFT_BLOCK):
@@ -197,7 +201,7 @@ def yin_acf(y: np.ndarray, cfg: FeatureConfig,
         np.cumsum(x * x, axis=1, out=c[:, 1:])  # c[:, k] = sum_{j<k} x_j^2
         head, tail = c[:, N - lags], c[:, N:] - c[:, lags]
         d = np.maximum(head + tail - 2 * r, 0.0) / (N - lags)
-        f0_out[block], ap_out[block] = _cmnd_pick(d, lags, tau_min, cfg)
+        f0_out[block], ap_out[block] = _cmnd_pick(d, lags, tau_min, sr, cfg.yin_threshold)
     return f0_out, ap_out
 
 
