@@ -674,8 +674,9 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
     g.add_argument("--sample-rate", type=_number(int, 8000, 384000), dest="sample_rate", help="analysis rate in Hz (default 16000)")
     g.add_argument("--n-mfcc", type=_number(int, 1, 128), dest="n_mfcc", help="number of MFCCs (default 40)")
-    g.add_argument("--pitch", choices=["yin", "max"], dest="pitch_method",
-                   help="yin: F0 over voiced frames (default); max: highest spectral peak per frame (source design)")
+    g.add_argument("--pitch", choices=["yin-acf", "yin", "max"], dest="pitch_method",
+                   help="yin-acf: YIN on the STFT's frame grid at half the rate (default); yin: YIN on its own "
+                        "1024-sample frames (models before 2026-12-07); max: highest spectral peak per frame")
     g.add_argument("--voice", type=_number(int, 0, 1024), dest="voice", metavar="UNITS",
                    help="train a voice student of this many LSTM units on the GE2E teacher and join its 512 "
                         "statistics to the utterance statistics (docs/research.md sections 24-27; default 128, the "

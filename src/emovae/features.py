@@ -2,12 +2,13 @@
 
 One framing per clip (25 ms Hann windows every 10 ms, ``dsp.stft_power``): its 512-point power spectrogram feeds
 MFCC, band energy ratio, centroid, loudness and the max-peak pitch, and the same windowed frames of the speech span
-give the voice student's 40 mel bands (``extract``). Two things need another resolution: those bands take a
-400-point FFT of those frames (the GE2E encoder the student learnt from reads 40 Hz bins, not the 31.25 Hz of 512
-points: other bins would change the features), and YIN cuts its own 1024-sample frames on the same 10 ms grid (its
-lag search needs two periods of f0_min, 267 samples, past a 512-sample integration window; a 400-sample frame holds
-neither). Everything here is torch- and librosa-free so that the training code and the light ONNX runtime compute
-features with the very same code.
+give the voice student's 40 mel bands (``extract``). Pitch (``yin_acf``) reads frames on the same grid, centred on
+the same samples, from the clip decimated to 8 kHz. What needs another resolution: the student's bands take a
+400-point FFT of those frames (the GE2E encoder it learnt from reads 40 Hz bins, not the 31.25 Hz of 512 points:
+other bins would change its input); pitch takes unwindowed frames of 32 ms (a 25 ms Hann window holds too few
+periods of a 62.5 Hz voice for YIN) at 8 kHz (F0 <= 600 Hz needs no more, and it costs a quarter). Everything here
+is torch- and librosa-free so that the training code and the light ONNX runtime compute features with the very same
+code.
 
 Shapes: a signal is (samples,) float32; frame matrices are (frames, features) with one name per column.
 """
@@ -405,16 +406,20 @@ def _moments_and_slope(x: np.ndarray) -> np.ndarray:
 
 def _column_stats(x: np.ndarray, fn, width: int) -> np.ndarray:
     """``fn`` (a function of an (n, k) block -> (k, width)) of each column of x over its finite values: the
-    columns without NaN at once, the others one by one."""
+    columns without NaN at once, then the others in groups that share their finite rows (F0 and HNR are finite on
+    the same voiced frames, jitter and shimmer on the same pairs)."""
     finite = np.isfinite(x)
     full = finite.all(axis=0)
     out = np.zeros((x.shape[1], width))
     if full.any() and len(x):
         out[full] = fn(x[:, full])
+    groups: dict[bytes, list[int]] = {}
     for j in np.flatnonzero(~full):
-        v = x[finite[:, j], j]
-        if v.size:  # a column with no finite value stays 0
-            out[j] = fn(v[:, None])[0]
+        groups.setdefault(finite[:, j].tobytes(), []).append(int(j))
+    for cols in groups.values():
+        rows = finite[:, cols[0]]
+        if rows.any():  # columns with no finite value stay 0
+            out[cols] = fn(x[np.ix_(rows, cols)])
     return out
 
 
