@@ -130,7 +130,7 @@ def main() -> None:
         for deg, into in ((augment.add_noise(y, rng.standard_normal(len(y)).astype(np.float32), 10.0), noisy),
                           (augment.telephone(y, cfg.sample_rate), phone)):
             for k in names:
-                f0d, vd = track(k, deg.astype(np.float32), loud)
+                f0d, vd = track(k, np.resize(deg.astype(np.float32), len(y)), loud)  # the channel's length may differ
                 into[k].add(out[k][0], out[k][1], f0d, vd, loud)
         if args.pyin:
             import librosa

@@ -59,6 +59,22 @@ def test_a_prediction_reports_what_the_network_computed(rec, tmp_path):
     assert "adapted" not in d and "file" not in rec.predict_signal(voice_like(180, 1.0), SR).to_dict()
 
 
+def test_the_speech_guard_reads_cues_computed_with_the_features_as_it_would_compute_them(rec):
+    # a service's feature worker computes the cues, so the serving process does not; the answer must not change
+    from dataclasses import replace
+
+    from emovae.guard import cues
+
+    y = voice_like(190, 1.3, seed=4)
+    f = rec.feature_job.signal(y, SR, copies=False)[0]
+    np.testing.assert_array_equal(f.cues, cues(f.frames, f.frame_names))
+    with_cues = rec.predict_features([f])[0]
+    without = rec.predict_features([replace(f, cues=None)])[0]
+    assert with_cues.speech == without.speech == rec.predict_signal(y, SR).speech
+    wrong = rec.predict_features([replace(f, cues=np.zeros_like(f.cues))])[0]
+    assert wrong.speech != with_cues.speech  # the stored cues are what the guard reads
+
+
 def test_signal_errors(rec):
     with pytest.raises(AudioError, match="silent"):
         rec.predict_proba(np.zeros(SR, np.float32), SR)

@@ -36,13 +36,16 @@ F0_CONTOUR_STATS = ("f0_st__std", "f0_st__p5", "f0_st__p25", "f0_st__p75", "f0_s
 class Features:
     """Features of one clip: frame matrix (frames, n_frame_features) and utterance statistics (n_stats,); with
     ``FeatureConfig.voice``, also the voice student's input: mel band power (frames, 40) of the levelled speech
-    span (``emovae.voice.encoder_mel``), float16."""
+    span (``emovae.voice.encoder_mel``), float16; ``cues``: the speech guard's 12 cues of the frames, when
+    computed with them (``runtime.FeatureJob``: a feature worker of the service computes them, not the serving
+    process)."""
 
     frames: np.ndarray
     frame_names: tuple[str, ...]
     stats: np.ndarray
     stat_names: tuple[str, ...]
     mel: np.ndarray | None = None
+    cues: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------------------- STFT, MFCC

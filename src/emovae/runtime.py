@@ -17,7 +17,7 @@ from . import audio
 from .config import FeatureConfig, from_dict
 from .errors import AudioError, ModelFormatError, ParameterError, require
 from .features import Features, extract, model_inputs
-from .guard import SpeechGuard, cues
+from .guard import SpeechGuard, cues, has_cues
 from .modelfile import (CONFIG_FILE, INPUTS, METADATA_KEY, ONNX_FILE, PRETRAINED_DIR, WEIGHTS_FILE, output_names,
                         check_graph, check_meta, inside, onnx_session, parse_json, read_model_json)
 from .speaker import SessionConfig, batch_moments, mix, model_prior, network_moments
@@ -143,14 +143,19 @@ class FeatureJob:
 
     def signal(self, signal, sr: int, name: str = "<signal>", copies: bool = True) -> list[Features]:
         """[features of the clip] + (with ``copies``) those of the clip at each of ``speeds``, with the voice
-        statistics appended when the model has a student; a mono or (samples, channels) signal at ``sr`` Hz.
-        AudioError for a silent clip (peak below ``SILENCE_DB``)."""
+        statistics appended when the model has a student and the clip's speech-guard cues (``Features.cues``);
+        a mono or (samples, channels) signal at ``sr`` Hz. AudioError for a silent clip (peak below
+        ``SILENCE_DB``)."""
+        from dataclasses import replace
+
         cfg = self.config
         y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name, self.max_decoded_bytes)
         if audio.is_silent(y, SILENCE_DB):
             raise AudioError(f"{name}: the clip is silent (peak below {SILENCE_DB:.0f} dBFS); nothing to recognise")
         X = [extract(y if f == 1 else audio.speed_perturb(y, cfg.sample_rate, f), cfg.sample_rate, cfg)
              for f in (1.0, *(self.speeds if copies else ()))]
+        if has_cues(X[0].frame_names):
+            X[0] = replace(X[0], cues=cues(X[0].frames, X[0].frame_names, 1.0 / (cfg.hop_length / cfg.sample_rate)))
         if self.voice is None:
             return X
         from .voice import voice_session, with_voice
@@ -173,7 +178,8 @@ class Network:
     def __init__(self, run, meta: dict, voice=None, backend: str = "onnx"):
         self.run, self.meta, self.voice, self.backend = run, meta, voice, backend
         self.seq_len = int(meta["vae_config"]["seq_len"])
-        self.prior = meta.get("speaker_prior")
+        prior = meta.get("speaker_prior")  # as float32 arrays once, not from model.json's lists per clip
+        self.prior = {k: np.asarray(prior[k], dtype=np.float32) for k in ("mean", "std")} if prior else None
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "onnx", meta: dict | None = None,
@@ -433,7 +439,8 @@ class Recognizer:
             probs = {c: float(v) for c, v in zip(self.classes, p)}
             novelty, speech = float(out["novelty"][i]), None
             if self.guard is not None:
-                speech = float(self.guard.score(cues(f.frames, f.frame_names, frame_rate))[0])
+                c = cues(f.frames, f.frame_names, frame_rate) if f.cues is None else f.cues
+                speech = float(self.guard.score(c)[0])
                 in_domain = speech >= self.guard.threshold
             else:
                 in_domain = None if self.novelty_threshold is None else bool(novelty <= self.novelty_threshold)
