@@ -10,7 +10,9 @@ Engines, each scoring the same files with the shipped model into rows (``emovae.
 - ``dask``: ``emovae.cluster.Engine(workers=N)`` (what ``emovae predict --out ... --workers N`` does);
 - ``jobs``: ``emovae.batch.score(rec, files, jobs=N)`` (what ``emovae predict --out`` and ``predict_files`` do by
   default: features on N worker processes, the network on batches of ``batch.CHUNK`` clips in this process; its
-  start-up is the model load here, the pool starts inside the scoring; peak RSS of this process only).
+  start-up is the model load here, the pool starts inside the scoring; peak RSS of this process only);
+- ``egemaps``: the peer, openSMILE's eGeMAPSv02 functionals of each file (decoded as emovae decodes) on N worker
+  processes, its SVM not counted (a lower bound of the peer's time); its rows are not emovae's.
 Reported per engine: wall time including start-up (pool or cluster start and model loads), the start-up alone
 (the time to the first partition), clips/s over the whole run, speed-up against ``single``, the overhead per file
 against ``processes`` at equal workers ((wall_dask - wall_processes) / files), the peak RSS (VmHWM) of each
@@ -111,8 +113,16 @@ def run_engine(name: str, files: list[str], workers: int) -> dict:
         t1 = time.perf_counter()
         rows = list(batch.score(rec, files, jobs=workers))
         peaks[os.getpid()] = common.rss_mb(field="VmHWM")
+    elif name == "egemaps":  # the peer: openSMILE eGeMAPSv02 functionals of each file on as many processes
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, initializer=common.init_smile, initargs=("eGeMAPSv02",)) as pool:
+            list(pool.map(time.sleep, [0.3] * workers))  # start-up: processes up, extractors built
+            t1 = time.perf_counter()
+            feats = list(pool.map(common.smile_one, files, chunksize=16))
+        rows = [{"file": f, "egemaps": len(x)} for f, x in zip(files, feats)]
     else:
-        raise SystemExit(f"unknown engine {name!r}: use single, processes, dask or jobs")
+        raise SystemExit(f"unknown engine {name!r}: use single, processes, dask, jobs or egemaps")
     t2 = time.perf_counter()
     return {"rows": rows, "wall_s": t2 - t0, "startup_s": t1 - t0, "work_s": t2 - t1, "peaks": peaks}
 
@@ -128,12 +138,15 @@ def speed(args, files: list[str]) -> list[str]:
         print(f"[batch] {name}: {r['wall_s']:.1f} s (start-up {r['startup_s']:.1f} s, then {r['cps']:.1f} clips/s), "
               f"worker peak RSS {', '.join(f'{v:.0f}' for v in r['peaks'].values())} MB", flush=True)
     ref = results.get("single")
+    if "egemaps" in results and "jobs" in results:
+        peer = f"emovae's default batch (jobs) {results['jobs']['cps'] / results['egemaps']['cps']:.2f}x the clips/s of eGeMAPSv02 extraction alone on as many processes"
+        print(f"[batch] {peer}", flush=True)
     for name, r in results.items():
-        if ref is not None and r["rows"] != ref["rows"]:
+        if ref is not None and name != "egemaps" and r["rows"] != ref["rows"]:
             raise SystemExit(f"{name}: its rows differ from the single process's")
     lines = [SECTION_SPEED, "",
              f"{len(files)} files of {args.data}, the shipped model, partitions of 64 files; identical rows from "
-             "every engine (checked).", "",
+             "every emovae engine (checked).", "",
              "Start-up: pool or cluster up and the model loaded in every worker (once per run); clips/s and the "
              "overhead per file are of the scoring after it.", "",
              "| engine | workers | start-up s | scoring s | clips/s | vs single | overhead/file vs processes | "
@@ -146,9 +159,11 @@ def speed(args, files: list[str]) -> list[str]:
         if name == "dask" and plain:
             per_file = (r["work_s"] - plain["work_s"]) / len(files) * 1000
             over = f"{per_file:+.2f} ms ({(r['work_s'] / plain['work_s'] - 1) * 100:+.1f} %)"
-        rss = ", ".join(f"{v:.0f}" for v in r["peaks"].values())
+        rss = ", ".join(f"{v:.0f}" for v in r["peaks"].values()) or "-"
         lines.append(f"| {name} | {n} | {r['startup_s']:.1f} | {r['work_s']:.1f} | {r['cps']:.1f} | {vs} | {over} "
                      f"| {rss} |")
+    if "egemaps" in results and "jobs" in results:
+        lines += ["", f"The peer: {peer}."]
     lines += ["", f"This process's peak RSS (client; holds the rows and, for single, the model): "
                   f"{common.rss_mb(field='VmHWM'):.0f} MB.", ""]
     if ref and plain and "dask" in results:
