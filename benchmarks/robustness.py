@@ -16,7 +16,7 @@ In-domain flags come from the speech guard (the fold model's, or one fitted on t
 ``emovae train`` does). ``--model``: the model scored cross-corpus (default: the shipped one).
 
 Usage: python benchmarks/robustness.py --models DIR [--model MODEL_DIR] [--seed 0] [--jobs 2]
-       [--out benchmarks/results-robustness.md]
+       [--pitch yin-acf|yin] [--voice 128|0] [--out benchmarks/results-robustness.md]
        python benchmarks/robustness.py --quick
 """
 
@@ -112,17 +112,17 @@ def init_worker(librispeech: str, peers: tuple[str, ...]) -> None:
         common.init_smile("eGeMAPSv02")
 
 
-def extract(job: tuple[str, int, str, tuple[str, ...]]):
-    """One clip under one condition: (emovae Features or None, {peer: vector}, error or None)."""
+def extract(job):
+    """One clip under one condition, job (path, seed, condition, peers, the models' FeatureConfig): (emovae
+    Features or None, {peer: vector}, error or None)."""
     from emovae.audio import load
-    from emovae.config import FeatureConfig
     from emovae.errors import EmovaeError
     from emovae.features import extract as features
 
-    path, seed, condition, peers = job
+    path, seed, condition, peers, fcfg = job
     try:
         y = degrade(load(path, SR), condition, seed)
-        f = features(y, SR, FeatureConfig())
+        f = features(y, SR, fcfg)
     except EmovaeError as exc:
         return None, {}, str(exc)
     vec = {}
@@ -190,6 +190,10 @@ def main() -> None:
     ap.add_argument("--voice-copies-per-epoch", type=int, default=0,
                     help="fold models fitted here: ClassifierConfig.voice_copies_per_epoch (default 0: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the fold models fitted here")
+    ap.add_argument("--pitch", default="yin-acf", choices=["yin-acf", "yin"],
+                    help="the fold models' FeatureConfig.pitch_method (fitted here, or checked against --models)")
+    ap.add_argument("--voice", type=int, default=128,
+                    help="the fold models' FeatureConfig.voice (0: no voice student; fitted here, or checked)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -209,7 +213,8 @@ def main() -> None:
     n_folds = 2 if args.quick else args.folds
     peers = tuple(args.peers) if args.peers is not None else (
         ("MFCC-stats + SVM",) + (("eGeMAPSv02 + SVM",) if common.have_opensmile() else ()))
-    table, _ = extract_dataset(data, FeatureConfig(), cache_dir=None if args.quick else common.DEFAULT_CACHE.parent,
+    fcfg = FeatureConfig(pitch_method=args.pitch, voice=args.voice)
+    table, _ = extract_dataset(data, fcfg, cache_dir=None if args.quick else common.DEFAULT_CACHE.parent,
                                n_jobs=args.jobs, progress=False)
     paths, speakers, labels, classes = table.paths, table.speakers, table.labels, list(table.classes)
     folds = [f for k, f in enumerate(speaker_folds(speakers, n_folds, args.seed))
@@ -234,16 +239,19 @@ def main() -> None:
             root = args.save_models or Path(tmp)
             d, digest = root / f"seed{args.seed}-fold{k}", fold_digest(table, tr)
             if saved_fold(root, args.seed, k, speakers[te], "speaker", digest,
-                          lambda: EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg)) is None:
+                          lambda: EmotionRecognizer(fcfg, vcfg, ccfg, tcfg)) is None:
                 t0 = time.time()
-                save_fold(EmotionRecognizer(FeatureConfig(), vcfg, ccfg, tcfg).fit(
+                save_fold(EmotionRecognizer(fcfg, vcfg, ccfg, tcfg).fit(
                     [X[i] for i in tr], labels[tr], groups=speakers[tr], augmented=table.augmented_for(tr)),
                     root, args.seed, k, speakers[te], train_digest=digest)
                 print(f"fold {k} fitted ({time.time() - t0:.0f} s)", flush=True)
         recs.append(Recognizer.load(d, backend="torch"))
+        if recs[-1].feature_config != fcfg:
+            raise SystemExit(f"{d}: its features are {recs[-1].feature_config}, not those of --pitch {args.pitch} "
+                             f"--voice {args.voice}: pass the flags the fold models were trained with")
         # in_domain as the runtime answers it: the model's speech guard, or one fitted on the fold's training clips
         # as `emovae train` fits it (fold models saved by cross-validation carry none)
-        guards.append(recs[-1].guard or SpeechGuard(fit_guard([paths[i] for i in tr], FeatureConfig(),
+        guards.append(recs[-1].guard or SpeechGuard(fit_guard([paths[i] for i in tr], fcfg,
                                                               seed=args.seed + k)))
         recs[-1].guard = guards[-1]  # the cross-corpus rows answer in_domain with it too
     results: dict[str, dict] = {}
@@ -254,7 +262,7 @@ def main() -> None:
             t0 = time.time()
             todo = [i for i in range(len(paths)) if scored[i] or (cond == "clean" and peers)]
             rows = [(None, {}, "not scored")] * len(paths)
-            jobs = [(paths[i], 1000 * i + 7, cond, peers) for i in todo]
+            jobs = [(paths[i], 1000 * i + 7, cond, peers, fcfg) for i in todo]
             for i, r in zip(todo, pool.map(extract, jobs, chunksize=8)):
                 rows[i] = r
             if cond == "clean":
