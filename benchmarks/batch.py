@@ -139,7 +139,9 @@ def speed(args, files: list[str]) -> list[str]:
               f"worker peak RSS {', '.join(f'{v:.0f}' for v in r['peaks'].values())} MB", flush=True)
     ref = results.get("single")
     if "egemaps" in results and "jobs" in results:
-        peer = f"emovae's default batch (jobs) {results['jobs']['cps'] / results['egemaps']['cps']:.2f}x the clips/s of eGeMAPSv02 extraction alone on as many processes"
+        ratio = results["jobs"]["cps"] / results["egemaps"]["cps"]
+        peer = (f"emovae's default batch (jobs) {ratio:.2f}x the clips/s of eGeMAPSv02 extraction alone on as many "
+                "processes")
         print(f"[batch] {peer}", flush=True)
     for name, r in results.items():
         if ref is not None and name != "egemaps" and r["rows"] != ref["rows"]:

@@ -77,8 +77,6 @@ class Pairs:
 
 
 def main() -> None:
-    from dataclasses import replace
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(common.data_root()), help="folder holding the corpora")
     ap.add_argument("--clips", type=int, default=100)

@@ -53,7 +53,7 @@ def test_noise_is_more_novel_than_speech_and_abstains(tiny_model_dir):
     rec = Recognizer.load(tiny_model_dir, abstain=True)
     speech = rec.predict_signal(voice_like(170, 1.5, seed=2), SR)
     flagged = rec.predict_signal(noise(seed=3), SR)
-    assert flagged.novelty > 5 * speech.novelty  # about 9x with the tiny model of the tests (10x before the 8 kHz pitch)
+    assert flagged.novelty > 5 * speech.novelty  # about 9x with the tests' tiny model (10x before the 8 kHz pitch)
     assert flagged.in_domain is False and flagged.emotion == UNKNOWN
     assert flagged.to_dict()["in_domain"] is False and flagged.confidence == max(flagged.probabilities.values())
     plain = Recognizer.load(tiny_model_dir).predict_signal(noise(seed=3), SR)
