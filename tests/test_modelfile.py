@@ -42,7 +42,7 @@ def test_read_model_json_names_the_problem(tmp_path, setup, why):
 def test_model_json_from_before_newer_options_gets_their_old_meaning(tmp_path):
     write(tmp_path, minimal_meta())
     meta = read_model_json(tmp_path)
-    assert meta["feature_config"] == {"shape_stats": False, "voice_quality": False, "voice": 0}
+    assert meta["feature_config"] == {"shape_stats": False, "voice_quality": False, "voice": 0, "pitch_decimation": 1}
     assert meta["classifier_config"] == {"head_stats": "all"}
 
 
@@ -128,6 +128,8 @@ def shipped_like() -> dict:
     ("vae_config.channels", True, r"vae_config.channels is True"),
     ("classifier_config.c_grid", [], r"classifier_config.c_grid is \[\]"),
     ("train_config.speed_perturb", [1.1] * 100, r"train_config.speed_perturb .* at most 16|0 to 16 numbers"),
+    ("feature_config.pitch_decimation", 0, r"feature_config.pitch_decimation is 0; it must be an integer in \[1, 64\]"),
+    ("feature_config.pitch_decimation", "2", r"feature_config.pitch_decimation is '2'"),
     ("classes", ["a", "a"], r"classes is \['a', 'a'\]; it must be a list of 1 to 1000 different"),
     ("classes", [""], r"classes is \[''\]"),
     ("stat_names", "abc", r"stat_names is 'abc'"),
@@ -229,3 +231,16 @@ def test_onnx_session_refuses_a_graph_larger_than_any_model(tmp_path):
         fh.truncate(MAX_GRAPH_BYTES + 1)
     with pytest.raises(ModelFormatError, match="big.onnx: .* more than any emovae graph"):
         onnx_session(tmp_path / "big.onnx")
+
+
+def test_every_config_field_has_a_range_check():
+    # a field missing from FIELDS reaches the config's own checks unvalidated (a string where a number belongs)
+    from dataclasses import fields
+
+    from emovae.config import ClassifierConfig, FeatureConfig, TrainConfig, VAEConfig
+    from emovae.modelfile import FIELDS
+
+    for section, cls in (("feature_config", FeatureConfig), ("vae_config", VAEConfig),
+                         ("classifier_config", ClassifierConfig), ("train_config", TrainConfig)):
+        missing = {f.name for f in fields(cls)} - set(FIELDS[section])
+        assert not missing, f"{section}: {sorted(missing)}"

@@ -54,7 +54,7 @@ class FeatureConfig:
     pitch_decimation: int = 2  # "yin-acf" runs at sample_rate / this (8 kHz: F0 <= 600 Hz needs no more); 1: none
     f0_min: float = 60.0  # Hz
     f0_max: float = 600.0  # Hz
-    yin_frame_length: int = 1024  # samples; must hold two periods of f0_min
+    yin_frame_length: int = 1024  # samples (pitch_method "yin" only); must hold two periods of f0_min
     yin_threshold: float = 0.35  # CMNDF dip below which a frame counts as voiced (82 % frame agreement with pYIN)
     ber_split_hz: float = 2000.0  # band energy ratio split frequency
     trim_db: float = 40.0  # leading/trailing frames quieter than (loudest - trim_db) are trimmed

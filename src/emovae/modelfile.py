@@ -59,7 +59,7 @@ FIELDS: dict[str, dict[str, tuple]] = {
     "feature_config": {
         "sample_rate": ("int", 8000, 192_000), "n_fft": ("int", 16, 16384), "win_length": ("int", 1, 16384),
         "hop_length": ("int", 1, 16384), "n_mels": ("int", 1, 512), "n_mfcc": ("int", 1, 512), "deltas": ("bool",),
-        "pitch_method": ("str",), "f0_min": ("float", 1.0, 96_000.0), "f0_max": ("float", 1.0, 96_000.0),
+        "pitch_method": ("str",), "pitch_decimation": ("int", 1, 64), "f0_min": ("float", 1.0, 96_000.0), "f0_max": ("float", 1.0, 96_000.0),
         "yin_frame_length": ("int", 16, 16384), "yin_threshold": ("float", 0.0, 1.0),
         "ber_split_hz": ("float", 1.0, 96_000.0), "trim_db": ("float", 0.0, 300.0),
         "silence_db": ("float", -400.0, 0.0), "percentiles": ("floats", 0, 32, (0.0, 100.0)),
@@ -76,6 +76,7 @@ FIELDS: dict[str, dict[str, tuple]] = {
         "use_stats": ("bool",), "use_latent": ("bool",), "c_grid": ("floats", 1, 64, (1e-12, 1e12)),
         "class_weight": ("str?",), "answer_accuracy": ("float", 0.0, 1.0), "adapted_head": ("bool",),
         "voice_epochs": ("int", 1, 10**6), "voice_copies_per_epoch": ("int", 0, 10**6), "head_stats": ("str",),
+        "dimension_alphas": ("floats", 1, 64, (1e-12, 1e12)),
     },
     "train_config": {
         "seed": ("int", 0, 2**63 - 1), "val_actors": ("int", 1, 10**6), "threads": ("int", 1, 1024),
@@ -135,6 +136,7 @@ def check_meta(meta, where: str) -> dict:
     fc.setdefault("shape_stats", False)  # written before these statistics existed: without them
     fc.setdefault("voice_quality", False)
     fc.setdefault("voice", 0)  # written before the voice student: without it
+    fc.setdefault("pitch_decimation", 1)  # written before it: "yin-acf" then ran at the full rate ("yin" ignores it)
     cc.setdefault("head_stats", "all")  # written before the voice student: the heads read all statistics
     retired = {k: cc.pop(k) for k in RETIRED if k in cc}
     on = [k for k, v in retired.items() if RETIRED[k] is not None and v not in (RETIRED[k], None)]
