@@ -59,7 +59,8 @@ FIELDS: dict[str, dict[str, tuple]] = {
     "feature_config": {
         "sample_rate": ("int", 8000, 192_000), "n_fft": ("int", 16, 16384), "win_length": ("int", 1, 16384),
         "hop_length": ("int", 1, 16384), "n_mels": ("int", 1, 512), "n_mfcc": ("int", 1, 512), "deltas": ("bool",),
-        "pitch_method": ("str",), "pitch_decimation": ("int", 1, 64), "f0_min": ("float", 1.0, 96_000.0), "f0_max": ("float", 1.0, 96_000.0),
+        "pitch_method": ("str",), "pitch_decimation": ("int", 1, 64), "f0_min": ("float", 1.0, 96_000.0),
+        "f0_max": ("float", 1.0, 96_000.0),
         "yin_frame_length": ("int", 16, 16384), "yin_threshold": ("float", 0.0, 1.0),
         "ber_split_hz": ("float", 1.0, 96_000.0), "trim_db": ("float", 0.0, 300.0),
         "silence_db": ("float", -400.0, 0.0), "percentiles": ("floats", 0, 32, (0.0, 100.0)),
