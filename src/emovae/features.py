@@ -156,7 +156,7 @@ def _yin_block(frames, starts, sq, lags, w: int, n: int, tau_min: int, cfg: Feat
                       cfg.yin_threshold)
 
 
-def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, sample_rate: int, threshold: float):
+def _cmnd_pick(d: np.ndarray, lags: np.ndarray, tau_min: int, sample_rate: float, threshold: float):
     """YIN's steps after the difference function d (B, tau_max + 1) over ``lags``: the cumulative-mean
     normalisation, the first dip below ``threshold`` (else the global minimum) from ``tau_min`` on, refined by a
     parabola: (f0 Hz at ``sample_rate``, aperiodicity), each (B,)."""

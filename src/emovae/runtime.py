@@ -7,7 +7,7 @@ Both backends receive features computed by the same ``features`` code; only the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -146,8 +146,6 @@ class FeatureJob:
         statistics appended when the model has a student and the clip's speech-guard cues (``Features.cues``);
         a mono or (samples, channels) signal at ``sr`` Hz. AudioError for a silent clip (peak below
         ``SILENCE_DB``)."""
-        from dataclasses import replace
-
         cfg = self.config
         y = audio.prepare(signal, sr, cfg.sample_rate, cfg.min_duration, name, self.max_decoded_bytes)
         if audio.is_silent(y, SILENCE_DB):
