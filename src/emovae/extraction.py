@@ -255,7 +255,8 @@ class FeatureTable:
         gets None there (``engine``: see ``extract_files``). ``pool_to``: keep each copy's frames only
         average-pooled to this many steps (``features.pool_frames``; give the VAE's ``seq_len``, the only form in
         which training reads a copy's frames, unchanged by pooling again): the shipped recipe's peak went from
-        5.2 to 3.8-3.9 GB (benchmarks/results-memory.md). Returns self."""
+        5.2 to 3.8-3.9 GB in runs of one student epoch (a full fit: 4.9 GB; benchmarks/results-memory.md).
+        Returns self."""
         for f in (*factors, *augment.degraded_names(degraded)):
             if f not in self.augmented:
                 self.augmented[f] = extract_files(self.paths, self.config, cache_dir=cache_dir, n_jobs=n_jobs,
